@@ -1,4 +1,32 @@
+using Onyx.Gateway.Api;
+using Onyx.Gateway.Cluster;
+using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Health;
+using Onyx.Gateway.Providers;
+using Onyx.Gateway.Resilience;
+using Onyx.Gateway.Routing;
+using Onyx.Gateway.Telemetry;
+
 var builder = WebApplication.CreateBuilder(args);
+
+builder.AddServiceDefaults();
+builder.AddGatewayConfiguration();
+builder.AddGatewayTelemetry();
+builder.AddCluster();
+builder.AddProviders();
+builder.AddGatewayResilience();
+builder.AddModelRouting();
+builder.AddGatewayHealth();
+builder.AddGatewayApi();
+
 var app = builder.Build();
-app.MapGet("/", () => "ok");
+
+app.UseOpenAiErrors();
+app.MapDefaultEndpoints();
+app.MapModelsApi();
+app.MapChatCompletionsApi();
+
 app.Run();
+
+/// <summary>The gateway's entry point; public so tests can host it with WebApplicationFactory.</summary>
+public partial class Program;

@@ -1,0 +1,46 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace Onyx.Gateway.Cluster;
+
+internal static partial class ClusterExtensions
+{
+    /// <summary>The Aspire connection name of the shared Redis (<c>ConnectionStrings:redis</c>).</summary>
+    public const string RedisConnectionName = "redis";
+
+    /// <summary>
+    /// Shared state across replicas lives in Redis, through Aspire's StackExchange.Redis client (health check,
+    /// traces, metrics included). Without a Redis connection string the gateway runs on in-memory state, which is
+    /// right for one standalone process and says so at start-up.
+    /// </summary>
+    public static IHostApplicationBuilder AddCluster(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<ReplicaIdentity>();
+        if (!string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(RedisConnectionName)))
+        {
+            builder.AddRedisClient(RedisConnectionName);
+            builder.Services.AddSingleton<ReplicaRegistry>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<ReplicaRegistry>());
+            builder.Services.AddHealthChecks().Add(new HealthCheckRegistration("replica",
+                sp => sp.GetRequiredService<ReplicaRegistry>(), HealthStatus.Unhealthy, ["ready"]));
+        }
+        else
+        {
+            builder.Services.AddHostedService<InMemoryNotice>();
+        }
+        return builder;
+    }
+
+    private sealed partial class InMemoryNotice(ILogger<InMemoryNotice> logger) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            NoRedis(logger);
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        [LoggerMessage(4003, LogLevel.Warning, "No Redis configured (ConnectionStrings:redis): state is in memory, which is correct for a single replica only")]
+        private static partial void NoRedis(ILogger logger);
+    }
+}

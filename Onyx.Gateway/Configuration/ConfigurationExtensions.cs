@@ -1,0 +1,105 @@
+using Microsoft.Extensions.Configuration.EnvironmentVariables;
+using Microsoft.Extensions.Options;
+using NetEscapades.Configuration.Yaml;
+using Onyx.Gateway.Routing;
+
+namespace Onyx.Gateway.Configuration;
+
+internal static class ConfigurationExtensions
+{
+    /// <summary>Environment variable (the story's) and configuration key that name the LiteLLM config file.</summary>
+    public const string ConfigPathVariable = "LITELLM_CONFIG_PATH";
+    public const string ConfigPathKey = "Onyx:ConfigPath";
+
+    /// <summary>
+    /// Loads the LiteLLM-format YAML file as a configuration source placed *before* the environment variables,
+    /// so environment and Aspire settings override it; binds and validates it at start-up.
+    /// </summary>
+    public static IHostApplicationBuilder AddGatewayConfiguration(this IHostApplicationBuilder builder)
+    {
+        var path = builder.Configuration[ConfigPathVariable] ?? builder.Configuration[ConfigPathKey];
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            throw new OptionsValidationException(ConfigPathVariable, typeof(LiteLlmOptions),
+                [$"No LiteLLM config file: set {ConfigPathVariable} (or {ConfigPathKey}) to the path of litellm-config.yaml."]);
+        }
+        path = Path.GetFullPath(path, builder.Environment.ContentRootPath);
+        if (!File.Exists(path))
+        {
+            throw new OptionsValidationException(ConfigPathVariable, typeof(LiteLlmOptions),
+                [$"{ConfigPathVariable}: the LiteLLM config file '{path}' does not exist."]);
+        }
+
+        var sources = builder.Configuration.Sources;
+        var firstEnvironment = sources.Select((source, index) => (source, index))
+            .FirstOrDefault(s => s.source is EnvironmentVariablesConfigurationSource { Prefix: null or "" }).index;
+        var yaml = new YamlConfigurationSource { Path = path, Optional = false, ReloadOnChange = false };
+        yaml.ResolveFileProvider();
+        sources.Insert(firstEnvironment > 0 ? firstEnvironment : 0, yaml);
+
+        builder.Services.AddSingleton(new ConfigFileInfo(path));
+        builder.Services.AddOptions<LiteLlmOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddOptions<OnyxOptions>().Bind(builder.Configuration.GetSection(OnyxOptions.SectionName)).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<LiteLlmOptions>, LiteLlmOptionsValidator>();
+        builder.Services.AddSingleton<IValidateOptions<OnyxOptions>, OnyxOptionsValidator>();
+        builder.Services.AddSingleton(services =>
+        {
+            var table = RoutingTable.Build(
+                services.GetRequiredService<IOptions<LiteLlmOptions>>().Value,
+                services.GetRequiredService<IOptions<OnyxOptions>>().Value,
+                services.GetRequiredService<IConfiguration>(),
+                out var errors);
+            return errors.Count == 0 ? table : throw new OptionsValidationException(nameof(LiteLlmOptions), typeof(LiteLlmOptions), errors);
+        });
+        builder.Services.AddHostedService<ConfigurationReport>();
+        return builder;
+    }
+}
+
+internal sealed record ConfigFileInfo(string Path);
+
+internal sealed class LiteLlmOptionsValidator(IConfiguration configuration, IOptions<OnyxOptions> onyx) : IValidateOptions<LiteLlmOptions>
+{
+    public ValidateOptionsResult Validate(string? name, LiteLlmOptions options)
+    {
+        RoutingTable.Build(options, onyx.Value, configuration, out var errors);
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
+internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
+{
+    public ValidateOptionsResult Validate(string? name, OnyxOptions options)
+    {
+        var errors = new List<string>();
+        var routing = options.Routing;
+        if (routing.FirstTokenTimeout <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:FirstTokenTimeout must be positive.");
+        }
+        if (routing.StreamIdleTimeout <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:StreamIdleTimeout must be positive.");
+        }
+        if (routing.FailureWindow <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:FailureWindow must be positive.");
+        }
+        if (routing.ConnectTimeout <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:ConnectTimeout must be positive.");
+        }
+        if (options.Limits.MaxRequestBodyBytes < 1024)
+        {
+            errors.Add("Onyx:Limits:MaxRequestBodyBytes must be at least 1024.");
+        }
+        foreach (var (prefix, provider) in options.Providers)
+        {
+            if (provider.ApiBase is { } apiBase && !Uri.TryCreate(apiBase, UriKind.Absolute, out _))
+            {
+                errors.Add($"Onyx:Providers:{prefix}:ApiBase must be an absolute URL; got '{apiBase}'.");
+            }
+        }
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

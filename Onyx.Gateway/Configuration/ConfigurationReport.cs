@@ -1,0 +1,125 @@
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Configuration;
+using NetEscapades.Configuration.Yaml;
+using Onyx.Gateway.Routing;
+
+namespace Onyx.Gateway.Configuration;
+
+/// <summary>
+/// Says once, at start-up, what the gateway made of its config file: each deployment and whether it can be
+/// called, and every key that is accepted but not acted on — never silently ignored.
+/// </summary>
+internal sealed partial class ConfigurationReport(
+    IConfiguration configuration, ConfigFileInfo file, RoutingTable routing, ILogger<ConfigurationReport> logger) : IHostedService
+{
+    /// <summary>Keys the gateway acts on; <c>*</c> stands for a list index or a free-form name.</summary>
+    private static readonly Regex[] Implemented =
+    [
+        Pattern("model_list:*:model_name"),
+        Pattern("model_list:*:litellm_params:model"),
+        Pattern("model_list:*:litellm_params:api_key"),
+        Pattern("model_list:*:litellm_params:api_base"),
+        Pattern("model_list:*:litellm_params:max_tokens"),
+        Pattern("model_list:*:litellm_params:temperature"),
+        Pattern("router_settings:routing_strategy"),
+        Pattern("router_settings:allowed_fails"),
+        Pattern("router_settings:fallback_models:*"),
+        Pattern("router_settings:default_fallbacks:*"),
+        Pattern("router_settings:fallbacks:*:*:*"),
+        Pattern("router_settings:cooldown_time"),
+        Pattern("router_settings:timeout"),
+        Pattern("Onyx:**"),
+    ];
+
+    private static readonly (Regex Key, string Why)[] Explained =
+    [
+        (Pattern("model_list:*:litellm_params:stream"), "the client's own 'stream' flag decides the response shape"),
+    ];
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        Log.ConfigLoaded(logger, file.Path, routing.Aliases.Count, routing.Deployments.Count);
+        foreach (var deployment in routing.Deployments)
+        {
+            if (deployment.UnavailableReason is { } reason)
+            {
+                Log.DeploymentUnavailable(logger, deployment.Id, deployment.Alias, reason);
+            }
+            else
+            {
+                Log.DeploymentReady(logger, deployment.Id, deployment.Alias, deployment.ApiBase.GetLeftPart(UriPartial.Authority));
+            }
+        }
+        var strategy = configuration["router_settings:routing_strategy"];
+        if (strategy is not (null or "simple-fallback" or "simple-shuffle"))
+        {
+            Log.StrategyNotImplemented(logger, strategy);
+        }
+        foreach (var key in FileKeys())
+        {
+            if (Implemented.Any(p => p.IsMatch(key)))
+            {
+                continue;
+            }
+            var why = Explained.FirstOrDefault(e => e.Key.IsMatch(key)).Why;
+            Log.KeyIgnored(logger, key, string.IsNullOrEmpty(why) ? "not implemented yet" : why);
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private IEnumerable<string> FileKeys()
+    {
+        if (configuration is not IConfigurationRoot root)
+        {
+            return [];
+        }
+        var yaml = root.Providers.OfType<YamlConfigurationProvider>().LastOrDefault();
+        if (yaml is null)
+        {
+            return [];
+        }
+        var keys = new List<string>();
+        Collect(yaml, null, keys);
+        return keys.Distinct(StringComparer.OrdinalIgnoreCase).Order(StringComparer.Ordinal);
+    }
+
+    private static void Collect(IConfigurationProvider provider, string? parent, List<string> keys)
+    {
+        var children = provider.GetChildKeys([], parent).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        foreach (var child in children)
+        {
+            var path = parent is null ? child : $"{parent}:{child}";
+            if (provider.TryGet(path, out _))
+            {
+                keys.Add(path);
+            }
+            Collect(provider, path, keys);
+        }
+    }
+
+    private static Regex Pattern(string key)
+    {
+        var escaped = Regex.Escape(key).Replace(@"\*\*", ".+", StringComparison.Ordinal).Replace(@"\*", "[^:]+", StringComparison.Ordinal);
+        return new Regex("^" + escaped + "$", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1001, LogLevel.Information, "Loaded LiteLLM config {ConfigPath}: {AliasCount} aliases, {DeploymentCount} deployments")]
+        public static partial void ConfigLoaded(ILogger logger, string configPath, int aliasCount, int deploymentCount);
+
+        [LoggerMessage(1002, LogLevel.Information, "Deployment {Deployment} (alias {Alias}) is available at {ApiBase}")]
+        public static partial void DeploymentReady(ILogger logger, string deployment, string alias, string apiBase);
+
+        [LoggerMessage(1003, LogLevel.Warning, "Deployment {Deployment} (alias {Alias}) is UNAVAILABLE and will be skipped by routing: {Reason}")]
+        public static partial void DeploymentUnavailable(ILogger logger, string deployment, string alias, string reason);
+
+        [LoggerMessage(1004, LogLevel.Warning, "Config key {Key} is accepted but ignored: {Reason}")]
+        public static partial void KeyIgnored(ILogger logger, string key, string reason);
+
+        [LoggerMessage(1005, LogLevel.Warning, "router_settings:routing_strategy '{Strategy}' is not implemented; deployments are tried in config order (simple-fallback)")]
+        public static partial void StrategyNotImplemented(ILogger logger, string strategy);
+    }
+}

@@ -1,0 +1,108 @@
+using Microsoft.Extensions.Configuration;
+
+namespace Onyx.Gateway.Configuration;
+
+/// <summary>
+/// The LiteLLM proxy config file (<c>litellm-config.yaml</c>), bound from configuration. The YAML file is one
+/// configuration source among the standard ones, so every key can be overridden by environment variables
+/// (e.g. <c>router_settings__allowed_fails=5</c>) or by Aspire.
+/// </summary>
+internal sealed class LiteLlmOptions
+{
+    [ConfigurationKeyName("model_list")]
+    public List<ModelListEntry> ModelList { get; set; } = [];
+
+    [ConfigurationKeyName("router_settings")]
+    public RouterSettings RouterSettings { get; set; } = new();
+
+    [ConfigurationKeyName("litellm_settings")]
+    public LiteLlmSettings LiteLlmSettings { get; set; } = new();
+}
+
+internal sealed class ModelListEntry
+{
+    /// <summary>The alias clients ask for (<c>"model": "manus-primary"</c>).</summary>
+    [ConfigurationKeyName("model_name")]
+    public string? ModelName { get; set; }
+
+    [ConfigurationKeyName("litellm_params")]
+    public LiteLlmParams LiteLlmParams { get; set; } = new();
+}
+
+internal sealed class LiteLlmParams
+{
+    /// <summary>Provider prefix and the provider's model id: <c>together_ai/deepseek-ai/DeepSeek-V3</c>.</summary>
+    [ConfigurationKeyName("model")]
+    public string? Model { get; set; }
+
+    /// <summary>A literal key, <c>${VAR}</c> or <c>os.environ/VAR</c>.</summary>
+    [ConfigurationKeyName("api_key")]
+    public string? ApiKey { get; set; }
+
+    [ConfigurationKeyName("api_base")]
+    public string? ApiBase { get; set; }
+
+    /// <summary>Applied when the client sends neither <c>max_tokens</c> nor <c>max_completion_tokens</c>.</summary>
+    [ConfigurationKeyName("max_tokens")]
+    public int? MaxTokens { get; set; }
+
+    /// <summary>Applied when the client sends no <c>temperature</c>.</summary>
+    [ConfigurationKeyName("temperature")]
+    public double? Temperature { get; set; }
+
+    /// <summary>
+    /// Accepted for compatibility. The client's own <c>stream</c> flag decides the response shape: forcing a
+    /// stream on a client that asked for JSON would break every non-streaming SDK call.
+    /// </summary>
+    [ConfigurationKeyName("stream")]
+    public bool? Stream { get; set; }
+}
+
+internal sealed class RouterSettings
+{
+    /// <summary><c>simple-fallback</c> (config order) or <c>simple-shuffle</c> (random order within an alias).</summary>
+    [ConfigurationKeyName("routing_strategy")]
+    public string? RoutingStrategy { get; set; }
+
+    /// <summary>Failures within the failure window that open a deployment's circuit breaker.</summary>
+    [ConfigurationKeyName("allowed_fails")]
+    public int AllowedFails { get; set; } = 3;
+
+    /// <summary>Fallback aliases for every alias (the story's form; LiteLLM's <c>default_fallbacks</c>).</summary>
+    [ConfigurationKeyName("fallback_models")]
+    public List<string> FallbackModels { get; set; } = [];
+
+    [ConfigurationKeyName("default_fallbacks")]
+    public List<string> DefaultFallbacks { get; set; } = [];
+
+    /// <summary>LiteLLM's list form: <c>[{"manus-primary": ["manus-fallback"]}]</c>.</summary>
+    [ConfigurationKeyName("fallbacks")]
+    public List<Dictionary<string, List<string>>> Fallbacks { get; set; } = [];
+
+    /// <summary>Seconds an opened breaker keeps a deployment out of rotation (default 60).</summary>
+    [ConfigurationKeyName("cooldown_time")]
+    public double? CooldownTime { get; set; }
+
+    /// <summary>Accepted; retries within a deployment come with the resilience work (issue 6).</summary>
+    [ConfigurationKeyName("num_retries")]
+    public int? NumRetries { get; set; }
+
+    /// <summary>Seconds one non-streaming attempt may take before the next deployment is tried (default 600).</summary>
+    [ConfigurationKeyName("timeout")]
+    public double? Timeout { get; set; }
+}
+
+internal sealed class LiteLlmSettings
+{
+    [ConfigurationKeyName("rate_limit")]
+    public RateLimitSettings RateLimit { get; set; } = new();
+}
+
+internal sealed class RateLimitSettings
+{
+    [ConfigurationKeyName("rpm")]
+    public int? Rpm { get; set; }
+
+    [ConfigurationKeyName("tpm")]
+    public int? Tpm { get; set; }
+}

@@ -1,0 +1,54 @@
+namespace Onyx.Gateway.Configuration;
+
+/// <summary>Onyx's own settings (section <c>Onyx</c>), beside the LiteLLM-format ones.</summary>
+internal sealed class OnyxOptions
+{
+    public const string SectionName = "Onyx";
+
+    public RoutingOptions Routing { get; set; } = new();
+
+    /// <summary>Per provider prefix (<c>together_ai</c>, <c>ollama</c>, …): overrides of the provider's defaults.</summary>
+    public Dictionary<string, ProviderOverride> Providers { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Service names the AppHost knows it could not start (comma-separated, e.g. <c>ollama</c>): deployments whose
+    /// <c>api_base</c> names one of them are reported unavailable instead of being called.
+    /// </summary>
+    public string? UnavailableServices { get; set; }
+
+    public LimitsOptions Limits { get; set; } = new();
+
+    public CallLogOptions CallLog { get; set; } = new();
+}
+
+internal sealed class RoutingOptions
+{
+    /// <summary>A streaming attempt that has produced no token by then is abandoned for the next deployment.</summary>
+    public TimeSpan FirstTokenTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>A stream that sends nothing for this long after its first token has failed.</summary>
+    public TimeSpan StreamIdleTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The window in which <c>allowed_fails</c> failures open a breaker.</summary>
+    public TimeSpan FailureWindow { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Time allowed to open a TCP/TLS connection to an upstream.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(2);
+}
+
+internal sealed class ProviderOverride
+{
+    /// <summary>Replaces the provider's default base URL (deployments with an explicit api_base keep theirs).</summary>
+    public string? ApiBase { get; set; }
+}
+
+internal sealed class LimitsOptions
+{
+    public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+}
+
+internal sealed class CallLogOptions
+{
+    /// <summary>Write one JSON line per LLM call to stdout (the OpenTelemetry log record is always written).</summary>
+    public bool Stdout { get; set; } = true;
+}

@@ -1,0 +1,25 @@
+using System.Text.Json.Serialization;
+
+namespace Onyx.Gateway.OpenAi;
+
+/// <summary>OpenAI's error envelope: <c>{"error":{"message","type","param","code"}}</c>.</summary>
+internal sealed record OpenAiError(
+    [property: JsonPropertyName("message")] string Message,
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("param")] string? Param,
+    [property: JsonPropertyName("code")] string? Code);
+
+internal sealed record OpenAiErrorEnvelope([property: JsonPropertyName("error")] OpenAiError Error);
+
+/// <summary>The error types OpenAI's SDKs know, and the status codes that go with them.</summary>
+internal static class OpenAiErrorTypes
+{
+    public const string InvalidRequest = "invalid_request_error";
+    public const string Authentication = "authentication_error";
+    public const string Permission = "permission_error";
+    public const string NotFound = "not_found_error";
+    public const string RateLimit = "rate_limit_error";
+    public const string Server = "server_error";
+    public const string ServiceUnavailable = "service_unavailable";
+    public const string Upstream = "upstream_error";
+}

@@ -1,0 +1,39 @@
+using System.Text;
+using Onyx.Gateway.OpenAi;
+using Onyx.Gateway.Routing;
+
+namespace Onyx.Gateway.Providers;
+
+/// <summary>One adapter per upstream wire protocol. Both directions speak OpenAI's shapes to the caller.</summary>
+internal interface IChatProvider
+{
+    ProviderProtocol Protocol { get; }
+
+    /// <summary>A non-streaming completion as an OpenAI <c>chat.completion</c> body.</summary>
+    /// <exception cref="UpstreamException">The upstream failed or answered something unusable.</exception>
+    Task<CompletionResult> CompleteAsync(Deployment deployment, ChatRequest request, AttemptContext context, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// OpenAI <c>chat.completion.chunk</c>s, in order. Ends after the upstream's last chunk (<c>[DONE]</c>, or a
+    /// finish reason followed by the end of the stream); throws <see cref="UpstreamException"/> on any failure.
+    /// </summary>
+    IAsyncEnumerable<StreamChunk> StreamAsync(Deployment deployment, ChatRequest request, AttemptContext context, CancellationToken cancellationToken);
+}
+
+/// <summary>One chunk of a stream: its JSON bytes, forwarded as they are, and what they carry.</summary>
+internal readonly record struct StreamChunk(ReadOnlyMemory<byte> Json, ChunkInfo Info);
+
+/// <summary>A non-streaming answer.</summary>
+internal sealed record CompletionResult(byte[] Body, TokenUsage? Usage, string? ResponseModel, string? CompletionText);
+
+/// <summary>Per-attempt state a provider reports into.</summary>
+internal sealed class AttemptContext(string requestId)
+{
+    public string RequestId { get; } = requestId;
+
+    /// <summary>The answer's text so far, for counting tokens when the provider reports no usage.</summary>
+    public StringBuilder CompletionText { get; } = new();
+
+    /// <summary>The model name the upstream reported.</summary>
+    public string? ResponseModel { get; set; }
+}

@@ -1,0 +1,230 @@
+using System.Buffers;
+using System.Net.Http.Headers;
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Onyx.Gateway.OpenAi;
+using Onyx.Gateway.Routing;
+
+namespace Onyx.Gateway.Providers;
+
+/// <summary>
+/// Together AI, DeepSeek and any OpenAI-compatible server: the client's body goes up with the deployment's model
+/// and defaults; the answer comes back as it is, chunk by chunk.
+/// </summary>
+internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatProvider
+{
+    private static readonly MediaTypeHeaderValue Json = new("application/json");
+    private static readonly MediaTypeWithQualityHeaderValue EventStream = new("text/event-stream");
+
+    public ProviderProtocol Protocol => ProviderProtocol.OpenAiCompatible;
+
+    public async Task<CompletionResult> CompleteAsync(Deployment deployment, ChatRequest request, AttemptContext context, CancellationToken cancellationToken)
+    {
+        using var response = await SendAsync(deployment, request, stream: false, cancellationToken);
+        byte[] body;
+        try
+        {
+            body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            throw UpstreamErrors.Broken(ex, deployment);
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw UpstreamErrors.Malformed(deployment, "the body is not a JSON object");
+            }
+            if (root.TryGetProperty("error", out var error) && error.ValueKind != JsonValueKind.Null)
+            {
+                throw UpstreamErrors.ErrorEvent(deployment, body);
+            }
+            if (!root.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array || choices.GetArrayLength() == 0)
+            {
+                throw UpstreamErrors.Malformed(deployment, "no 'choices'");
+            }
+            var model = root.TryGetProperty("model", out var m) && m.ValueKind == JsonValueKind.String ? m.GetString() : null;
+            string? text = null;
+            if (choices[0].TryGetProperty("message", out var message) && message.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String)
+            {
+                text = content.GetString();
+            }
+            TokenUsage? usage = null;
+            if (root.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object
+                && u.TryGetProperty("prompt_tokens", out var p) && u.TryGetProperty("completion_tokens", out var c)
+                && p.TryGetInt32(out var prompt) && c.TryGetInt32(out var completion))
+            {
+                usage = new TokenUsage(prompt, completion);
+            }
+            context.ResponseModel = model;
+            return new CompletionResult(body, usage, model, text);
+        }
+        catch (JsonException ex)
+        {
+            throw UpstreamErrors.Malformed(deployment, "the body is not valid JSON", ex);
+        }
+    }
+
+    public async IAsyncEnumerable<StreamChunk> StreamAsync(Deployment deployment, ChatRequest request, AttemptContext context,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var response = await SendAsync(deployment, request, stream: true, cancellationToken);
+        Stream body;
+        try
+        {
+            body = await response.Content.ReadAsStreamAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            throw UpstreamErrors.Broken(ex, deployment);
+        }
+
+        // The chunk's own bytes are the one allocation per event: they are handed on as they are.
+        var parser = SseParser.Create(body, static (_, data) => data.ToArray());
+        await using var events = parser.EnumerateAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
+        var finished = false;
+        while (true)
+        {
+            try
+            {
+                if (!await events.MoveNextAsync())
+                {
+                    break;
+                }
+            }
+            catch (Exception ex) when (ex is IOException or HttpRequestException)
+            {
+                throw UpstreamErrors.Broken(ex, deployment);
+            }
+
+            var data = events.Current.Data;
+            if (data.AsSpan().SequenceEqual("[DONE]"u8))
+            {
+                yield break;
+            }
+            if (data.Length == 0)
+            {
+                continue;
+            }
+            ChunkInfo info;
+            try
+            {
+                info = ChunkInspector.Inspect(data, context.CompletionText);
+            }
+            catch (JsonException ex)
+            {
+                throw UpstreamErrors.Malformed(deployment, "a stream chunk is not valid JSON", ex);
+            }
+            if (info.IsError)
+            {
+                throw UpstreamErrors.ErrorEvent(deployment, data);
+            }
+            finished |= info.HasFinishReason;
+            yield return new StreamChunk(data, info);
+        }
+        if (!finished)
+        {
+            throw new UpstreamException(FailureKind.StreamBroken, $"{deployment.Id} ended the stream before the answer finished");
+        }
+        // A finish reason followed by the end of the stream is a complete answer, [DONE] or not.
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(Deployment deployment, ChatRequest request, bool stream, CancellationToken cancellationToken)
+    {
+        using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(deployment.ApiBase.AbsoluteUri.TrimEnd('/') + "/chat/completions"))
+        {
+            Content = new ByteArrayContent(BuildBody(deployment, request, stream)) { Headers = { ContentType = Json } },
+        };
+        if (deployment.ApiKey is { } key)
+        {
+            message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        }
+        if (stream)
+        {
+            message.Headers.Accept.Add(EventStream);
+        }
+
+        HttpResponseMessage response;
+        try
+        {
+            response = await clients.For(deployment.ApiBase).SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw UpstreamErrors.Transport(ex, deployment);
+        }
+        if (!response.IsSuccessStatusCode)
+        {
+            using (response)
+            {
+                throw await UpstreamErrors.FromResponseAsync(response, deployment, cancellationToken);
+            }
+        }
+        return response;
+    }
+
+    /// <summary>
+    /// The client's body with the deployment's model, its defaults where the client set none, and usage asked for
+    /// in streams (the gateway needs it for the call log; the router passes it on only if the client asked).
+    /// </summary>
+    internal static byte[] BuildBody(Deployment deployment, ChatRequest request, bool stream)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("model", deployment.ProviderModel);
+            foreach (var (name, value) in request.Body)
+            {
+                if (name is "model" or "stream" or "stream_options")
+                {
+                    continue;
+                }
+                json.WritePropertyName(name);
+                if (value is null)
+                {
+                    json.WriteNullValue();
+                }
+                else
+                {
+                    value.WriteTo(json);
+                }
+            }
+            var body = request.Body;
+            if (deployment.DefaultMaxTokens is { } maxTokens && body["max_tokens"] is null && body["max_completion_tokens"] is null)
+            {
+                json.WriteNumber("max_tokens", maxTokens);
+            }
+            if (deployment.DefaultTemperature is { } temperature && body["temperature"] is null)
+            {
+                json.WriteNumber("temperature", temperature);
+            }
+            json.WriteBoolean("stream", stream);
+            if (stream)
+            {
+                json.WriteStartObject("stream_options");
+                if (body["stream_options"] is JsonObject clientOptions)
+                {
+                    foreach (var (name, value) in clientOptions)
+                    {
+                        if (name != "include_usage")
+                        {
+                            json.WritePropertyName(name);
+                            if (value is null) { json.WriteNullValue(); } else { value.WriteTo(json); }
+                        }
+                    }
+                }
+                json.WriteBoolean("include_usage", true);
+                json.WriteEndObject();
+            }
+            json.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+}

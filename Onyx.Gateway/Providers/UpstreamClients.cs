@@ -1,0 +1,46 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Configuration;
+
+namespace Onyx.Gateway.Providers;
+
+/// <summary>
+/// One long-lived <see cref="HttpClient"/> per upstream origin, on a <see cref="SocketsHttpHandler"/> with a
+/// connect timeout and pooled connections, and no total timeout: a stream may legitimately last minutes, so
+/// attempts are bounded by the router's first-token and idle limits instead (as YARP's forwarder does).
+/// These clients are deliberately not from IHttpClientFactory, so the service defaults' standard resilience
+/// handler (10 s/30 s timeouts, retries) never wraps LLM traffic.
+/// </summary>
+internal sealed class UpstreamClients(IOptions<OnyxOptions> options) : IDisposable
+{
+    private readonly ConcurrentDictionary<string, HttpClient> _clients = new(StringComparer.OrdinalIgnoreCase);
+
+    public HttpClient For(Uri apiBase) => _clients.GetOrAdd(apiBase.GetLeftPart(UriPartial.Authority), _ => Create());
+
+    private HttpClient Create() => new(new SocketsHttpHandler
+    {
+        ConnectTimeout = options.Value.Routing.ConnectTimeout,
+        PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
+        // Re-resolve DNS now and then: provider endpoints move.
+        PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+        AutomaticDecompression = DecompressionMethods.None,
+        EnableMultipleHttp2Connections = true,
+        MaxConnectionsPerServer = int.MaxValue,
+        UseCookies = false,
+        AllowAutoRedirect = false,
+    })
+    {
+        Timeout = Timeout.InfiniteTimeSpan,
+        DefaultRequestVersion = HttpVersion.Version11,
+        DefaultVersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
+    };
+
+    public void Dispose()
+    {
+        foreach (var client in _clients.Values)
+        {
+            client.Dispose();
+        }
+    }
+}

@@ -1,0 +1,107 @@
+using Onyx.Gateway.OpenAi;
+using Onyx.Gateway.Providers;
+using Onyx.Gateway.Telemetry;
+
+namespace Onyx.Gateway.Routing;
+
+/// <summary>
+/// Follows one client request through its attempts and writes its call log record, metrics and attempt events
+/// exactly once, whichever way it ends.
+/// </summary>
+internal sealed class CallTracker(ChatRequest request, string requestId, TimeProvider time, CallLog log, GatewayMetrics metrics, TokenEstimator estimator)
+{
+    private readonly long _started = time.GetTimestamp();
+    private readonly List<string> _tried = [];
+    private bool _finished;
+
+    public string RequestId { get; } = requestId;
+
+    public ChatRequest Request { get; } = request;
+
+    public int Attempts { get; private set; }
+
+    public TimeSpan? TimeToFirstToken { get; private set; }
+
+    /// <summary>"deployment (reason)" for every deployment skipped or failed, for the final error message.</summary>
+    public IReadOnlyList<string> Tried => _tried;
+
+    public TimeSpan Elapsed => time.GetElapsedTime(_started);
+
+    public void Skipped(Deployment deployment, string reason) => _tried.Add($"{deployment.Id} ({reason})");
+
+    public void AttemptStarted() => Attempts++;
+
+    public void FirstToken() => TimeToFirstToken ??= Elapsed;
+
+    public void AttemptFailed(Deployment deployment, UpstreamException failure)
+    {
+        _tried.Add($"{deployment.Id} ({failure.Reason})");
+        metrics.AttemptFailed(deployment.Id, failure.Reason);
+        log.Write(new LlmAttemptRecord
+        {
+            Timestamp = time.GetUtcNow(),
+            RequestId = RequestId,
+            Alias = Request.Model,
+            Deployment = deployment.Id,
+            Attempt = Attempts,
+            Reason = failure.Reason,
+            Message = failure.Message,
+            ElapsedMs = Milliseconds(Elapsed),
+        });
+    }
+
+    public void Succeeded(RouteInfo route, TokenUsage? usage, AttemptContext context) =>
+        Finish(route.Deployment, route.Fallback, 200, null, usage, context);
+
+    /// <summary>The call failed (<paramref name="deployment"/> is the last one that answered, if any).</summary>
+    public void Failed(Deployment? deployment, bool fallback, int status, string errorType, string message, TokenUsage? usage = null, AttemptContext? context = null) =>
+        Finish(deployment, fallback, status, new CallError(errorType, message), usage, context);
+
+    private void Finish(Deployment? deployment, bool fallback, int status, CallError? error, TokenUsage? usage, AttemptContext? context)
+    {
+        if (_finished)
+        {
+            return;
+        }
+        _finished = true;
+        var elapsed = Elapsed;
+        var tokens = usage ?? Estimate(context);
+        log.Write(new LlmCallRecord
+        {
+            Timestamp = time.GetUtcNow(),
+            RequestId = RequestId,
+            Alias = Request.Model,
+            Deployment = deployment?.Id,
+            ProviderModel = deployment?.ProviderModel,
+            ResponseModel = context?.ResponseModel,
+            Stream = Request.Stream,
+            Tokens = new TokenCounts(tokens.Prompt, tokens.Completion, tokens.Total, tokens.Estimated),
+            LatencyMs = Milliseconds(elapsed),
+            TtftMs = TimeToFirstToken is { } ttft ? Milliseconds(ttft) : null,
+            Success = error is null,
+            Status = status,
+            Error = error,
+            Fallback = fallback,
+            Attempts = Attempts,
+        });
+        metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
+        if (deployment is not null)
+        {
+            metrics.Completed(deployment.Provider.Prefix, Request.Model, context?.ResponseModel, elapsed, TimeToFirstToken,
+                tokens.Prompt, tokens.Completion, error?.Type);
+        }
+    }
+
+    /// <summary>Counts with the tokenizer what the provider did not report (prompt always; completion if any).</summary>
+    public TokenUsage Estimate(AttemptContext? context)
+    {
+        if (Attempts == 0)
+        {
+            return default;
+        }
+        var completion = context is null ? 0 : estimator.Count(context.CompletionText.ToString());
+        return new TokenUsage(estimator.CountPrompt(Request.Messages), completion, Estimated: true);
+    }
+
+    private static double Milliseconds(TimeSpan span) => Math.Round(span.TotalMilliseconds, 2);
+}

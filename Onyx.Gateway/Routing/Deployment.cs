@@ -1,0 +1,34 @@
+using Onyx.Gateway.Providers;
+
+namespace Onyx.Gateway.Routing;
+
+/// <summary>One entry of <c>model_list</c>, resolved: where it lives, how to reach it and its defaults.</summary>
+internal sealed class Deployment
+{
+    /// <summary>Stable, unique id: the LiteLLM model string (<c>together_ai/deepseek-ai/DeepSeek-V3</c>).</summary>
+    public required string Id { get; init; }
+
+    /// <summary>The alias this deployment serves.</summary>
+    public required string Alias { get; init; }
+
+    public required ProviderInfo Provider { get; init; }
+
+    /// <summary>The provider's own model id, without the prefix.</summary>
+    public required string ProviderModel { get; init; }
+
+    public required Uri ApiBase { get; init; }
+
+    /// <summary>The resolved key; never logged, never returned to a client.</summary>
+    public string? ApiKey { get; init; }
+
+    public int? DefaultMaxTokens { get; init; }
+
+    public double? DefaultTemperature { get; init; }
+
+    /// <summary>Why the deployment cannot be called at all (no key, service not running); null when it can.</summary>
+    public string? UnavailableReason { get; init; }
+
+    public bool IsAvailable => UnavailableReason is null;
+
+    public override string ToString() => Id;
+}

@@ -1,0 +1,187 @@
+using Microsoft.Extensions.Configuration;
+using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Providers;
+
+namespace Onyx.Gateway.Routing;
+
+/// <summary>
+/// Aliases, their deployments and their fallback chains, built once at start-up from the LiteLLM config.
+/// A chain is the alias's own deployments followed by those of its fallback aliases, in order, each once.
+/// </summary>
+internal sealed class RoutingTable
+{
+    private readonly Dictionary<string, Deployment[]> _chains;
+
+    private RoutingTable(IReadOnlyList<string> aliases, IReadOnlyList<Deployment> deployments,
+        Dictionary<string, Deployment[]> chains, bool shuffle)
+    {
+        Aliases = aliases;
+        Deployments = deployments;
+        _chains = chains;
+        ShuffleWithinAlias = shuffle;
+    }
+
+    public IReadOnlyList<string> Aliases { get; }
+
+    public IReadOnlyList<Deployment> Deployments { get; }
+
+    /// <summary><c>simple-shuffle</c>: an alias's own deployments are tried in random order.</summary>
+    public bool ShuffleWithinAlias { get; }
+
+    public bool TryGetChain(string alias, out Deployment[] chain) => _chains.TryGetValue(alias, out chain!);
+
+    /// <summary>Builds the table, or returns the configuration errors, each naming the offending key.</summary>
+    public static RoutingTable Build(LiteLlmOptions options, OnyxOptions onyx, IConfiguration configuration, out List<string> errors)
+    {
+        errors = [];
+        var unavailableServices = (onyx.UnavailableServices ?? string.Empty)
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .ToHashSet(StringComparer.OrdinalIgnoreCase);
+
+        var deployments = new List<Deployment>();
+        var aliases = new List<string>();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+
+        if (options.ModelList.Count == 0)
+        {
+            errors.Add("model_list: at least one model is required.");
+        }
+
+        for (var i = 0; i < options.ModelList.Count; i++)
+        {
+            var entry = options.ModelList[i];
+            var key = $"model_list:{i}";
+            if (string.IsNullOrWhiteSpace(entry.ModelName))
+            {
+                errors.Add($"{key}:model_name is required.");
+                continue;
+            }
+            var model = entry.LiteLlmParams.Model;
+            var slash = model?.IndexOf('/') ?? -1;
+            if (model is null || slash <= 0 || slash == model.Length - 1)
+            {
+                errors.Add($"{key}:litellm_params:model must be '<provider>/<model>' (supported providers: {ProviderCatalog.SupportedPrefixes}); got '{model}'.");
+                continue;
+            }
+            var prefix = model[..slash];
+            if (!ProviderCatalog.ByPrefix.TryGetValue(prefix, out var provider))
+            {
+                errors.Add($"{key}:litellm_params:model has an unknown provider prefix '{prefix}/' (supported: {ProviderCatalog.SupportedPrefixes}).");
+                continue;
+            }
+            if (entry.LiteLlmParams.MaxTokens is < 1)
+            {
+                errors.Add($"{key}:litellm_params:max_tokens must be at least 1.");
+            }
+            if (entry.LiteLlmParams.Temperature is < 0 or > 2)
+            {
+                errors.Add($"{key}:litellm_params:temperature must be between 0 and 2.");
+            }
+
+            var explicitBase = EnvironmentReferences.Resolve(entry.LiteLlmParams.ApiBase, configuration);
+            var baseText = explicitBase
+                ?? (onyx.Providers.TryGetValue(prefix, out var over) ? over.ApiBase : null)
+                ?? provider.DefaultApiBase;
+            if (!Uri.TryCreate(baseText, UriKind.Absolute, out var apiBase) || apiBase.Scheme is not ("http" or "https"))
+            {
+                errors.Add($"{key}:litellm_params:api_base must be an absolute http(s) URL; got '{baseText}'.");
+                continue;
+            }
+
+            string? unavailable = null;
+            if (unavailableServices.Contains(apiBase.Host))
+            {
+                unavailable = $"service '{apiBase.Host}' is not running (reported by the AppHost)";
+            }
+            apiBase = ServiceDiscovery.Resolve(apiBase, configuration);
+
+            var apiKey = EnvironmentReferences.Resolve(entry.LiteLlmParams.ApiKey, configuration);
+            if (provider.RequiresApiKey && apiKey is null)
+            {
+                unavailable ??= $"no API key ({DescribeKeySource(entry.LiteLlmParams.ApiKey)} is not set)";
+            }
+
+            var id = model;
+            for (var n = 2; !ids.Add(id); n++)
+            {
+                id = $"{model}#{n}";
+            }
+            deployments.Add(new Deployment
+            {
+                Id = id,
+                Alias = entry.ModelName,
+                Provider = provider,
+                ProviderModel = model[(slash + 1)..],
+                ApiBase = apiBase,
+                ApiKey = apiKey,
+                DefaultMaxTokens = entry.LiteLlmParams.MaxTokens,
+                DefaultTemperature = entry.LiteLlmParams.Temperature,
+                UnavailableReason = unavailable,
+            });
+            if (!aliases.Contains(entry.ModelName, StringComparer.Ordinal))
+            {
+                aliases.Add(entry.ModelName);
+            }
+        }
+
+        var router = options.RouterSettings;
+        if (router.AllowedFails < 1)
+        {
+            errors.Add("router_settings:allowed_fails must be at least 1.");
+        }
+        if (router.CooldownTime is <= 0)
+        {
+            errors.Add("router_settings:cooldown_time must be a positive number of seconds.");
+        }
+        if (router.Timeout is <= 0)
+        {
+            errors.Add("router_settings:timeout must be a positive number of seconds.");
+        }
+        var strategy = router.RoutingStrategy ?? "simple-fallback";
+
+        var defaultFallbacks = router.FallbackModels.Concat(router.DefaultFallbacks).ToList();
+        for (var i = 0; i < defaultFallbacks.Count; i++)
+        {
+            if (!aliases.Contains(defaultFallbacks[i]))
+            {
+                errors.Add($"router_settings:fallback_models names '{defaultFallbacks[i]}', which is not a model_name in model_list.");
+            }
+        }
+        var perAlias = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        for (var i = 0; i < router.Fallbacks.Count; i++)
+        {
+            foreach (var (from, to) in router.Fallbacks[i])
+            {
+                if (!aliases.Contains(from))
+                {
+                    errors.Add($"router_settings:fallbacks:{i} names '{from}', which is not a model_name in model_list.");
+                }
+                foreach (var target in to.Where(t => !aliases.Contains(t)))
+                {
+                    errors.Add($"router_settings:fallbacks:{i}:{from} names '{target}', which is not a model_name in model_list.");
+                }
+                perAlias[from] = to;
+            }
+        }
+
+        var chains = new Dictionary<string, Deployment[]>(StringComparer.Ordinal);
+        foreach (var alias in aliases)
+        {
+            var chainAliases = new List<string> { alias };
+            chainAliases.AddRange(perAlias.TryGetValue(alias, out var specific) ? specific : defaultFallbacks);
+            chains[alias] = chainAliases
+                .Distinct(StringComparer.Ordinal)
+                .SelectMany(a => deployments.Where(d => d.Alias == a))
+                .ToArray();
+        }
+        return new RoutingTable(aliases, deployments, chains, strategy == "simple-shuffle");
+    }
+
+    private static string DescribeKeySource(string? reference) => reference switch
+    {
+        null or "" => "litellm_params:api_key",
+        _ when reference.StartsWith("os.environ/", StringComparison.Ordinal) => reference["os.environ/".Length..],
+        _ when reference.Contains("${", StringComparison.Ordinal) => reference.Replace("${", "", StringComparison.Ordinal).Replace("}", "", StringComparison.Ordinal),
+        _ => "litellm_params:api_key",
+    };
+}

@@ -1,0 +1,158 @@
+using System.Text.Json.Serialization;
+using System.Threading.Channels;
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Configuration;
+
+namespace Onyx.Gateway.Telemetry;
+
+/// <summary>The structured record of one LLM call (the story's AC2.2.6). Never holds keys or message text.</summary>
+internal sealed record LlmCallRecord
+{
+    [JsonPropertyName("event")] public string Event => "llm_call";
+    [JsonPropertyName("timestamp")] public required DateTimeOffset Timestamp { get; init; }
+    [JsonPropertyName("request_id")] public required string RequestId { get; init; }
+    [JsonPropertyName("alias")] public required string Alias { get; init; }
+    [JsonPropertyName("deployment")] public string? Deployment { get; init; }
+    [JsonPropertyName("provider_model")] public string? ProviderModel { get; init; }
+    [JsonPropertyName("response_model")] public string? ResponseModel { get; init; }
+    [JsonPropertyName("stream")] public required bool Stream { get; init; }
+    [JsonPropertyName("tokens")] public required TokenCounts Tokens { get; init; }
+    [JsonPropertyName("latency_ms")] public required double LatencyMs { get; init; }
+    [JsonPropertyName("ttft_ms")] public double? TtftMs { get; init; }
+    [JsonPropertyName("success")] public required bool Success { get; init; }
+    [JsonPropertyName("status")] public required int Status { get; init; }
+    [JsonPropertyName("error")] public CallError? Error { get; init; }
+    [JsonPropertyName("fallback")] public required bool Fallback { get; init; }
+    [JsonPropertyName("attempts")] public required int Attempts { get; init; }
+}
+
+internal sealed record TokenCounts(
+    [property: JsonPropertyName("prompt")] int Prompt,
+    [property: JsonPropertyName("completion")] int Completion,
+    [property: JsonPropertyName("total")] int Total,
+    [property: JsonPropertyName("estimated")] bool Estimated);
+
+internal sealed record CallError(
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("message")] string Message);
+
+/// <summary>One failed attempt within a call, with the reason the router moved on.</summary>
+internal sealed record LlmAttemptRecord
+{
+    [JsonPropertyName("event")] public string Event => "llm_attempt_failed";
+    [JsonPropertyName("timestamp")] public required DateTimeOffset Timestamp { get; init; }
+    [JsonPropertyName("request_id")] public required string RequestId { get; init; }
+    [JsonPropertyName("alias")] public required string Alias { get; init; }
+    [JsonPropertyName("deployment")] public required string Deployment { get; init; }
+    [JsonPropertyName("attempt")] public required int Attempt { get; init; }
+    [JsonPropertyName("reason")] public required string Reason { get; init; }
+    [JsonPropertyName("message")] public required string Message { get; init; }
+    [JsonPropertyName("elapsed_ms")] public required double ElapsedMs { get; init; }
+}
+
+[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(LlmCallRecord))]
+[JsonSerializable(typeof(LlmAttemptRecord))]
+internal sealed partial class CallLogJsonContext : JsonSerializerContext;
+
+/// <summary>
+/// Writes each record twice: as an OpenTelemetry log record with named fields (to the Aspire dashboard or any
+/// OTLP backend; category <see cref="Category"/>), and as one JSON line on stdout for log shippers. The stdout
+/// line is written by a background loop, so a slow terminal or pipe never holds up an answer.
+/// </summary>
+internal sealed partial class CallLog : BackgroundService
+{
+    public const string Category = "Onyx.CallLog";
+
+    private readonly ILogger _logger;
+    private readonly bool _stdout;
+    private readonly Channel<object> _lines = Channel.CreateBounded<object>(new BoundedChannelOptions(10_000)
+    {
+        SingleReader = true,
+        FullMode = BoundedChannelFullMode.Wait,
+    });
+
+    public CallLog(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options)
+    {
+        _logger = loggerFactory.CreateLogger(Category);
+        _stdout = options.Value.CallLog.Stdout;
+    }
+
+    public void Write(LlmCallRecord record)
+    {
+        Log.Call(_logger, record.RequestId, record.Alias, record.Deployment, record.ProviderModel, record.ResponseModel,
+            record.Stream, record.Tokens.Prompt, record.Tokens.Completion, record.Tokens.Total, record.Tokens.Estimated,
+            record.LatencyMs, record.TtftMs, record.Success, record.Status, record.Error?.Type, record.Error?.Message,
+            record.Fallback, record.Attempts);
+        Enqueue(record);
+    }
+
+    public void Write(LlmAttemptRecord record)
+    {
+        Log.AttemptFailed(_logger, record.RequestId, record.Alias, record.Deployment, record.Attempt, record.Reason, record.Message, record.ElapsedMs);
+        Enqueue(record);
+    }
+
+    private void Enqueue(object record)
+    {
+        if (_stdout && !_lines.Writer.TryWrite(record))
+        {
+            Log.Dropped(_logger);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await using var stdout = Console.OpenStandardOutput();
+        var newline = "\n"u8.ToArray();
+        try
+        {
+            while (await _lines.Reader.WaitToReadAsync(stoppingToken))
+            {
+                while (_lines.Reader.TryRead(out var record))
+                {
+                    await WriteLineAsync(stdout, record, newline);
+                }
+                await stdout.FlushAsync(stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Shutting down: write what is queued, then stop.
+            while (_lines.Reader.TryRead(out var record))
+            {
+                await WriteLineAsync(stdout, record, newline);
+            }
+            await stdout.FlushAsync(CancellationToken.None);
+        }
+    }
+
+    private static async Task WriteLineAsync(Stream stdout, object record, byte[] newline)
+    {
+        var bytes = record switch
+        {
+            LlmCallRecord call => System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(call, CallLogJsonContext.Default.LlmCallRecord),
+            LlmAttemptRecord attempt => System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(attempt, CallLogJsonContext.Default.LlmAttemptRecord),
+            _ => [],
+        };
+        await stdout.WriteAsync(bytes);
+        await stdout.WriteAsync(newline);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(3001, LogLevel.Information,
+            "LLM call {RequestId} {Alias} -> {Deployment}: success={Success} status={Status} latency_ms={LatencyMs} ttft_ms={TtftMs} tokens={TotalTokens}")]
+        public static partial void Call(ILogger logger, string requestId, string alias, string? deployment, string? providerModel,
+            string? responseModel, bool stream, int promptTokens, int completionTokens, int totalTokens, bool tokensEstimated,
+            double latencyMs, double? ttftMs, bool success, int status, string? errorType, string? errorMessage, bool fallback, int attempts);
+
+        [LoggerMessage(3002, LogLevel.Warning,
+            "LLM attempt failed {RequestId} {Alias} -> {Deployment} (attempt {Attempt}): {Reason}: {Message} after {ElapsedMs} ms")]
+        public static partial void AttemptFailed(ILogger logger, string requestId, string alias, string deployment, int attempt,
+            string reason, string message, double elapsedMs);
+
+        [LoggerMessage(3003, LogLevel.Warning, "Call log queue is full; a stdout line was dropped (the OpenTelemetry record was written)")]
+        public static partial void Dropped(ILogger logger);
+    }
+}

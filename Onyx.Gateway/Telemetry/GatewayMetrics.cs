@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Onyx.Gateway.Resilience;
+
+namespace Onyx.Gateway.Telemetry;
+
+/// <summary>
+/// The gateway's meter: OpenTelemetry GenAI instruments plus Onyx's own. Labels are low-cardinality
+/// (alias, deployment, outcome): never user or request ids.
+/// </summary>
+internal sealed class GatewayMetrics
+{
+    public const string MeterName = "Onyx.Gateway";
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _requests;
+    private readonly Counter<long> _attemptFailures;
+    private readonly Counter<long> _breakerTransitions;
+    private readonly Histogram<double> _duration;
+    private readonly Histogram<double> _timeToFirstToken;
+    private readonly Histogram<long> _tokens;
+    private readonly UpDownCounter<long> _activeStreams;
+
+    public GatewayMetrics(IMeterFactory meterFactory)
+    {
+        _meter = meterFactory.Create(MeterName);
+        _requests = _meter.CreateCounter<long>("onyx.gateway.requests", "{request}", "LLM requests by alias, deployment and outcome");
+        _attemptFailures = _meter.CreateCounter<long>("onyx.gateway.attempt.failures", "{attempt}", "Failed upstream attempts by deployment and reason");
+        _breakerTransitions = _meter.CreateCounter<long>("onyx.gateway.circuit_breaker.transitions", "{transition}", "Circuit breaker state changes");
+        _duration = _meter.CreateHistogram("gen_ai.client.operation.duration", "s", "GenAI operation duration",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92] });
+        _timeToFirstToken = _meter.CreateHistogram("gen_ai.server.time_to_first_token", "s", "Time to the first token of a streamed answer",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0] });
+        _tokens = _meter.CreateHistogram<long>("gen_ai.client.token.usage", "{token}", "Tokens used per call, by token type",
+            advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576] });
+        _activeStreams = _meter.CreateUpDownCounter<long>("onyx.gateway.streams.active", "{stream}", "Streams in flight");
+    }
+
+    public void Request(string alias, string? deployment, string outcome, bool fallback) =>
+        _requests.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment ?? "none" }, { "onyx.outcome", outcome }, { "onyx.fallback", fallback } });
+
+    public void AttemptFailed(string deployment, string reason) =>
+        _attemptFailures.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.reason", reason } });
+
+    public void BreakerTransition(string deployment, CircuitState to) =>
+        _breakerTransitions.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.state", to.ToString() } });
+
+    public void ObserveBreakers(Func<IEnumerable<CircuitBreaker>> breakers) =>
+        _meter.CreateObservableGauge("onyx.gateway.circuit_breaker.state",
+            () => breakers().Select(b => new Measurement<int>((int)b.State, new KeyValuePair<string, object?>("onyx.deployment", b.DeploymentId))),
+            "{state}", "Circuit breaker state per deployment: 0 closed, 1 open, 2 half-open");
+
+    public void Completed(string provider, string requestModel, string? responseModel, TimeSpan duration, TimeSpan? timeToFirstToken, int? inputTokens, int? outputTokens, string? errorType)
+    {
+        var tags = new TagList
+        {
+            { "gen_ai.operation.name", "chat" },
+            { "gen_ai.provider.name", provider },
+            { "gen_ai.request.model", requestModel },
+        };
+        if (responseModel is not null)
+        {
+            tags.Add("gen_ai.response.model", responseModel);
+        }
+        if (errorType is not null)
+        {
+            tags.Add("error.type", errorType);
+        }
+        _duration.Record(duration.TotalSeconds, tags);
+        if (timeToFirstToken is { } ttft)
+        {
+            _timeToFirstToken.Record(ttft.TotalSeconds, tags);
+        }
+        if (inputTokens is { } input)
+        {
+            var inputTags = tags;
+            inputTags.Add("gen_ai.token.type", "input");
+            _tokens.Record(input, inputTags);
+        }
+        if (outputTokens is { } output)
+        {
+            var outputTags = tags;
+            outputTags.Add("gen_ai.token.type", "output");
+            _tokens.Record(output, outputTags);
+        }
+    }
+
+    public void StreamStarted() => _activeStreams.Add(1);
+
+    public void StreamEnded() => _activeStreams.Add(-1);
+}
