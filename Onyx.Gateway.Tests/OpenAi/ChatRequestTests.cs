@@ -1,0 +1,59 @@
+using System.Text.Json.Nodes;
+using Onyx.Gateway.OpenAi;
+
+namespace Onyx.Gateway.Tests.OpenAi;
+
+public sealed class ChatRequestTests
+{
+    [Fact]
+    public void AcceptsAnOrdinaryStreamingRequest()
+    {
+        var ok = ChatRequest.TryParse(JsonNode.Parse("""
+            {"model":"manus-primary","stream":true,"stream_options":{"include_usage":true},
+             "messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"}]}]}
+            """), out var request, out _);
+        Assert.True(ok);
+        Assert.Equal("manus-primary", request.Model);
+        Assert.True(request.Stream);
+        Assert.True(request.IncludeUsage);
+        Assert.Equal(2, request.Messages.Count);
+    }
+
+    [Theory]
+    [InlineData("""[]""", null)]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}]}""", "model")]
+    [InlineData("""{"model":"","messages":[{"role":"user","content":"x"}]}""", "model")]
+    [InlineData("""{"model":"m"}""", "messages")]
+    [InlineData("""{"model":"m","messages":[]}""", "messages")]
+    [InlineData("""{"model":"m","messages":"hi"}""", "messages")]
+    [InlineData("""{"model":"m","messages":[{"content":"x"}]}""", "messages[0].role")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"},{"role":"robot","content":"x"}]}""", "messages[1].role")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":42}]}""", "messages[0].content")]
+    [InlineData("""{"model":"m","messages":[{"role":"user"}]}""", "messages[0].content")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":[{"text":"no type"}]}]}""", "messages[0].content[0]")]
+    [InlineData("""{"model":"m","messages":[{"role":"tool","content":"42"}]}""", "messages[0].tool_call_id")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}""", "stream")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":2.5}""", "temperature")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":-0.1}""", "top_p")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}""", "max_tokens")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1.5}""", "max_tokens")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}""", "n")]
+    public void RejectsAndNamesTheBadField(string body, string? param)
+    {
+        Assert.False(ChatRequest.TryParse(JsonNode.Parse(body), out _, out var error));
+        Assert.Equal("invalid_request_error", error.Type);
+        Assert.Equal(param, error.Param);
+        Assert.False(string.IsNullOrWhiteSpace(error.Message));
+    }
+
+    [Fact]
+    public void AcceptsAnAssistantTurnThatOnlyCallsTools()
+    {
+        Assert.True(ChatRequest.TryParse(JsonNode.Parse("""
+            {"model":"m","messages":[{"role":"user","content":"x"},
+              {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+              {"role":"tool","tool_call_id":"c1","content":"42"}]}
+            """), out _, out _));
+    }
+}

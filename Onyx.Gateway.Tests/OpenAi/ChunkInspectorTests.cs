@@ -1,0 +1,59 @@
+using System.Text;
+using System.Text.Json;
+using Onyx.Gateway.OpenAi;
+
+namespace Onyx.Gateway.Tests.OpenAi;
+
+public sealed class ChunkInspectorTests
+{
+    [Fact]
+    public void RoleOnlyChunkCarriesNoContent()
+    {
+        var info = ChunkInspector.Inspect("""{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"""u8);
+        Assert.Equal(new ChunkInfo(false, false, false, null, false), info);
+    }
+
+    [Fact]
+    public void ContentChunkIsSeenAndItsTextCollected()
+    {
+        var text = new StringBuilder();
+        var info = ChunkInspector.Inspect("""{"choices":[{"index":0,"delta":{"content":"Hel\"lo\u00e9"},"finish_reason":null}]}"""u8, text);
+        Assert.True(info.HasContent);
+        Assert.False(info.HasFinishReason);
+        Assert.Equal("Hel\"loé", text.ToString());
+    }
+
+    [Fact]
+    public void ToolCallCountsAsFirstToken()
+    {
+        var info = ChunkInspector.Inspect("""{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"f","arguments":""}}]}}]}"""u8);
+        Assert.True(info.HasContent);
+    }
+
+    [Fact]
+    public void FinishAndUsageChunksAreRecognised()
+    {
+        var finish = ChunkInspector.Inspect("""{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"""u8);
+        Assert.True(finish.HasFinishReason);
+        Assert.Null(finish.Usage);
+
+        var usage = ChunkInspector.Inspect("""{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"""u8);
+        Assert.True(usage.ChoicesEmpty);
+        Assert.Equal(new TokenUsage(12, 5), usage.Usage);
+    }
+
+    [Fact]
+    public void ErrorEventIsRecognised()
+    {
+        Assert.True(ChunkInspector.Inspect("""{"error":{"message":"overloaded","type":"server_error"}}"""u8).IsError);
+    }
+
+    [Theory]
+    [InlineData("not json")]
+    [InlineData("[1,2]")]
+    [InlineData("{\"choices\":[{\"delta\":{\"content\":\"x\"}")]
+    public void MalformedChunkThrows(string chunk)
+    {
+        Assert.ThrowsAny<JsonException>(() => ChunkInspector.Inspect(Encoding.UTF8.GetBytes(chunk)));
+    }
+}
