@@ -27,6 +27,3 @@ app.MapModelsApi();
 app.MapChatCompletionsApi();
 
 app.Run();
-
-/// <summary>The gateway's entry point; public so tests can host it with WebApplicationFactory.</summary>
-public partial class Program;

@@ -1,0 +1,126 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Onyx.Gateway.Tests.Fakes;
+
+namespace Onyx.Gateway.Tests.TestHost;
+
+/// <summary>
+/// The real gateway (its own Program) on a loopback Kestrel port, configured with the repository's
+/// litellm-config.yaml, with Together AI pointed at a fake OpenAI-compatible provider and
+/// <c>http://ollama:11434</c> resolved to a fake Ollama — the same way Aspire's service discovery does it.
+/// </summary>
+public sealed class GatewayHost : IAsyncDisposable
+{
+    public const string TogetherKey = "sk-together-test-3f9a1c";
+
+    private readonly WebApplicationFactory<GatewayAssembly> _factory;
+
+    private GatewayHost(FakeOpenAiProvider primary, FakeOllamaProvider fallback, WebApplicationFactory<GatewayAssembly> factory, LogCapture logs)
+    {
+        Primary = primary;
+        Fallback = fallback;
+        _factory = factory;
+        Logs = logs;
+    }
+
+    public FakeOpenAiProvider Primary { get; }
+
+    public FakeOllamaProvider Fallback { get; }
+
+    public LogCapture Logs { get; }
+
+    public Uri BaseAddress { get; private set; } = null!;
+
+    public IServiceProvider Services => _factory.Services;
+
+    public static string RepositoryRoot { get; } = FindRepositoryRoot();
+
+    /// <param name="settings">Configuration on top of the defaults (e.g. <c>Onyx:Routing:FirstTokenTimeout</c>).</param>
+    /// <param name="services">Replacements of the app's services (e.g. a fake <see cref="TimeProvider"/>).</param>
+    public static async Task<GatewayHost> StartAsync(Dictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null)
+    {
+        var primary = await FakeOpenAiProvider.StartAsync(new FakeBehavior { Models = ["deepseek-ai/DeepSeek-V3"] });
+        var fallback = await FakeOllamaProvider.StartAsync(new FakeBehavior { Models = ["mistral:7b-instruct"] });
+        var logs = new LogCapture();
+        var all = new Dictionary<string, string?>
+        {
+            ["LITELLM_CONFIG_PATH"] = Path.Combine(RepositoryRoot, "litellm-config.yaml"),
+            ["TOGETHER_API_KEY"] = TogetherKey,
+            ["Onyx:Providers:together_ai:ApiBase"] = primary.BaseUrl.ToString(),
+            ["services:ollama:http:0"] = fallback.BaseUrl.ToString(),
+            ["Onyx:Routing:FirstTokenTimeout"] = "00:00:01",
+            ["Onyx:CallLog:Stdout"] = "false",
+        };
+        foreach (var (key, value) in settings ?? [])
+        {
+            all[key] = value;
+        }
+
+        var factory = new WebApplicationFactory<GatewayAssembly>().WithWebHostBuilder(web =>
+        {
+            foreach (var (key, value) in all)
+            {
+                web.UseSetting(key, value);
+            }
+            web.ConfigureLogging(logging => logging.AddProvider(logs));
+            if (services is not null)
+            {
+                web.ConfigureTestServices(services);
+            }
+        });
+        factory.UseKestrel(0);
+        factory.StartServer();
+        var host = new GatewayHost(primary, fallback, factory, logs);
+        var addresses = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        host.BaseAddress = new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
+        return host;
+    }
+
+    /// <summary>A client with no connection reuse surprises: a fresh handler per host.</summary>
+    public HttpClient CreateClient() => new() { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+
+    public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    public static string ChatBody(string model = "manus-primary", bool stream = false, string extra = "") =>
+        $$"""{"model":"{{model}}","stream":{{(stream ? "true" : "false")}},"messages":[{"role":"user","content":"Say hello"}]{{extra}}}""";
+
+    public async ValueTask DisposeAsync()
+    {
+        await _factory.DisposeAsync();
+        await Primary.DisposeAsync();
+        await Fallback.DisposeAsync();
+    }
+
+    private static string FindRepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Onyx.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+        throw new InvalidOperationException("Onyx.sln not found above " + AppContext.BaseDirectory);
+    }
+}
+
+/// <summary>Parses an SSE response body the way a client would: the data of each event, in order.</summary>
+public static class Sse
+{
+    public static List<string> Events(string body) => body
+        .Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+        .Select(e => e.StartsWith("data: ", StringComparison.Ordinal) ? e["data: ".Length..] : throw new FormatException($"Not an SSE data event: '{e}'"))
+        .ToList();
+
+    public static string Content(IEnumerable<string> events) => string.Concat(events
+        .Where(e => e != "[DONE]")
+        .Select(e => JsonNode.Parse(e)!["choices"] is JsonArray { Count: > 0 } choices ? (string?)choices[0]!["delta"]?["content"] : null));
+}
