@@ -70,13 +70,14 @@ public sealed class GatewayHost : IAsyncDisposable
             {
                 web.UseSetting(key, value);
             }
+            web.UseUrls("http://127.0.0.1:0");
             web.ConfigureLogging(logging => logging.AddProvider(logs));
             if (services is not null)
             {
                 web.ConfigureTestServices(services);
             }
         });
-        factory.UseKestrel(0);
+        factory.UseKestrel();
         factory.StartServer();
         var host = new GatewayHost(primary, fallback, factory, logs);
         var addresses = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;

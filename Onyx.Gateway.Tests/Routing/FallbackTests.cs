@@ -1,0 +1,248 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using Onyx.Gateway.Tests.Api;
+using Onyx.Gateway.Tests.Fakes;
+using Onyx.Gateway.Tests.TestHost;
+
+namespace Onyx.Gateway.Tests.Routing;
+
+public sealed class FallbackTests : IAsyncLifetime
+{
+    private GatewayHost _gateway = null!;
+    private HttpClient _client = null!;
+
+    public async Task InitializeAsync()
+    {
+        _gateway = await GatewayHost.StartAsync();
+        _client = _gateway.CreateClient();
+    }
+
+    public async Task DisposeAsync()
+    {
+        _client.Dispose();
+        await _gateway.DisposeAsync();
+    }
+
+    public static TheoryData<string> PrimaryFaults() =>
+    [
+        "500", "503", "429", "502-html", "408", "401", "403", "404", "malformed", "error-first-event", "hang-before-headers", "headers-then-hang", "slow-first-token",
+    ];
+
+    private static FakeFault Fault(string name) => name switch
+    {
+        "500" => FakeFault.Status(500),
+        "503" => FakeFault.Status(503),
+        "429" => FakeFault.Status(429, headers: new Dictionary<string, string> { ["Retry-After"] = "2" }),
+        "502-html" => FakeFault.Status(502, "<html><body><h1>502 Bad Gateway</h1></body></html>", new Dictionary<string, string> { ["Content-Type"] = "text/html" }),
+        "408" => FakeFault.Status(408),
+        "401" => FakeFault.Status(401),
+        "403" => FakeFault.Status(403),
+        "404" => FakeFault.Status(404),
+        "malformed" => FakeFault.MalformedChunk,
+        "error-first-event" => FakeFault.ErrorFirstEvent,
+        "hang-before-headers" => FakeFault.HangBeforeHeaders,
+        "headers-then-hang" => FakeFault.HeadersThenHang,
+        "slow-first-token" => FakeFault.SlowFirstToken(TimeSpan.FromSeconds(30)),
+        _ => throw new ArgumentOutOfRangeException(nameof(name)),
+    };
+
+    [Theory]
+    [MemberData(nameof(PrimaryFaults))]
+    public async Task StreamsFromTheFallbackWhenThePrimaryFailsBeforeTheFirstToken(string fault)
+    {
+        _gateway.Primary.Fault = Fault(fault);
+
+        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+        Assert.Equal("ollama/mistral:7b-instruct", ChatCompletionsApiTests.Header(response, "x-onyx-deployment"));
+        Assert.Equal("2", ChatCompletionsApiTests.Header(response, "x-onyx-attempts"));
+        var events = Sse.Events(await response.Content.ReadAsStringAsync());
+        Assert.Equal(_gateway.Fallback.ExpectedText, Sse.Content(events));
+        Assert.Equal("mistral:7b-instruct", (string?)JsonNode.Parse(events[0])!["model"]);
+        Assert.Equal("[DONE]", events[^1]);
+        Assert.Equal(1, _gateway.Primary.Calls);
+        Assert.Equal(1, _gateway.Fallback.Calls);
+    }
+
+    [Theory]
+    [InlineData("500")]
+    [InlineData("502-html")]
+    [InlineData("401")]
+    [InlineData("malformed")]
+    [InlineData("error-first-event")]
+    public async Task AnswersFromTheFallbackWhenThePrimaryFailsWithoutStreaming(string fault)
+    {
+        _gateway.Primary.Fault = Fault(fault);
+
+        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.Equal("mistral:7b-instruct", (string?)body["model"]);
+        Assert.Equal(_gateway.Fallback.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
+        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+        Assert.Equal(1, _gateway.Fallback.Calls);
+    }
+
+    [Fact]
+    public async Task FailsOverWhenThePrimaryRefusesConnections()
+    {
+        await using var gateway = await GatewayHost.StartAsync(new() { ["Onyx:Providers:together_ai:ApiBase"] = $"http://127.0.0.1:{ClosedPort()}/v1" });
+        using var client = gateway.CreateClient();
+
+        using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+        Assert.Equal(gateway.Fallback.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
+    }
+
+    [Fact]
+    public async Task AbandonsAPrimaryThatSendsNoTokenWithinTheFirstTokenLimit()
+    {
+        _gateway.Primary.Fault = FakeFault.HangBeforeHeaders;
+        var clock = Stopwatch.StartNew();
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: true)) };
+        using var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var firstByte = clock.Elapsed;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        // The limit is 1 s here: the fallback's first token cannot come before it, and the primary is let go.
+        Assert.True(firstByte >= TimeSpan.FromSeconds(1), $"first byte after {firstByte}");
+        await _gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
+        Assert.Equal(_gateway.Fallback.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
+    }
+
+    [Fact]
+    public async Task ReturnsTheClientsOwnMistakeAsIsWithoutFallingOver()
+    {
+        _gateway.Primary.Fault = FakeFault.Status(400, FakeOpenAiProvider.ErrorBody("This model's maximum context length is 65536 tokens.", param: "messages", code: "context_length_exceeded"));
+
+        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+
+        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
+        Assert.Equal("invalid_request_error", (string?)error["type"]);
+        Assert.Contains("maximum context length", (string)error["message"]!);
+        Assert.Equal(1, _gateway.Primary.Calls);
+        Assert.Equal(0, _gateway.Fallback.Calls);
+    }
+
+    [Fact]
+    public async Task SaysWhichDeploymentsWereTriedWhenAllFail()
+    {
+        _gateway.Primary.Fault = FakeFault.Status(500);
+        _gateway.Fallback.Fault = FakeFault.Status(503);
+
+        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+
+        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadGateway);
+        Assert.Equal("all_deployments_failed", (string?)error["code"]);
+        var message = (string)error["message"]!;
+        Assert.Contains("together_ai/deepseek-ai/DeepSeek-V3 (http_500)", message);
+        Assert.Contains("ollama/mistral:7b-instruct (http_503)", message);
+        Assert.DoesNotContain(GatewayHost.TogetherKey, message);
+        Assert.DoesNotContain("127.0.0.1", message);
+    }
+
+    [Fact]
+    public async Task EndsACutStreamWithAnErrorEventAndNoDone()
+    {
+        _gateway.Primary.Update(b => b with { Tokens = ["one", " two", " three", " four"], Fault = FakeFault.DropAfter(2) });
+
+        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var events = Sse.Events(await response.Content.ReadAsStringAsync());
+        Assert.DoesNotContain("[DONE]", events);
+        Assert.Equal("one two", Sse.Content(events[..^1]));
+        var error = JsonNode.Parse(events[^1])!["error"]!;
+        Assert.Equal("stream_interrupted", (string?)error["code"]);
+        Assert.Contains("incomplete", (string)error["message"]!);
+        Assert.DoesNotContain(events, e => e.Contains("\"finish_reason\":\"stop\"", StringComparison.Ordinal));
+        Assert.Equal(0, _gateway.Fallback.Calls); // resuming on the fallback is a later feature
+    }
+
+    [Fact]
+    public async Task EndsAStalledStreamWithAnErrorEvent()
+    {
+        await using var gateway = await GatewayHost.StartAsync(new() { ["Onyx:Routing:StreamIdleTimeout"] = "00:00:00.500" });
+        gateway.Primary.Fault = FakeFault.StallAfter(1);
+        using var client = gateway.CreateClient();
+
+        using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+
+        var events = Sse.Events(await response.Content.ReadAsStringAsync());
+        Assert.Equal("stream_interrupted", (string?)JsonNode.Parse(events[^1])!["error"]!["code"]);
+        Assert.DoesNotContain("[DONE]", events);
+        await gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task CompletesAStreamThatFinishedButNeverSentDone()
+    {
+        _gateway.Primary.Fault = FakeFault.EndWithoutDone;
+
+        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+
+        var events = Sse.Events(await response.Content.ReadAsStringAsync());
+        Assert.Equal(_gateway.Primary.ExpectedText, Sse.Content(events));
+        Assert.Equal("[DONE]", events[^1]);
+        Assert.Equal(0, _gateway.Fallback.Calls);
+    }
+
+    [Fact]
+    public async Task TreatsAnOllamaErrorLineAsAFailure()
+    {
+        _gateway.Fallback.Fault = FakeFault.ErrorFirstEvent;
+
+        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback", stream: true)));
+
+        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadGateway);
+        Assert.Contains("ollama/mistral:7b-instruct (error_event)", (string)error["message"]!);
+    }
+
+    [Fact]
+    public async Task CancelsTheUpstreamWhenTheClientDisconnects()
+    {
+        _gateway.Primary.Update(b => b with { Tokens = Enumerable.Repeat(" word", 50).ToList(), TokenDelay = TimeSpan.FromMilliseconds(200) });
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: true)) })
+        using (var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            var stream = await response.Content.ReadAsStreamAsync();
+            var buffer = new byte[64];
+            Assert.True(await stream.ReadAsync(buffer) > 0);
+        } // the client goes away mid-answer
+
+        await _gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(5));
+        var call = await _gateway.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(5));
+        Assert.Equal(499, call["Status"]);
+    }
+
+    [Fact]
+    public async Task SkipsADeploymentWithoutAKey()
+    {
+        await using var gateway = await GatewayHost.StartAsync(new() { ["TOGETHER_API_KEY"] = "" });
+        using var client = gateway.CreateClient();
+
+        using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+        Assert.Equal("1", ChatCompletionsApiTests.Header(response, "x-onyx-attempts"));
+        Assert.Equal(0, gateway.Primary.Calls);
+        var health = JsonNode.Parse(await client.GetStringAsync("/health"))!;
+        Assert.Contains("TOGETHER_API_KEY", (string)health["checks"]!["deployments"]!["data"]!["together_ai/deepseek-ai/DeepSeek-V3"]!);
+    }
+
+    private static int ClosedPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
