@@ -1,0 +1,82 @@
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using Onyx.Gateway.Tests.Fakes;
+using Onyx.Gateway.Tests.TestHost;
+
+namespace Onyx.Gateway.Tests.AppHost;
+
+/// <summary>
+/// The real AppHost, started once for a test collection through Aspire.Hosting.Testing — no container engine:
+/// infrastructure mode <c>external</c> points the gateway at a real redis-server and at in-process fake
+/// providers that speak Together AI's and Ollama's wire protocols.
+/// </summary>
+public sealed class AppHostFixture : IAsyncLifetime
+{
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
+    public const string TogetherKey = "sk-apphost-test-91b2";
+
+    private RedisServerProcess? _redis;
+
+    public DistributedApplication App { get; private set; } = null!;
+
+    public FakeOpenAiProvider Primary { get; private set; } = null!;
+
+    public FakeOllamaProvider Fallback { get; private set; } = null!;
+
+    public string RedisConnectionString => _redis!.ConnectionString;
+
+    public async Task InitializeAsync()
+    {
+        Primary = await FakeOpenAiProvider.StartAsync(new FakeBehavior { Models = ["deepseek-ai/DeepSeek-V3"] });
+        Fallback = await FakeOllamaProvider.StartAsync(new FakeBehavior { Models = ["mistral:7b-instruct"] });
+        _redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20));
+
+        App = await StartAppHostAsync(
+            "--Onyx:Infrastructure=external",
+            $"--Onyx:External:Redis={_redis.ConnectionString}",
+            $"--Onyx:External:OllamaUrl={Fallback.BaseUrl}",
+            $"--Onyx:External:PrimaryBaseUrl={Primary.BaseUrl}",
+            $"--Parameters:together-api-key={TogetherKey}");
+    }
+
+    /// <summary>Builds and starts the AppHost with <paramref name="args"/>; returns once the gateway is healthy.</summary>
+    public static async Task<DistributedApplication> StartAppHostAsync(params string[] args)
+    {
+        using var cancel = new CancellationTokenSource(StartTimeout);
+        var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Onyx_AppHost>(args,
+            (options, _) => options.DisableDashboard = true, cancel.Token);
+        var app = await builder.BuildAsync(cancel.Token).WaitAsync(StartTimeout);
+        await app.StartAsync(cancel.Token).WaitAsync(StartTimeout);
+        await app.ResourceNotifications.WaitForResourceHealthyAsync("gateway", cancel.Token).WaitAsync(StartTimeout);
+        return app;
+    }
+
+    public HttpClient CreateGatewayClient() => App.CreateHttpClient("gateway", "http");
+
+    public void ResetFakes()
+    {
+        Primary.Reset();
+        Fallback.Reset();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (App is not null)
+        {
+            await App.DisposeAsync();
+        }
+        if (_redis is not null)
+        {
+            await _redis.DisposeAsync();
+        }
+        await Primary.DisposeAsync();
+        await Fallback.DisposeAsync();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class AppHostCollection : ICollectionFixture<AppHostFixture>
+{
+    public const string Name = "AppHost";
+}
