@@ -11,14 +11,20 @@ namespace Onyx.Gateway.Tests.AppHost;
 /// The default mode on a machine without a container engine: the AppHost runs redis-server itself, reports
 /// Ollama unavailable, and here runs the gateway as three replicas behind one endpoint.
 /// </summary>
-public sealed class ReplicasTests : IAsyncLifetime
+public sealed class ReplicasTests(ReplicasTests.LocalAppHost fixture) : IClassFixture<ReplicasTests.LocalAppHost>
 {
-    private DistributedApplication _app = null!;
+    private readonly DistributedApplication _app = fixture.App;
 
-    public async Task InitializeAsync() =>
-        _app = await AppHostFixture.StartAppHostAsync("--Onyx:Infrastructure=local", "--Onyx:Gateway:Replicas=3");
+    /// <summary>One AppHost for the class: local infrastructure, three gateway replicas.</summary>
+    public sealed class LocalAppHost : IAsyncLifetime
+    {
+        public DistributedApplication App { get; private set; } = null!;
 
-    public async Task DisposeAsync() => await _app.DisposeAsync();
+        public async Task InitializeAsync() =>
+            App = await AppHostFixture.StartAppHostAsync("--Onyx:Infrastructure=local", "--Onyx:Gateway:Replicas=3");
+
+        public async Task DisposeAsync() => await App.DisposeAsync();
+    }
 
     [Fact]
     public async Task ThreeReplicasEachAnswerAndShareOneRedis()
