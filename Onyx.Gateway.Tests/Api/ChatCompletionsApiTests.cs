@@ -6,34 +6,21 @@ using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Api;
 
-public sealed class ChatCompletionsApiTests : IAsyncLifetime
+public sealed class ChatCompletionsApiTests : GatewayTest
 {
-    private GatewayHost _gateway = null!;
-    private HttpClient _client = null!;
-
-    public async Task InitializeAsync()
-    {
-        _gateway = await GatewayHost.StartAsync(new() { ["Onyx:Limits:MaxRequestBodyBytes"] = "65536" });
-        _client = _gateway.CreateClient();
-    }
-
-    public async Task DisposeAsync()
-    {
-        _client.Dispose();
-        await _gateway.DisposeAsync();
-    }
+    protected override Dictionary<string, string?> Settings => new() { ["Onyx:Limits:MaxRequestBodyBytes"] = "65536" };
 
     [Fact]
     public async Task AnswersFromThePrimaryWithItsModelAndRouteHeaders()
     {
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
         var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
         Assert.Equal("chat.completion", (string?)body["object"]);
         Assert.Equal("deepseek-ai/DeepSeek-V3", (string?)body["model"]);
-        Assert.Equal(_gateway.Primary.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
+        Assert.Equal(Gateway.Primary.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
         Assert.Equal(12, (int?)body["usage"]!["prompt_tokens"]);
 
         Assert.Equal("manus-primary", Header(response, "x-onyx-model-alias"));
@@ -43,17 +30,17 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
         Assert.False(string.IsNullOrEmpty(Header(response, "x-request-id")));
         Assert.False(response.Headers.Contains("Server"));
 
-        Assert.Equal(1, _gateway.Primary.Calls);
-        Assert.Equal(0, _gateway.Fallback.Calls);
+        Assert.Equal(1, Gateway.Primary.Calls);
+        Assert.Equal(0, Gateway.Fallback.Calls);
     }
 
     [Fact]
     public async Task ForwardsTheDeploymentModelKeyAndConfigDefaults()
     {
-        using var response = await _client.PostAsync("/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(extra: ""","top_p":0.5,"user":"u-1" """)));
+        using var response = await Client.PostAsync("/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(extra: ""","top_p":0.5,"user":"u-1" """)));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
-        var sent = _gateway.Primary.LastRequest!;
+        var sent = Gateway.Primary.LastRequest!;
         Assert.Equal("Bearer " + GatewayHost.TogetherKey, sent.Authorization);
         Assert.Equal("deepseek-ai/DeepSeek-V3", sent.Model);
         Assert.Equal(4096, (int?)sent.Json!["max_tokens"]);
@@ -66,10 +53,10 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task ClientValuesWinOverConfigDefaults()
     {
-        using var response = await _client.PostAsync("/v1/chat/completions",
+        using var response = await Client.PostAsync("/v1/chat/completions",
             GatewayHost.Json(GatewayHost.ChatBody(extra: ""","max_tokens":16,"temperature":0.1""")));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var sent = _gateway.Primary.LastRequest!.Json!;
+        var sent = Gateway.Primary.LastRequest!.Json!;
         Assert.Equal(16, (int?)sent["max_tokens"]);
         Assert.Equal(0.1, (double?)sent["temperature"]);
     }
@@ -77,20 +64,20 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task StreamsFromThePrimaryAsServerSentEvents()
     {
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
         var raw = await response.Content.ReadAsStringAsync();
         Assert.EndsWith("data: [DONE]\n\n", raw);
         var events = Sse.Events(raw);
-        Assert.Equal(_gateway.Primary.ExpectedText, Sse.Content(events));
+        Assert.Equal(Gateway.Primary.ExpectedText, Sse.Content(events));
         // role chunk + one chunk per token + finish chunk + [DONE]; the usage chunk the gateway asked for is not passed on.
-        Assert.Equal(1 + _gateway.Primary.Tokens.Count + 1 + 1, events.Count);
+        Assert.Equal(1 + Gateway.Primary.Tokens.Count + 1 + 1, events.Count);
         Assert.DoesNotContain(events, e => e.Contains("\"usage\":{", StringComparison.Ordinal));
         Assert.Equal("stop", (string?)JsonNode.Parse(events[^2])!["choices"]![0]!["finish_reason"]);
 
-        var sent = _gateway.Primary.LastRequest!.Json!;
+        var sent = Gateway.Primary.LastRequest!.Json!;
         Assert.True((bool?)sent["stream"]);
         Assert.True((bool?)sent["stream_options"]!["include_usage"]);
     }
@@ -98,7 +85,7 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task HonoursIncludeUsageWithAFinalUsageChunk()
     {
-        using var response = await _client.PostAsync("/v1/chat/completions",
+        using var response = await Client.PostAsync("/v1/chat/completions",
             GatewayHost.Json(GatewayHost.ChatBody(stream: true, extra: ""","stream_options":{"include_usage":true}""")));
         var events = Sse.Events(await response.Content.ReadAsStringAsync());
 
@@ -106,15 +93,15 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
         var usage = JsonNode.Parse(events[^2])!;
         Assert.Empty(usage["choices"]!.AsArray());
         Assert.Equal(12, (int?)usage["usage"]!["prompt_tokens"]);
-        Assert.Equal(_gateway.Primary.Tokens.Count, (int?)usage["usage"]!["completion_tokens"]);
+        Assert.Equal(Gateway.Primary.Tokens.Count, (int?)usage["usage"]!["completion_tokens"]);
     }
 
     [Fact]
     public async Task SendsChunksAsTheyArriveNotAtTheEnd()
     {
-        _gateway.Primary.Update(b => b with { TokenDelay = TimeSpan.FromMilliseconds(300), Tokens = ["a", "b", "c", "d", "e", "f"] });
+        Gateway.Primary.Update(b => b with { TokenDelay = TimeSpan.FromMilliseconds(300), Tokens = ["a", "b", "c", "d", "e", "f"] });
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: true)) };
-        using var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var response = await Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         await using var stream = await response.Content.ReadAsStreamAsync();
         using var reader = new StreamReader(stream);
 
@@ -124,14 +111,14 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
         {
         }
         Assert.NotNull(line);
-        Assert.Equal(0, _gateway.Primary.Cancelled);
+        Assert.Equal(0, Gateway.Primary.Cancelled);
         Assert.Contains("data: [DONE]", await reader.ReadToEndAsync());
     }
 
     [Fact]
     public async Task UnknownModelIsAnOpenAi404ThatRevealsNothing()
     {
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "gpt-9")));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "gpt-9")));
         var error = await ErrorOf(response, HttpStatusCode.NotFound);
         Assert.Equal("model_not_found", (string?)error["code"]);
         Assert.Equal("model", (string?)error["param"]);
@@ -139,7 +126,7 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
         Assert.Contains("gpt-9", message);
         Assert.DoesNotContain("together", message, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain(GatewayHost.TogetherKey, message);
-        Assert.Equal(0, _gateway.Primary.Calls + _gateway.Fallback.Calls);
+        Assert.Equal(0, Gateway.Primary.Calls + Gateway.Fallback.Calls);
     }
 
     [Theory]
@@ -149,19 +136,19 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [InlineData("{\"model\":\"manus-primary\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":7}", "temperature", "invalid_value")]
     public async Task BadRequestsAreRefusedBeforeAnyUpstreamCall(string body, string? param, string code)
     {
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(body));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(body));
         var error = await ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("invalid_request_error", (string?)error["type"]);
         Assert.Equal(param, (string?)error["param"]);
         Assert.Equal(code, (string?)error["code"]);
-        Assert.Equal(0, _gateway.Primary.Calls + _gateway.Fallback.Calls);
+        Assert.Equal(0, Gateway.Primary.Calls + Gateway.Fallback.Calls);
     }
 
     [Fact]
     public async Task OversizedBodyIs413()
     {
         var huge = GatewayHost.ChatBody().Replace("Say hello", new string('x', 70_000), StringComparison.Ordinal);
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(huge));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(huge));
         var error = await ErrorOf(response, HttpStatusCode.RequestEntityTooLarge);
         Assert.Equal("request_too_large", (string?)error["code"]);
 
@@ -171,23 +158,23 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
             Content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(huge))) { Headers = { ContentType = new("application/json") } },
         };
         chunked.Headers.TransferEncodingChunked = true;
-        using var freshConnection = _gateway.CreateClient();
+        using var freshConnection = Gateway.CreateClient();
         using var chunkedResponse = await freshConnection.SendAsync(chunked);
         await ErrorOf(chunkedResponse, HttpStatusCode.RequestEntityTooLarge);
-        Assert.Equal(0, _gateway.Primary.Calls);
+        Assert.Equal(0, Gateway.Primary.Calls);
     }
 
     [Fact]
     public async Task NonJsonContentTypeIs415()
     {
-        using var response = await _client.PostAsync("/v1/chat/completions", new StringContent(GatewayHost.ChatBody(), Encoding.UTF8, "text/plain"));
+        using var response = await Client.PostAsync("/v1/chat/completions", new StringContent(GatewayHost.ChatBody(), Encoding.UTF8, "text/plain"));
         await ErrorOf(response, HttpStatusCode.UnsupportedMediaType);
     }
 
     [Fact]
     public async Task UnknownEndpointIsAnOpenAiError()
     {
-        using var response = await _client.GetAsync("/v1/embeddings/nope");
+        using var response = await Client.GetAsync("/v1/embeddings/nope");
         var error = await ErrorOf(response, HttpStatusCode.NotFound);
         Assert.Equal("unknown_url", (string?)error["code"]);
     }
@@ -197,12 +184,12 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     {
         foreach (var path in new[] { "/v1/models", "/models" })
         {
-            var list = JsonNode.Parse(await _client.GetStringAsync(path))!;
+            var list = JsonNode.Parse(await Client.GetStringAsync(path))!;
             Assert.Equal("list", (string?)list["object"]);
             Assert.Equal(["manus-primary", "manus-fallback"], list["data"]!.AsArray().Select(m => (string?)m!["id"]));
             Assert.All(list["data"]!.AsArray(), m => Assert.Equal("model", (string?)m!["object"]));
         }
-        var one = JsonNode.Parse(await _client.GetStringAsync("/v1/models/manus-fallback"))!;
+        var one = JsonNode.Parse(await Client.GetStringAsync("/v1/models/manus-fallback"))!;
         Assert.Equal("manus-fallback", (string?)one["id"]);
     }
 
@@ -211,23 +198,23 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody()) };
         request.Headers.Add("x-request-id", "trace-42");
-        using var response = await _client.SendAsync(request);
+        using var response = await Client.SendAsync(request);
         Assert.Equal("trace-42", Header(response, "x-request-id"));
     }
 
     [Fact]
     public async Task TalksToOllamaInItsOwnProtocol()
     {
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback",
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback",
             extra: ""","max_tokens":7,"temperature":0.2,"top_p":0.9,"seed":5,"stop":"END" """)));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
         Assert.Equal("mistral:7b-instruct", (string?)body["model"]);
-        Assert.Equal(_gateway.Fallback.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
+        Assert.Equal(Gateway.Fallback.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
         Assert.Equal("stop", (string?)body["choices"]![0]!["finish_reason"]);
         Assert.NotNull(body["usage"]);
 
-        var sent = _gateway.Fallback.LastRequest!;
+        var sent = Gateway.Fallback.LastRequest!;
         Assert.Equal("/api/chat", sent.Path);
         Assert.Equal("mistral:7b-instruct", sent.Model);
         Assert.False((bool?)sent.Json!["stream"]);
@@ -244,11 +231,11 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task TranslatesOllamasNdjsonStreamIntoOpenAiChunks()
     {
-        using var response = await _client.PostAsync("/v1/chat/completions",
+        using var response = await Client.PostAsync("/v1/chat/completions",
             GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback", stream: true, extra: ""","stream_options":{"include_usage":true}""")));
         var events = Sse.Events(await response.Content.ReadAsStringAsync());
 
-        Assert.Equal(_gateway.Fallback.ExpectedText, Sse.Content(events));
+        Assert.Equal(Gateway.Fallback.ExpectedText, Sse.Content(events));
         var first = JsonNode.Parse(events[0])!;
         Assert.Equal("chat.completion.chunk", (string?)first["object"]);
         Assert.Equal("assistant", (string?)first["choices"]![0]!["delta"]!["role"]);

@@ -9,44 +9,31 @@ using Onyx.Gateway.Tests.TestHost;
 namespace Onyx.Gateway.Tests.Resilience;
 
 /// <summary>The story's breaker as a client sees it: through the gateway, with a fake clock.</summary>
-public sealed class CircuitBreakerRoutingTests : IAsyncLifetime
+public sealed class CircuitBreakerRoutingTests : GatewayTest
 {
     private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
-    private GatewayHost _gateway = null!;
-    private HttpClient _client = null!;
-
-    public async Task InitializeAsync()
-    {
-        _gateway = await GatewayHost.StartAsync(services: s => s.AddSingleton<TimeProvider>(_time));
-        _client = _gateway.CreateClient();
-    }
-
-    public async Task DisposeAsync()
-    {
-        _client.Dispose();
-        await _gateway.DisposeAsync();
-    }
+    protected override Action<IServiceCollection> Services => s => s.AddSingleton<TimeProvider>(_time);
 
     private async Task<HttpResponseMessage> Chat(bool stream = false) =>
-        await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: stream)));
+        await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: stream)));
 
     private async Task<string> PrimaryHealth()
     {
-        var health = JsonNode.Parse(await _client.GetStringAsync("/health"))!;
+        var health = JsonNode.Parse(await Client.GetStringAsync("/health"))!;
         return (string)health["checks"]!["deployments"]!["data"]!["together_ai/deepseek-ai/DeepSeek-V3"]!;
     }
 
     [Fact]
     public async Task OpensAfterThreeFailuresAndStopsCallingThePrimary()
     {
-        _gateway.Primary.Fault = FakeFault.Status(500);
+        Gateway.Primary.Fault = FakeFault.Status(500);
         for (var i = 0; i < 3; i++)
         {
             using var failedOver = await Chat(stream: i % 2 == 0);
             Assert.Equal(HttpStatusCode.OK, failedOver.StatusCode);
             Assert.Equal("true", ChatCompletionsApiTests.Header(failedOver, "x-onyx-fallback"));
         }
-        Assert.Equal(3, _gateway.Primary.Calls);
+        Assert.Equal(3, Gateway.Primary.Calls);
         Assert.StartsWith("circuit open until", await PrimaryHealth());
 
         for (var i = 0; i < 5; i++)
@@ -56,40 +43,40 @@ public sealed class CircuitBreakerRoutingTests : IAsyncLifetime
             Assert.Equal("1", ChatCompletionsApiTests.Header(response, "x-onyx-attempts"));
             Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
         }
-        Assert.Equal(3, _gateway.Primary.Calls); // not touched while open
-        Assert.Equal(8, _gateway.Fallback.Calls);
+        Assert.Equal(3, Gateway.Primary.Calls); // not touched while open
+        Assert.Equal(8, Gateway.Fallback.Calls);
 
-        var transition = _gateway.Logs.Records.Single(r => r.EventId == 2001);
+        var transition = Gateway.Logs.Records.Single(r => r.EventId == 2001);
         Assert.Equal("Open", transition["To"]?.ToString());
     }
 
     [Fact]
     public async Task ResetsAfterTheCooldownWhenTheProbeSucceeds()
     {
-        _gateway.Primary.FailNext(3, FakeFault.Status(503));
+        Gateway.Primary.FailNext(3, FakeFault.Status(503));
         for (var i = 0; i < 3; i++)
         {
             (await Chat()).Dispose();
         }
         _time.Advance(TimeSpan.FromSeconds(59));
         (await Chat()).Dispose();
-        Assert.Equal(3, _gateway.Primary.Calls);
+        Assert.Equal(3, Gateway.Primary.Calls);
 
         _time.Advance(TimeSpan.FromSeconds(1));
         using var probe = await Chat();
         Assert.Equal("false", ChatCompletionsApiTests.Header(probe, "x-onyx-fallback"));
-        Assert.Equal(4, _gateway.Primary.Calls);
+        Assert.Equal(4, Gateway.Primary.Calls);
         Assert.Equal("available (circuit closed)", await PrimaryHealth());
 
         using var after = await Chat(stream: true);
         Assert.Equal("false", ChatCompletionsApiTests.Header(after, "x-onyx-fallback"));
-        Assert.Equal(5, _gateway.Primary.Calls);
+        Assert.Equal(5, Gateway.Primary.Calls);
     }
 
     [Fact]
     public async Task ReopensWhenTheProbeFails()
     {
-        _gateway.Primary.Fault = FakeFault.Status(500);
+        Gateway.Primary.Fault = FakeFault.Status(500);
         for (var i = 0; i < 3; i++)
         {
             (await Chat()).Dispose();
@@ -97,31 +84,31 @@ public sealed class CircuitBreakerRoutingTests : IAsyncLifetime
         _time.Advance(TimeSpan.FromSeconds(60));
         using var probe = await Chat();
         Assert.Equal(HttpStatusCode.OK, probe.StatusCode); // the fallback answered the probe's request
-        Assert.Equal(4, _gateway.Primary.Calls);
+        Assert.Equal(4, Gateway.Primary.Calls);
         Assert.StartsWith("circuit open until", await PrimaryHealth());
 
         (await Chat()).Dispose();
-        Assert.Equal(4, _gateway.Primary.Calls);
+        Assert.Equal(4, Gateway.Primary.Calls);
     }
 
     [Fact]
     public async Task AWrongProviderKeyCoolsTheDeploymentDownAtOnce()
     {
-        _gateway.Primary.RequiredApiKey = "some-other-key";
+        Gateway.Primary.RequiredApiKey = "some-other-key";
         using var first = await Chat();
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
-        Assert.Equal(1, _gateway.Primary.Calls);
+        Assert.Equal(1, Gateway.Primary.Calls);
 
         using var second = await Chat();
-        Assert.Equal(1, _gateway.Primary.Calls);
+        Assert.Equal(1, Gateway.Primary.Calls);
         Assert.StartsWith("circuit open until", await PrimaryHealth());
     }
 
     [Fact]
     public async Task AnswersA503NamingTheOpenBreakersWhenNothingCanBeCalled()
     {
-        _gateway.Primary.Fault = FakeFault.Status(500);
-        _gateway.Fallback.Fault = FakeFault.Status(500);
+        Gateway.Primary.Fault = FakeFault.Status(500);
+        Gateway.Fallback.Fault = FakeFault.Status(500);
         for (var i = 0; i < 3; i++)
         {
             (await Chat()).Dispose();
@@ -134,7 +121,7 @@ public sealed class CircuitBreakerRoutingTests : IAsyncLifetime
         Assert.Contains("together_ai/deepseek-ai/DeepSeek-V3 (circuit open)", (string)error["message"]!);
         Assert.Contains("ollama/mistral:7b-instruct (circuit open)", (string)error["message"]!);
         Assert.Equal("60", response.Headers.RetryAfter?.Delta?.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        Assert.Equal(3, _gateway.Primary.Calls);
-        Assert.Equal(3, _gateway.Fallback.Calls);
+        Assert.Equal(3, Gateway.Primary.Calls);
+        Assert.Equal(3, Gateway.Fallback.Calls);
     }
 }

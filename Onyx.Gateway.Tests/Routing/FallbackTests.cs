@@ -8,23 +8,8 @@ using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Routing;
 
-public sealed class FallbackTests : IAsyncLifetime
+public sealed class FallbackTests : GatewayTest
 {
-    private GatewayHost _gateway = null!;
-    private HttpClient _client = null!;
-
-    public async Task InitializeAsync()
-    {
-        _gateway = await GatewayHost.StartAsync();
-        _client = _gateway.CreateClient();
-    }
-
-    public async Task DisposeAsync()
-    {
-        _client.Dispose();
-        await _gateway.DisposeAsync();
-    }
-
     public static TheoryData<string> PrimaryFaults() =>
     [
         "500", "503", "429", "502-html", "408", "401", "403", "404", "malformed", "error-first-event", "hang-before-headers", "headers-then-hang", "slow-first-token",
@@ -52,20 +37,20 @@ public sealed class FallbackTests : IAsyncLifetime
     [MemberData(nameof(PrimaryFaults))]
     public async Task StreamsFromTheFallbackWhenThePrimaryFailsBeforeTheFirstToken(string fault)
     {
-        _gateway.Primary.Fault = Fault(fault);
+        Gateway.Primary.Fault = Fault(fault);
 
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
         Assert.Equal("ollama/mistral:7b-instruct", ChatCompletionsApiTests.Header(response, "x-onyx-deployment"));
         Assert.Equal("2", ChatCompletionsApiTests.Header(response, "x-onyx-attempts"));
         var events = Sse.Events(await response.Content.ReadAsStringAsync());
-        Assert.Equal(_gateway.Fallback.ExpectedText, Sse.Content(events));
+        Assert.Equal(Gateway.Fallback.ExpectedText, Sse.Content(events));
         Assert.Equal("mistral:7b-instruct", (string?)JsonNode.Parse(events[0])!["model"]);
         Assert.Equal("[DONE]", events[^1]);
-        Assert.Equal(1, _gateway.Primary.Calls);
-        Assert.Equal(1, _gateway.Fallback.Calls);
+        Assert.Equal(1, Gateway.Primary.Calls);
+        Assert.Equal(1, Gateway.Fallback.Calls);
     }
 
     [Theory]
@@ -76,16 +61,16 @@ public sealed class FallbackTests : IAsyncLifetime
     [InlineData("error-first-event")]
     public async Task AnswersFromTheFallbackWhenThePrimaryFailsWithoutStreaming(string fault)
     {
-        _gateway.Primary.Fault = Fault(fault);
+        Gateway.Primary.Fault = Fault(fault);
 
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
         Assert.Equal("mistral:7b-instruct", (string?)body["model"]);
-        Assert.Equal(_gateway.Fallback.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
+        Assert.Equal(Gateway.Fallback.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
         Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
-        Assert.Equal(1, _gateway.Fallback.Calls);
+        Assert.Equal(1, Gateway.Fallback.Calls);
     }
 
     [Fact]
@@ -104,41 +89,41 @@ public sealed class FallbackTests : IAsyncLifetime
     [Fact]
     public async Task AbandonsAPrimaryThatSendsNoTokenWithinTheFirstTokenLimit()
     {
-        _gateway.Primary.Fault = FakeFault.HangBeforeHeaders;
+        Gateway.Primary.Fault = FakeFault.HangBeforeHeaders;
         var clock = Stopwatch.StartNew();
 
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: true)) };
-        using var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var response = await Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         var firstByte = clock.Elapsed;
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         // The limit is 1 s here: the fallback's first token cannot come before it, and the primary is let go.
         Assert.True(firstByte >= TimeSpan.FromSeconds(1), $"first byte after {firstByte}");
-        await _gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
-        Assert.Equal(_gateway.Fallback.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
+        await Gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
+        Assert.Equal(Gateway.Fallback.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
     }
 
     [Fact]
     public async Task ReturnsTheClientsOwnMistakeAsIsWithoutFallingOver()
     {
-        _gateway.Primary.Fault = FakeFault.Status(400, FakeOpenAiProvider.ErrorBody("This model's maximum context length is 65536 tokens.", param: "messages", code: "context_length_exceeded"));
+        Gateway.Primary.Fault = FakeFault.Status(400, FakeOpenAiProvider.ErrorBody("This model's maximum context length is 65536 tokens.", param: "messages", code: "context_length_exceeded"));
 
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
         var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("invalid_request_error", (string?)error["type"]);
         Assert.Contains("maximum context length", (string)error["message"]!);
-        Assert.Equal(1, _gateway.Primary.Calls);
-        Assert.Equal(0, _gateway.Fallback.Calls);
+        Assert.Equal(1, Gateway.Primary.Calls);
+        Assert.Equal(0, Gateway.Fallback.Calls);
     }
 
     [Fact]
     public async Task SaysWhichDeploymentsWereTriedWhenAllFail()
     {
-        _gateway.Primary.Fault = FakeFault.Status(500);
-        _gateway.Fallback.Fault = FakeFault.Status(503);
+        Gateway.Primary.Fault = FakeFault.Status(500);
+        Gateway.Fallback.Fault = FakeFault.Status(503);
 
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
         var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadGateway);
         Assert.Equal("all_deployments_failed", (string?)error["code"]);
@@ -152,9 +137,9 @@ public sealed class FallbackTests : IAsyncLifetime
     [Fact]
     public async Task EndsACutStreamWithAnErrorEventAndNoDone()
     {
-        _gateway.Primary.Update(b => b with { Tokens = ["one", " two", " three", " four"], Fault = FakeFault.DropAfter(2) });
+        Gateway.Primary.Update(b => b with { Tokens = ["one", " two", " three", " four"], Fault = FakeFault.DropAfter(2) });
 
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var events = Sse.Events(await response.Content.ReadAsStringAsync());
@@ -164,7 +149,7 @@ public sealed class FallbackTests : IAsyncLifetime
         Assert.Equal("stream_interrupted", (string?)error["code"]);
         Assert.Contains("incomplete", (string)error["message"]!);
         Assert.DoesNotContain(events, e => e.Contains("\"finish_reason\":\"stop\"", StringComparison.Ordinal));
-        Assert.Equal(0, _gateway.Fallback.Calls); // resuming on the fallback is a later feature
+        Assert.Equal(0, Gateway.Fallback.Calls); // resuming on the fallback is a later feature
     }
 
     [Fact]
@@ -185,22 +170,22 @@ public sealed class FallbackTests : IAsyncLifetime
     [Fact]
     public async Task CompletesAStreamThatFinishedButNeverSentDone()
     {
-        _gateway.Primary.Fault = FakeFault.EndWithoutDone;
+        Gateway.Primary.Fault = FakeFault.EndWithoutDone;
 
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
         var events = Sse.Events(await response.Content.ReadAsStringAsync());
-        Assert.Equal(_gateway.Primary.ExpectedText, Sse.Content(events));
+        Assert.Equal(Gateway.Primary.ExpectedText, Sse.Content(events));
         Assert.Equal("[DONE]", events[^1]);
-        Assert.Equal(0, _gateway.Fallback.Calls);
+        Assert.Equal(0, Gateway.Fallback.Calls);
     }
 
     [Fact]
     public async Task TreatsAnOllamaErrorLineAsAFailure()
     {
-        _gateway.Fallback.Fault = FakeFault.ErrorFirstEvent;
+        Gateway.Fallback.Fault = FakeFault.ErrorFirstEvent;
 
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback", stream: true)));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback", stream: true)));
 
         var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadGateway);
         Assert.Contains("ollama/mistral:7b-instruct (error_event)", (string)error["message"]!);
@@ -209,17 +194,17 @@ public sealed class FallbackTests : IAsyncLifetime
     [Fact]
     public async Task CancelsTheUpstreamWhenTheClientDisconnects()
     {
-        _gateway.Primary.Update(b => b with { Tokens = Enumerable.Repeat(" word", 50).ToList(), TokenDelay = TimeSpan.FromMilliseconds(200) });
+        Gateway.Primary.Update(b => b with { Tokens = Enumerable.Repeat(" word", 50).ToList(), TokenDelay = TimeSpan.FromMilliseconds(200) });
         using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: true)) })
-        using (var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        using (var response = await Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
         {
             var stream = await response.Content.ReadAsStreamAsync();
             var buffer = new byte[64];
             Assert.True(await stream.ReadAsync(buffer) > 0);
         } // the client goes away mid-answer
 
-        await _gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(5));
-        var call = await _gateway.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(5));
+        await Gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(5));
+        var call = await Gateway.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(5));
         Assert.Equal(499, call["Status"]);
     }
 

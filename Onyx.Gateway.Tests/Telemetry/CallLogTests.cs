@@ -5,32 +5,17 @@ using Onyx.Gateway.Tests.TestHost;
 namespace Onyx.Gateway.Tests.Telemetry;
 
 /// <summary>AC2.2.6: one structured record per LLM call, one per failed attempt, no secrets.</summary>
-public sealed class CallLogTests : IAsyncLifetime
+public sealed class CallLogTests : GatewayTest
 {
-    private GatewayHost _gateway = null!;
-    private HttpClient _client = null!;
-
-    public async Task InitializeAsync()
-    {
-        _gateway = await GatewayHost.StartAsync();
-        _client = _gateway.CreateClient();
-    }
-
-    public async Task DisposeAsync()
-    {
-        _client.Dispose();
-        await _gateway.DisposeAsync();
-    }
-
     private Task<CapturedLog> CallRecord() =>
-        _gateway.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(10));
+        Gateway.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(10));
 
     [Fact]
     public async Task RecordsModelTokensLatencyAndOutcome()
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: true)) };
         request.Headers.Add("x-request-id", "req-calllog-1");
-        using var response = await _client.SendAsync(request);
+        using var response = await Client.SendAsync(request);
         await response.Content.ReadAsStringAsync();
 
         var call = await CallRecord();
@@ -40,8 +25,8 @@ public sealed class CallLogTests : IAsyncLifetime
         Assert.Equal("deepseek-ai/DeepSeek-V3", call["providerModel"]);
         Assert.Equal(true, call["stream"]);
         Assert.Equal(12, call["promptTokens"]);
-        Assert.Equal(_gateway.Primary.Tokens.Count, call["completionTokens"]);
-        Assert.Equal(12 + _gateway.Primary.Tokens.Count, call["TotalTokens"]);
+        Assert.Equal(Gateway.Primary.Tokens.Count, call["completionTokens"]);
+        Assert.Equal(12 + Gateway.Primary.Tokens.Count, call["TotalTokens"]);
         Assert.Equal(false, call["tokensEstimated"]);
         Assert.True((double)call["LatencyMs"]! > 0);
         Assert.True((double)call["TtftMs"]! > 0);
@@ -55,12 +40,12 @@ public sealed class CallLogTests : IAsyncLifetime
     [Fact]
     public async Task RecordsEachFailedAttemptAndTheFallback()
     {
-        _gateway.Primary.Fault = FakeFault.Status(503);
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Gateway.Primary.Fault = FakeFault.Status(503);
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
         var call = await CallRecord();
-        var attempt = _gateway.Logs.Records.Single(r => r.EventId == 3002);
+        var attempt = Gateway.Logs.Records.Single(r => r.EventId == 3002);
         Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", attempt["Deployment"]);
         Assert.Equal("http_503", attempt["Reason"]);
         Assert.Equal(call["RequestId"], attempt["RequestId"]);
@@ -72,9 +57,9 @@ public sealed class CallLogTests : IAsyncLifetime
     [Fact]
     public async Task RecordsTheErrorOfAFailedCall()
     {
-        _gateway.Primary.Fault = FakeFault.Status(500);
-        _gateway.Fallback.Fault = FakeFault.Status(500);
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Gateway.Primary.Fault = FakeFault.Status(500);
+        Gateway.Fallback.Fault = FakeFault.Status(500);
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
 
         var call = await CallRecord();
@@ -87,8 +72,8 @@ public sealed class CallLogTests : IAsyncLifetime
     [Fact]
     public async Task CountsTokensItselfWhenTheProviderReportsNone()
     {
-        _gateway.Primary.Fault = FakeFault.NoUsage;
-        using var response = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        Gateway.Primary.Fault = FakeFault.NoUsage;
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
         await response.Content.ReadAsStringAsync();
 
         var call = await CallRecord();
@@ -100,14 +85,14 @@ public sealed class CallLogTests : IAsyncLifetime
     [Fact]
     public async Task NeverLogsKeysOrMessageText()
     {
-        _gateway.Primary.FailNext(1, FakeFault.Status(401));
+        Gateway.Primary.FailNext(1, FakeFault.Status(401));
         var secretPrompt = "my-private-prompt-7731";
-        using var response = await _client.PostAsync("/v1/chat/completions",
+        using var response = await Client.PostAsync("/v1/chat/completions",
             GatewayHost.Json(GatewayHost.ChatBody(stream: true).Replace("Say hello", secretPrompt, StringComparison.Ordinal)));
         await response.Content.ReadAsStringAsync();
         await CallRecord();
 
-        foreach (var record in _gateway.Logs.Records)
+        foreach (var record in Gateway.Logs.Records)
         {
             var text = record.Message + string.Join(' ', record.Fields.Values) + record.Exception;
             Assert.DoesNotContain(GatewayHost.TogetherKey, text);

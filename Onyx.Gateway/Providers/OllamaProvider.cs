@@ -217,23 +217,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
         {
             Content = new ByteArrayContent(BuildBody(deployment, request, stream)) { Headers = { ContentType = Json } },
         };
-        HttpResponseMessage response;
-        try
-        {
-            response = await clients.For(deployment.ApiBase).SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
-        }
-        catch (HttpRequestException ex)
-        {
-            throw UpstreamErrors.Transport(ex, deployment);
-        }
-        if (!response.IsSuccessStatusCode)
-        {
-            using (response)
-            {
-                throw await UpstreamErrors.FromResponseAsync(response, deployment, cancellationToken);
-            }
-        }
-        return response;
+        return await clients.SendAsync(deployment, message, cancellationToken);
     }
 
     /// <summary>OpenAI chat request → Ollama <c>/api/chat</c> body.</summary>

@@ -150,23 +150,7 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
             message.Headers.Accept.Add(EventStream);
         }
 
-        HttpResponseMessage response;
-        try
-        {
-            response = await clients.For(deployment.ApiBase).SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
-        }
-        catch (HttpRequestException ex)
-        {
-            throw UpstreamErrors.Transport(ex, deployment);
-        }
-        if (!response.IsSuccessStatusCode)
-        {
-            using (response)
-            {
-                throw await UpstreamErrors.FromResponseAsync(response, deployment, cancellationToken);
-            }
-        }
-        return response;
+        return await clients.SendAsync(deployment, message, cancellationToken);
     }
 
     /// <summary>

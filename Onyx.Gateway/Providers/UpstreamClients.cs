@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Providers;
 
@@ -17,6 +18,31 @@ internal sealed class UpstreamClients(IOptions<OnyxOptions> options) : IDisposab
     private readonly ConcurrentDictionary<string, HttpClient> _clients = new(StringComparer.OrdinalIgnoreCase);
 
     public HttpClient For(Uri apiBase) => _clients.GetOrAdd(apiBase.GetLeftPart(UriPartial.Authority), _ => Create());
+
+    /// <summary>
+    /// Sends and returns once the response headers are in; a transport failure or an error status becomes an
+    /// <see cref="UpstreamException"/>. The caller owns the returned response.
+    /// </summary>
+    public async Task<HttpResponseMessage> SendAsync(Deployment deployment, HttpRequestMessage message, CancellationToken cancellationToken)
+    {
+        HttpResponseMessage response;
+        try
+        {
+            response = await For(deployment.ApiBase).SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw UpstreamErrors.Transport(ex, deployment);
+        }
+        if (!response.IsSuccessStatusCode)
+        {
+            using (response)
+            {
+                throw await UpstreamErrors.FromResponseAsync(response, deployment, cancellationToken);
+            }
+        }
+        return response;
+    }
 
     private HttpClient Create() => new(new SocketsHttpHandler
     {
