@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
@@ -103,40 +104,42 @@ internal sealed partial class CallLog : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await using var stdout = Console.OpenStandardOutput();
-        var newline = "\n"u8.ToArray();
+        // Records are serialized into a buffer and written in batches: one write per burst, not per line.
+        await using var stdout = new BufferedStream(Console.OpenStandardOutput(), 64 * 1024);
+        await using var json = new Utf8JsonWriter(stdout);
         try
         {
             while (await _lines.Reader.WaitToReadAsync(stoppingToken))
             {
-                while (_lines.Reader.TryRead(out var record))
-                {
-                    await WriteLineAsync(stdout, record, newline);
-                }
+                Drain(json, stdout);
                 await stdout.FlushAsync(stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // Shutting down: write what is queued, then stop.
-            while (_lines.Reader.TryRead(out var record))
-            {
-                await WriteLineAsync(stdout, record, newline);
-            }
+            Drain(json, stdout);
             await stdout.FlushAsync(CancellationToken.None);
         }
     }
 
-    private static async Task WriteLineAsync(Stream stdout, object record, byte[] newline)
+    private void Drain(Utf8JsonWriter json, Stream stdout)
     {
-        var bytes = record switch
+        while (_lines.Reader.TryRead(out var record))
         {
-            LlmCallRecord call => System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(call, CallLogJsonContext.Default.LlmCallRecord),
-            LlmAttemptRecord attempt => System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(attempt, CallLogJsonContext.Default.LlmAttemptRecord),
-            _ => [],
-        };
-        await stdout.WriteAsync(bytes);
-        await stdout.WriteAsync(newline);
+            switch (record)
+            {
+                case LlmCallRecord call:
+                    JsonSerializer.Serialize(json, call, CallLogJsonContext.Default.LlmCallRecord);
+                    break;
+                case LlmAttemptRecord attempt:
+                    JsonSerializer.Serialize(json, attempt, CallLogJsonContext.Default.LlmAttemptRecord);
+                    break;
+            }
+            json.Flush();
+            json.Reset();
+            stdout.WriteByte((byte)'\n');
+        }
     }
 
     private static partial class Log
