@@ -1,0 +1,79 @@
+using System.Globalization;
+using Onyx.Benchmarks.Load;
+
+namespace Onyx.Benchmarks;
+
+/// <summary>Command line: what to run and for how long.</summary>
+internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int SecondsPerTarget, int SoakMinutes, string? Only, string[] Remaining)
+{
+    public TimeSpan SoakSampleEvery => Quick ? TimeSpan.FromSeconds(5) : TimeSpan.FromSeconds(20);
+
+    public TimeSpan SoakWarmUp => Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromMinutes(1);
+
+    public static BenchmarkOptions Parse(string[] args)
+    {
+        var mode = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal)) ?? "all";
+        var quick = args.Contains("--quick");
+        int Number(string name, int fallback)
+        {
+            var at = Array.IndexOf(args, name);
+            return at >= 0 && at + 1 < args.Length ? int.Parse(args[at + 1], CultureInfo.InvariantCulture) : fallback;
+        }
+        var onlyAt = Array.IndexOf(args, "--only");
+        var only = onlyAt >= 0 && onlyAt + 1 < args.Length ? args[onlyAt + 1] : null;
+        var known = new HashSet<string> { "all", "load", "micro", "--quick", "--seconds", "--soak-minutes", "--only" };
+        var remaining = args.Where((a, i) => !known.Contains(a) && (i == 0 || args[i - 1] is not ("--seconds" or "--soak-minutes" or "--only"))).ToArray();
+        return mode switch
+        {
+            "all" or "load" or "micro" => new BenchmarkOptions(
+                Load: mode != "micro",
+                Micro: mode != "load",
+                quick,
+                Number("--seconds", quick ? 6 : 20),
+                only is null ? Number("--soak-minutes", quick ? 1 : 10) : 0,
+                only,
+                remaining),
+            _ => throw new ArgumentException($"Unknown mode '{mode}': use all, load or micro."),
+        };
+    }
+
+    /// <summary>The load scenarios, or only the one named by <c>--only</c>.</summary>
+    public IEnumerable<Scenario> LoadScenarios() => AllLoadScenarios().Where(s => Only is null || s.Name == Only);
+
+    /// <summary>Whether the 1 000-stream memory scenario runs (always, unless <c>--only</c> names another).</summary>
+    public bool RunSlowStreams => Only is null or "slow-1000";
+
+    private IEnumerable<Scenario> AllLoadScenarios()
+    {
+        var duration = TimeSpan.FromSeconds(SecondsPerTarget);
+        var slice = TimeSpan.FromSeconds(Quick ? 2 : 4);
+        yield return new Scenario("json-c16", "non-streaming", Stream: false, 16, 20, TimeSpan.Zero, duration, slice);
+        yield return new Scenario("json-c128", "non-streaming", Stream: false, 128, 20, TimeSpan.Zero, duration, slice);
+        yield return new Scenario("sse-c16", "streaming, 20 chunks", Stream: true, 16, 20, TimeSpan.Zero, duration, slice);
+        yield return new Scenario("sse-c128", "streaming, 20 chunks", Stream: true, 128, 20, TimeSpan.Zero, duration, slice);
+        // Paced like a real model (a token every 20 ms): the machine is not saturated, so the difference is the
+        // gateway's own latency rather than queueing for the two cores.
+        yield return new Scenario("sse-c16-paced", "streaming, 20 chunks paced like a model", Stream: true, 16, 20, TimeSpan.FromMilliseconds(20), duration, slice);
+        yield return new Scenario("sse-c128-paced", "streaming, 20 chunks paced like a model", Stream: true, 128, 20, TimeSpan.FromMilliseconds(20), duration, slice);
+    }
+
+    public Scenario SlowStreamsScenario() =>
+        new("slow-1000", "1 000 concurrent slow streams, for memory", Stream: true, 1000, 20, TimeSpan.FromMilliseconds(100),
+            TimeSpan.FromSeconds(Quick ? 10 : 30), TimeSpan.FromSeconds(Quick ? 5 : 15));
+
+    public Scenario SoakScenario() =>
+        new("soak", "moderate steady load, for leaks", Stream: true, 16, 20, TimeSpan.FromMilliseconds(5),
+            TimeSpan.FromMinutes(SoakMinutes), TimeSpan.FromMinutes(SoakMinutes));
+
+    public static string FindRepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Onyx.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+        throw new InvalidOperationException("Run the benchmark from inside the Onyx repository (Onyx.sln not found).");
+    }
+}

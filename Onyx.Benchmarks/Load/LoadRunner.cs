@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text;
+using Onyx.Benchmarks.Upstream;
+
+namespace Onyx.Benchmarks.Load;
+
+/// <summary>The figures of one scenario: both targets, and the gateway's peak memory during it.</summary>
+internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, TargetSummary Gateway, long GatewayPeakRssBytes);
+
+/// <summary>
+/// Drives a fixed concurrency for a fixed time, alternating short slices straight to the upstream and through
+/// the gateway, so both see the same machine noise; the gateway's cost is the difference between them.
+/// </summary>
+internal sealed class LoadRunner(HttpClient http, FastUpstream upstream, GatewayProcess gateway)
+{
+    /// <summary>A gap this long between two reads of a paced stream counts as a stall.</summary>
+    private static readonly TimeSpan StallGap = TimeSpan.FromSeconds(1);
+
+    private static readonly MediaTypeHeaderValue Json = new("application/json");
+
+    public async Task<ScenarioResult> RunAsync(Scenario scenario, Action<string> progress)
+    {
+        upstream.Pacing = new UpstreamPacing(scenario.Tokens, scenario.TokenDelay);
+        var direct = new LatencyRecorder("direct");
+        var through = new LatencyRecorder("gateway");
+        var directTarget = new Target(new Uri(upstream.Root, "v1/chat/completions"), Body(FastUpstream.Model, scenario.Stream));
+        var gatewayTarget = new Target(new Uri(gateway.BaseAddress, "v1/chat/completions"), Body(Scenario.GatewayModel, scenario.Stream));
+
+        // Warm both paths (JIT, connection pools), then measure.
+        var warmUp = TimeSpan.FromSeconds(Math.Min(3, scenario.Slice.TotalSeconds));
+        await SliceAsync(scenario, directTarget, new LatencyRecorder("warm-up"), warmUp);
+        await SliceAsync(scenario, gatewayTarget, new LatencyRecorder("warm-up"), warmUp);
+        gateway.ResetPeakRss();
+
+        var slices = Math.Max(1, (int)Math.Round(scenario.DurationPerTarget / scenario.Slice));
+        for (var i = 0; i < slices; i++)
+        {
+            // Alternate which target goes first, so neither always follows the other.
+            var order = i % 2 == 0 ? new[] { (directTarget, direct), (gatewayTarget, through) } : [(gatewayTarget, through), (directTarget, direct)];
+            foreach (var (target, recorder) in order)
+            {
+                var before = gateway.Sample();
+                var started = Stopwatch.GetTimestamp();
+                await SliceAsync(scenario, target, recorder, scenario.Slice);
+                recorder.Wall += Stopwatch.GetElapsedTime(started);
+                recorder.GatewayCpu += gateway.Sample().CpuTime - before.CpuTime;
+            }
+            progress($"{scenario.Name}: slice {i + 1}/{slices}, direct {direct.Requests} req, gateway {through.Requests} req, errors {direct.Errors}/{through.Errors}");
+        }
+        return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes);
+    }
+
+    /// <summary>Runs the gateway alone at a fixed concurrency until <paramref name="until"/>; for the soak.</summary>
+    public Task RunGatewayAsync(Scenario scenario, LatencyRecorder recorder, TimeSpan duration)
+    {
+        upstream.Pacing = new UpstreamPacing(scenario.Tokens, scenario.TokenDelay);
+        return SliceAsync(scenario, new Target(new Uri(gateway.BaseAddress, "v1/chat/completions"), Body(Scenario.GatewayModel, scenario.Stream)), recorder, duration);
+    }
+
+    private async Task SliceAsync(Scenario scenario, Target target, LatencyRecorder recorder, TimeSpan duration)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var workers = Enumerable.Range(0, scenario.Concurrency).Select(async _ =>
+        {
+            await Task.Yield();
+            while (Stopwatch.GetTimestamp() < deadline)
+            {
+                await OneRequestAsync(scenario, target, recorder);
+            }
+        });
+        await Task.WhenAll(workers);
+    }
+
+    private async Task OneRequestAsync(Scenario scenario, Target target, LatencyRecorder recorder)
+    {
+        var start = Stopwatch.GetTimestamp();
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, target.Uri) { Content = new ByteArrayContent(target.Body) { Headers = { ContentType = Json } } };
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            if (!response.IsSuccessStatusCode)
+            {
+                recorder.Error($"HTTP {(int)response.StatusCode}");
+                return;
+            }
+            await using var body = await response.Content.ReadAsStreamAsync();
+            if (!scenario.Stream)
+            {
+                await body.CopyToAsync(Stream.Null);
+                var elapsed = Stopwatch.GetElapsedTime(start);
+                recorder.Record(elapsed, elapsed, stalled: false);
+                return;
+            }
+            var (firstToken, done, stalled) = await ReadStreamAsync(body, start);
+            var total = Stopwatch.GetElapsedTime(start);
+            if (firstToken is null || !done)
+            {
+                recorder.Error(firstToken is null ? "stream without content" : "stream without [DONE]");
+                return;
+            }
+            recorder.Record(firstToken.Value, total, stalled);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or TaskCanceledException)
+        {
+            recorder.Error(ex.GetType().Name + ": " + ex.Message);
+        }
+    }
+
+    private static readonly byte[] ContentMarker = "\"content\":\""u8.ToArray();
+    private static readonly byte[] DoneMarker = "data: [DONE]"u8.ToArray();
+
+    /// <summary>Reads an SSE body: when the first non-empty <c>content</c> arrived, whether <c>[DONE]</c> came, and any long gap.</summary>
+    private static async Task<(TimeSpan? FirstToken, bool Done, bool Stalled)> ReadStreamAsync(Stream body, long start)
+    {
+        var buffer = new byte[16 * 1024];
+        var carry = 0; // bytes kept from the previous read, so a marker split across reads is still found
+        TimeSpan? firstToken = null;
+        var done = false;
+        var stalled = false;
+        var lastRead = Stopwatch.GetTimestamp();
+        while (true)
+        {
+            var read = await body.ReadAsync(buffer.AsMemory(carry));
+            var now = Stopwatch.GetTimestamp();
+            stalled |= Stopwatch.GetElapsedTime(lastRead, now) > StallGap;
+            lastRead = now;
+            if (read == 0)
+            {
+                break;
+            }
+            var span = buffer.AsSpan(0, carry + read);
+            if (firstToken is null)
+            {
+                for (var at = span.IndexOf(ContentMarker); at >= 0; )
+                {
+                    var next = at + ContentMarker.Length;
+                    if (next < span.Length && span[next] != (byte)'"')
+                    {
+                        firstToken = Stopwatch.GetElapsedTime(start, now);
+                        break;
+                    }
+                    var rest = span[next..].IndexOf(ContentMarker);
+                    at = rest < 0 ? -1 : next + rest;
+                }
+            }
+            done |= span.IndexOf(DoneMarker) >= 0;
+            carry = Math.Min(span.Length, DoneMarker.Length + 4);
+            span[^carry..].CopyTo(buffer);
+        }
+        return (firstToken, done, stalled);
+    }
+
+    private static byte[] Body(string model, bool stream) => Encoding.UTF8.GetBytes($$"""
+        {"model":"{{model}}","stream":{{(stream ? "true" : "false")}},{{(stream ? "\"stream_options\":{\"include_usage\":true}," : "")}}"max_tokens":256,"temperature":0.2,
+         "messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"Write one short sentence about gateways."}]}
+        """);
+
+    private sealed record Target(Uri Uri, byte[] Body);
+}

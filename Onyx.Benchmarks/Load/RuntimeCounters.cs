@@ -1,0 +1,72 @@
+using System.Diagnostics.Tracing;
+using Microsoft.Diagnostics.NETCore.Client;
+using Microsoft.Diagnostics.Tracing;
+
+namespace Onyx.Benchmarks.Load;
+
+/// <summary>
+/// Reads another .NET process's runtime counters (GC heap size) over EventPipe, as <c>dotnet-counters</c> does,
+/// so the soak can check the gateway's managed heap without changing the gateway.
+/// </summary>
+internal sealed class RuntimeCounters : IDisposable
+{
+    private readonly EventPipeSession _session;
+    private readonly Task _processing;
+    private double _gcHeapMegabytes = double.NaN;
+
+    private RuntimeCounters(EventPipeSession session)
+    {
+        _session = session;
+        var source = new EventPipeEventSource(session.EventStream);
+        source.Dynamic.All += OnEvent;
+        _processing = Task.Run(() =>
+        {
+            try
+            {
+                source.Process();
+            }
+            catch (Exception)
+            {
+                // The session ends when the gateway exits or the session is stopped.
+            }
+        });
+    }
+
+    /// <summary>The latest "GC Heap Size" reading, in MB; NaN until the first arrives.</summary>
+    public double GcHeapMegabytes => Volatile.Read(ref _gcHeapMegabytes);
+
+    public static RuntimeCounters Start(int processId)
+    {
+        var provider = new EventPipeProvider("System.Runtime", EventLevel.Informational, 0,
+            new Dictionary<string, string> { ["EventCounterIntervalSec"] = "1" });
+        var session = new DiagnosticsClient(processId).StartEventPipeSession(provider, requestRundown: false);
+        return new RuntimeCounters(session);
+    }
+
+    private void OnEvent(TraceEvent data)
+    {
+        if (data.EventName != "EventCounters" || data.PayloadValue(0) is not IDictionary<string, object> outer
+            || outer.TryGetValue("Payload", out var inner) is false || inner is not IDictionary<string, object> payload)
+        {
+            return;
+        }
+        if (payload.TryGetValue("Name", out var name) && (string)name == "gc-heap-size" && payload.TryGetValue("Mean", out var mean))
+        {
+            Volatile.Write(ref _gcHeapMegabytes, Convert.ToDouble(mean, System.Globalization.CultureInfo.InvariantCulture));
+        }
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            _session.Stop();
+        }
+        catch (Exception)
+        {
+            // Already gone.
+        }
+        _processing.Wait(TimeSpan.FromSeconds(5));
+        _session.Dispose();
+    }
+}

@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Onyx.Benchmarks;
+using Onyx.Benchmarks.Load;
+using Onyx.Benchmarks.Micro;
+using Onyx.Benchmarks.Report;
+using Onyx.Benchmarks.Upstream;
+
+// dotnet run -c Release --project Onyx.Benchmarks -- [all|load|micro] [--quick] [--seconds N] [--soak-minutes N]
+var options = BenchmarkOptions.Parse(args);
+var root = BenchmarkOptions.FindRepositoryRoot();
+var docs = Path.Combine(root, "docs");
+var artifacts = Path.Combine(docs, "benchmarks");
+Directory.CreateDirectory(artifacts);
+
+string? micro = null;
+if (options.Micro)
+{
+    var microDirectory = Path.Combine(artifacts, "micro");
+    MicroBenchmarks.Run(options.Remaining, microDirectory);
+    micro = Directory.EnumerateFiles(microDirectory, "*-report-github.md", SearchOption.AllDirectories)
+        .OrderBy(f => f, StringComparer.Ordinal)
+        .Select(File.ReadAllText)
+        .DefaultIfEmpty()
+        .Aggregate((a, b) => a + "\n" + b);
+}
+
+if (!options.Load)
+{
+    if (micro is not null)
+    {
+        await File.WriteAllTextAsync(Path.Combine(artifacts, "micro.md"), micro);
+    }
+    return 0;
+}
+
+await using var upstream = await FastUpstream.StartAsync();
+await using var gateway = await GatewayProcess.StartAsync(root, upstream.Root, new Dictionary<string, string>());
+using var http = new HttpClient(new SocketsHttpHandler
+{
+    MaxConnectionsPerServer = int.MaxValue,
+    PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
+    UseProxy = false,
+    UseCookies = false,
+})
+{ Timeout = TimeSpan.FromMinutes(2) };
+var runner = new LoadRunner(http, upstream, gateway);
+void Progress(string line) => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {line}");
+
+var load = new List<ScenarioResult>();
+foreach (var scenario in options.LoadScenarios())
+{
+    Progress($"{scenario.Name}: {scenario.Description}");
+    load.Add(await runner.RunAsync(scenario, Progress));
+}
+
+ScenarioResult? slow = null;
+if (options.RunSlowStreams)
+{
+    var slowScenario = options.SlowStreamsScenario();
+    Progress($"{slowScenario.Name}: {slowScenario.Description}");
+    slow = await runner.RunAsync(slowScenario, Progress);
+}
+
+SoakResult? soak = null;
+if (options.SoakMinutes > 0)
+{
+    var soakScenario = options.SoakScenario();
+    Progress($"{soakScenario.Name}: {soakScenario.Description}, {options.SoakMinutes} min");
+    using var counters = RuntimeCounters.Start(gateway.ProcessId);
+    var recorder = new LatencyRecorder("gateway");
+    var samples = new List<SoakSample>();
+    var clock = Stopwatch.StartNew();
+    var running = runner.RunGatewayAsync(soakScenario, recorder, soakScenario.DurationPerTarget);
+    using var timer = new PeriodicTimer(options.SoakSampleEvery);
+    while (!running.IsCompleted && await timer.WaitForNextTickAsync())
+    {
+        var sample = gateway.Sample();
+        samples.Add(new SoakSample(clock.Elapsed, recorder.Requests, recorder.Errors, sample.RssBytes / 1048576.0, counters.GcHeapMegabytes));
+        Progress($"soak: {clock.Elapsed:mm\\:ss} {recorder.Requests} req, {recorder.Errors} errors, RSS {sample.RssBytes / 1048576.0:0.0} MB, GC heap {counters.GcHeapMegabytes:0.0} MB");
+    }
+    await running;
+    recorder.Wall = clock.Elapsed;
+    soak = new SoakResult(soakScenario, options.SoakWarmUp, samples, recorder.Summarize());
+}
+
+const string chartFile = "benchmarks/ttft.png";
+Chart.WriteTimeToFirstToken(load.Where(r => r.Scenario.Concurrency == 16).ToList(), Path.Combine(docs, chartFile));
+var command = "dotnet run -c Release --project Onyx.Benchmarks" + (args.Length > 0 ? " -- " + string.Join(' ', args) : "");
+var report = MarkdownReport.Write(root, command, load, slow, soak, micro, chartFile);
+await File.WriteAllTextAsync(Path.Combine(docs, "benchmarks.md"), report);
+await File.WriteAllTextAsync(Path.Combine(artifacts, "results.json"), JsonSerializer.Serialize(new { load, slow, soak }, new JsonSerializerOptions { WriteIndented = true }));
+Progress($"wrote {Path.Combine(docs, "benchmarks.md")}");
+return 0;

@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using Onyx.Benchmarks.Load;
+
+namespace Onyx.Benchmarks.Report;
+
+/// <summary>The targets of issue #4, checked against a run.</summary>
+internal static class Targets
+{
+    public const double AddedTtftP50Ms = 0.5;
+    public const double AddedTtftP99Ms = 2.0;
+    public const double MinThroughputRatio = 0.25;
+    public const double MaxPeakRssMegabytes = 120;
+}
+
+/// <summary>Writes <c>docs/benchmarks.md</c>: machine, commit, command, tables, targets met or missed.</summary>
+internal static class MarkdownReport
+{
+    private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
+
+    public static string Write(string repositoryRoot, string command, IReadOnlyList<ScenarioResult> load, ScenarioResult? slowStreams,
+        SoakResult? soak, string? microMarkdown, string chartFile)
+    {
+        var md = new StringBuilder();
+        md.AppendLine("# Benchmarks");
+        md.AppendLine();
+        md.AppendLine("What the gateway costs, measured: every scenario runs against a fast fake upstream twice in one run, in");
+        md.AppendLine("interleaved slices — straight to the upstream (**direct**) and **through the gateway** — so both share the");
+        md.AppendLine("same machine noise. The gateway's cost is the difference and the ratio. Load generator, fake upstream and");
+        md.AppendLine("gateway all share this machine's cores.");
+        md.AppendLine();
+        md.AppendLine($"- **Date:** {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        md.AppendLine($"- **Commit:** `{Git(repositoryRoot, "rev-parse --short HEAD")}`{(Git(repositoryRoot, "status --porcelain --untracked-files=no").Length > 0 ? " (with uncommitted changes)" : "")}");
+        md.AppendLine($"- **Machine:** {Environment.ProcessorCount} cores ({CpuModel()}), {MemoryGigabytes():0} GiB, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        md.AppendLine($"- **Command:** `{command}`");
+        md.AppendLine("- **Gateway:** Release build, its own process, default settings, call log on (JSON lines to stdout, read and dropped).");
+        md.AppendLine();
+        md.AppendLine($"![Time to first token, direct vs gateway]({chartFile})");
+        md.AppendLine();
+
+        md.AppendLine("## Targets");
+        md.AppendLine();
+        md.AppendLine("The added time to first token is read at concurrency 16 twice: with the upstream paced like a real model");
+        md.AppendLine("(`-paced`: a token every 20 ms, the cores not saturated), where the difference is the gateway's own latency;");
+        md.AppendLine("and with tokens sent as fast as possible (the cores saturated by load generator, upstream and gateway together),");
+        md.AppendLine("where the difference is mostly queueing for the two cores behind the gateway's extra hop. Throughput ratios come");
+        md.AppendLine("from the unpaced scenarios, where the machine is the limit.");
+        md.AppendLine();
+        md.AppendLine("| target | measured | |");
+        md.AppendLine("|---|---|---|");
+        foreach (var result in load.Where(r => r.Scenario.Concurrency == 16 && r.Scenario.Stream))
+        {
+            var p50 = result.Gateway.TtftP50 - result.Direct.TtftP50;
+            var p99 = result.Gateway.TtftP99 - result.Direct.TtftP99;
+            md.AppendLine($"| added TTFT p50 ≤ {Targets.AddedTtftP50Ms} ms ({result.Scenario.Name}) | {F(p50, 3)} ms | {Check(p50 <= Targets.AddedTtftP50Ms)} |");
+            md.AppendLine($"| added TTFT p99 ≤ {Targets.AddedTtftP99Ms} ms ({result.Scenario.Name}) | {F(p99, 3)} ms | {Check(p99 <= Targets.AddedTtftP99Ms)} |");
+        }
+        foreach (var result in load.Where(r => r.Scenario.TokenDelay == TimeSpan.Zero))
+        {
+            var ratio = result.Gateway.Throughput / result.Direct.Throughput;
+            md.AppendLine($"| gateway throughput ≥ {Targets.MinThroughputRatio:P0} of direct ({result.Scenario.Name}) | {ratio:P1} | {Check(ratio >= Targets.MinThroughputRatio)} |");
+        }
+        if (slowStreams is not null)
+        {
+            var peak = slowStreams.GatewayPeakRssBytes / 1048576.0;
+            var clean = slowStreams.Gateway.Errors == 0 && slowStreams.Gateway.Stalls == 0;
+            md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: peak RSS ≤ {Targets.MaxPeakRssMegabytes} MB | {F(peak, 1)} MB | {Check(peak <= Targets.MaxPeakRssMegabytes)} |");
+            md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: no errors, no stalls | {slowStreams.Gateway.Errors} errors, {slowStreams.Gateway.Stalls} stalls | {Check(clean)} |");
+        }
+        if (soak is not null)
+        {
+            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB, GC heap {F(soak.GcHeapGrowthMegabytes, 1, signed: true)} MB, {soak.Gateway.Errors} errors | {Check(soak.Flat)} |");
+        }
+        md.AppendLine();
+
+        md.AppendLine("## Load scenarios");
+        md.AppendLine();
+        md.AppendLine("Times in milliseconds. TTFT: time to the first content token (for non-streaming requests, the whole answer).");
+        md.AppendLine("Gateway CPU: the gateway process's CPU time during that target's slices, as % of one core.");
+        md.AppendLine();
+        md.AppendLine("| scenario | target | requests | req/s | TTFT p50 | TTFT p90 | TTFT p99 | total p50 | total p99 | errors | gateway CPU | gateway peak RSS |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var result in load.Concat(slowStreams is null ? [] : [slowStreams]))
+        {
+            foreach (var t in new[] { result.Direct, result.Gateway })
+            {
+                var rss = t.Target == "gateway" ? $"{result.GatewayPeakRssBytes / 1048576.0:0.0} MB" : "";
+                md.AppendLine($"| {result.Scenario.Name} | {t.Target} | {t.Requests} | {F(t.Throughput, 0)} | {F(t.TtftP50, 3)} | {F(t.TtftP90, 3)} | {F(t.TtftP99, 3)} | {F(t.TotalP50, 3)} | {F(t.TotalP99, 3)} | {t.Errors}{(t.Stalls > 0 ? $" (+{t.Stalls} stalls)" : "")} | {F(t.GatewayCpuPercent, 0)} % | {rss} |");
+            }
+            md.AppendLine($"| {result.Scenario.Name} | **gateway − direct** | | **{result.Gateway.Throughput / result.Direct.Throughput:P1}** | **{F(result.Gateway.TtftP50 - result.Direct.TtftP50, 3, signed: true)}** | {F(result.Gateway.TtftP90 - result.Direct.TtftP90, 3, signed: true)} | **{F(result.Gateway.TtftP99 - result.Direct.TtftP99, 3, signed: true)}** | {F(result.Gateway.TotalP50 - result.Direct.TotalP50, 3, signed: true)} | {F(result.Gateway.TotalP99 - result.Direct.TotalP99, 3, signed: true)} | | | |");
+        }
+        md.AppendLine();
+        md.AppendLine("Scenarios:");
+        md.AppendLine();
+        foreach (var result in load.Concat(slowStreams is null ? [] : [slowStreams]))
+        {
+            var s = result.Scenario;
+            md.AppendLine($"- `{s.Name}`: {s.Description}; {s.Concurrency} concurrent requests, {s.Tokens} tokens{(s.TokenDelay > TimeSpan.Zero ? $" one every {s.TokenDelay.TotalMilliseconds:0} ms" : " sent as fast as possible")}, {s.DurationPerTarget.TotalSeconds:0} s per target in {s.Slice.TotalSeconds:0} s slices.");
+        }
+        foreach (var error in load.Concat(slowStreams is null ? [] : [slowStreams]).SelectMany(r => new[] { r.Direct, r.Gateway }).Where(t => t.FirstError is not null))
+        {
+            md.AppendLine($"- first error seen ({error.Target}): {error.FirstError}");
+        }
+        md.AppendLine();
+
+        if (soak is not null)
+        {
+            md.AppendLine("## Soak");
+            md.AppendLine();
+            md.AppendLine($"{soak.Scenario.Description}: {soak.Scenario.Concurrency} concurrent streams of {soak.Scenario.Tokens} tokens, one every {soak.Scenario.TokenDelay.TotalMilliseconds:0} ms, through the gateway for {soak.Scenario.DurationPerTarget.TotalMinutes:0} minutes ({soak.Gateway.Requests} requests, {F(soak.Gateway.Throughput, 0)} req/s, {soak.Gateway.Errors} errors). Warm-up: the first {soak.WarmUp.TotalSeconds:0} s. Growth = mean of the last three readings minus the mean of the first three after warm-up (allowed: {SoakResult.AllowedGrowthMegabytes} MB). The GC heap is read from the gateway's runtime counters over EventPipe.");
+            md.AppendLine();
+            md.AppendLine("| at | requests | errors | RSS (MB) | GC heap (MB) |");
+            md.AppendLine("|---:|---:|---:|---:|---:|");
+            foreach (var sample in soak.Samples)
+            {
+                md.AppendLine($"| {sample.At.TotalSeconds:0} s | {sample.Requests} | {sample.Errors} | {F(sample.RssMegabytes, 1)} | {F(sample.GcHeapMegabytes, 1)} |");
+            }
+            md.AppendLine();
+        }
+
+        if (microMarkdown is not null)
+        {
+            md.AppendLine("## Hot path (BenchmarkDotNet)");
+            md.AppendLine();
+            md.AppendLine(microMarkdown);
+            md.AppendLine();
+        }
+        return md.ToString();
+    }
+
+    private static string Check(bool ok) => ok ? "met" : "**missed**";
+
+    private static string F(double value, int decimals, bool signed = false) =>
+        double.IsNaN(value) ? "n/a" : (signed && value >= 0 ? "+" : "") + value.ToString("F" + decimals, Invariant);
+
+    private static string Git(string root, string arguments)
+    {
+        try
+        {
+            var start = new ProcessStartInfo("git", arguments) { WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true };
+            using var git = Process.Start(start)!;
+            var output = git.StandardOutput.ReadToEnd().Trim();
+            git.WaitForExit();
+            return output;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "unknown";
+        }
+    }
+
+    private static string CpuModel() =>
+        File.Exists("/proc/cpuinfo")
+            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU"
+            : "unknown CPU";
+
+    private static double MemoryGigabytes() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0;
+}
