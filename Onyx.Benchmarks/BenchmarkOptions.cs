@@ -21,8 +21,8 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
         }
         var onlyAt = Array.IndexOf(args, "--only");
         var only = onlyAt >= 0 && onlyAt + 1 < args.Length ? args[onlyAt + 1] : null;
-        var known = new HashSet<string> { "all", "load", "micro", "--quick", "--seconds", "--soak-minutes", "--only" };
-        var remaining = args.Where((a, i) => !known.Contains(a) && (i == 0 || args[i - 1] is not ("--seconds" or "--soak-minutes" or "--only"))).ToArray();
+        var known = new HashSet<string> { "all", "load", "micro", "--quick", "--seconds", "--soak-minutes", "--only", "--concurrency" };
+        var remaining = args.Where((a, i) => !known.Contains(a) && (i == 0 || args[i - 1] is not ("--seconds" or "--soak-minutes" or "--only" or "--concurrency"))).ToArray();
         return mode switch
         {
             "all" or "load" or "micro" => new BenchmarkOptions(
@@ -32,13 +32,18 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
                 Number("--seconds", quick ? 6 : 20),
                 only is null ? Number("--soak-minutes", quick ? 1 : 10) : 0,
                 only,
-                remaining),
+                remaining) { Concurrency = args.Contains("--concurrency") ? Number("--concurrency", 1) : null },
             _ => throw new ArgumentException($"Unknown mode '{mode}': use all, load or micro."),
         };
     }
 
     /// <summary>The load scenarios, or only the one named by <c>--only</c>.</summary>
-    public IEnumerable<Scenario> LoadScenarios() => AllLoadScenarios().Where(s => Only is null || s.Name == Only);
+    public IEnumerable<Scenario> LoadScenarios() => AllLoadScenarios()
+        .Where(s => Only is null || s.Name == Only)
+        .Select(s => Concurrency is { } c ? s with { Concurrency = c } : s);
+
+    /// <summary><c>--concurrency N</c> overrides every load scenario's concurrency (for exploring, not for the report).</summary>
+    public int? Concurrency { get; init; }
 
     /// <summary>Whether the 1 000-stream memory scenario runs (always, unless <c>--only</c> names another).</summary>
     public bool RunSlowStreams => Only is null or "slow-1000";

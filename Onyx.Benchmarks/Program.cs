@@ -6,7 +6,12 @@ using Onyx.Benchmarks.Micro;
 using Onyx.Benchmarks.Report;
 using Onyx.Benchmarks.Upstream;
 
-// dotnet run -c Release --project Onyx.Benchmarks -- [all|load|micro] [--quick] [--seconds N] [--soak-minutes N]
+// dotnet run -c Release --project Onyx.Benchmarks -- [all|load|micro] [--quick] [--seconds N] [--soak-minutes N] [--only NAME]
+if (args is [UpstreamProcess.Command])
+{
+    return await UpstreamProcess.RunAsync();
+}
+
 var options = BenchmarkOptions.Parse(args);
 var root = BenchmarkOptions.FindRepositoryRoot();
 var docs = Path.Combine(root, "docs");
@@ -34,7 +39,7 @@ if (!options.Load)
     return 0;
 }
 
-await using var upstream = await FastUpstream.StartAsync();
+await using var upstream = await UpstreamProcess.StartAsync();
 await using var gateway = await GatewayProcess.StartAsync(root, upstream.Root, new Dictionary<string, string>());
 using var http = new HttpClient(new SocketsHttpHandler
 {

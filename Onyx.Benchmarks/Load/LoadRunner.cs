@@ -12,7 +12,7 @@ internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, T
 /// Drives a fixed concurrency for a fixed time, alternating short slices straight to the upstream and through
 /// the gateway, so both see the same machine noise; the gateway's cost is the difference between them.
 /// </summary>
-internal sealed class LoadRunner(HttpClient http, FastUpstream upstream, GatewayProcess gateway)
+internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, GatewayProcess gateway)
 {
     /// <summary>A gap this long between two reads of a paced stream counts as a stall.</summary>
     private static readonly TimeSpan StallGap = TimeSpan.FromSeconds(1);
@@ -21,7 +21,7 @@ internal sealed class LoadRunner(HttpClient http, FastUpstream upstream, Gateway
 
     public async Task<ScenarioResult> RunAsync(Scenario scenario, Action<string> progress)
     {
-        upstream.Pacing = new UpstreamPacing(scenario.Tokens, scenario.TokenDelay);
+        await upstream.SetPacingAsync(http, scenario.Tokens, scenario.TokenDelay);
         var direct = new LatencyRecorder("direct");
         var through = new LatencyRecorder("gateway");
         var directTarget = new Target(new Uri(upstream.Root, "v1/chat/completions"), Body(FastUpstream.Model, scenario.Stream));
@@ -51,11 +51,11 @@ internal sealed class LoadRunner(HttpClient http, FastUpstream upstream, Gateway
         return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes);
     }
 
-    /// <summary>Runs the gateway alone at a fixed concurrency until <paramref name="until"/>; for the soak.</summary>
-    public Task RunGatewayAsync(Scenario scenario, LatencyRecorder recorder, TimeSpan duration)
+    /// <summary>Runs the gateway alone at a fixed concurrency for <paramref name="duration"/>; for the soak.</summary>
+    public async Task RunGatewayAsync(Scenario scenario, LatencyRecorder recorder, TimeSpan duration)
     {
-        upstream.Pacing = new UpstreamPacing(scenario.Tokens, scenario.TokenDelay);
-        return SliceAsync(scenario, new Target(new Uri(gateway.BaseAddress, "v1/chat/completions"), Body(Scenario.GatewayModel, scenario.Stream)), recorder, duration);
+        await upstream.SetPacingAsync(http, scenario.Tokens, scenario.TokenDelay);
+        await SliceAsync(scenario, new Target(new Uri(gateway.BaseAddress, "v1/chat/completions"), Body(Scenario.GatewayModel, scenario.Stream)), recorder, duration);
     }
 
     private async Task SliceAsync(Scenario scenario, Target target, LatencyRecorder recorder, TimeSpan duration)

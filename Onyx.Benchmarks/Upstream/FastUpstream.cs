@@ -44,6 +44,11 @@ internal sealed class FastUpstream : IAsyncDisposable
         FastUpstream? self = null;
         app.MapPost("/v1/chat/completions", context => self!.OpenAiAsync(context));
         app.MapPost("/api/chat", context => self!.OllamaAsync(context));
+        app.MapPost("/_bench/pacing", (int tokens, int delayMs) =>
+        {
+            self!.Pacing = new UpstreamPacing(tokens, TimeSpan.FromMilliseconds(delayMs));
+            return Results.NoContent();
+        });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         self = new FastUpstream(app, new Uri(address));

@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Net.ServerSentEvents;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Onyx.Gateway.OpenAi;
@@ -27,14 +25,12 @@ internal sealed class OpenAiErrorResult(int statusCode, OpenAiError error, TimeS
 }
 
 /// <summary>
-/// A streamed answer as OpenAI sends it: <c>data: {chunk}</c> events, flushed one by one, ending in
-/// <c>data: [DONE]</c> — or, when the upstream fails mid-answer, in an error event and no <c>[DONE]</c>, so no
-/// client mistakes a cut answer for a complete one.
+/// A streamed answer as OpenAI sends it: <c>data: {chunk}</c> events ending in <c>data: [DONE]</c> — or, when
+/// the upstream fails mid-answer, in an error event and no <c>[DONE]</c>, so no client mistakes a cut answer for a
+/// complete one. Events are flushed as soon as the upstream has nothing more ready, never held back.
 /// </summary>
 internal sealed class ChatStreamResult(RoutedStream stream) : IResult
 {
-    private static readonly ReadOnlyMemory<byte> Done = "[DONE]"u8.ToArray();
-
     public async Task ExecuteAsync(HttpContext httpContext)
     {
         await using var _ = stream;
@@ -44,44 +40,43 @@ internal sealed class ChatStreamResult(RoutedStream stream) : IResult
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
         httpContext.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        await response.StartAsync(httpContext.RequestAborted);
 
+        var aborted = httpContext.RequestAborted;
+        var writer = response.BodyWriter;
         try
         {
-            await SseFormatter.WriteAsync(Events(httpContext.RequestAborted), response.Body,
-                static (item, writer) => writer.Write(item.Data.Span), httpContext.RequestAborted);
+            await using var chunks = stream.ReadAsync(aborted).GetAsyncEnumerator(aborted);
+            while (true)
+            {
+                var next = chunks.MoveNextAsync();
+                if (!next.IsCompleted)
+                {
+                    // Nothing more is ready upstream: send what is written (the headers go with the first flush).
+                    await writer.FlushAsync(aborted);
+                }
+                bool more;
+                try
+                {
+                    more = await next;
+                }
+                catch (UpstreamException failure)
+                {
+                    SseWriter.WriteEvent(writer, ErrorEvent(failure));
+                    break;
+                }
+                if (!more)
+                {
+                    SseWriter.WriteEvent(writer, SseWriter.Done);
+                    break;
+                }
+                SseWriter.WriteEvent(writer, chunks.Current.Span);
+            }
+            await writer.FlushAsync(aborted);
         }
-        catch (OperationCanceledException) when (httpContext.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             // The client went away; disposing the stream cancels the upstream and logs the call.
         }
-    }
-
-    private async IAsyncEnumerable<SseItem<ReadOnlyMemory<byte>>> Events([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        await using var chunks = stream.ReadAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
-        while (true)
-        {
-            UpstreamException? failure = null;
-            try
-            {
-                if (!await chunks.MoveNextAsync())
-                {
-                    break;
-                }
-            }
-            catch (UpstreamException ex)
-            {
-                failure = ex;
-            }
-            if (failure is not null)
-            {
-                yield return new SseItem<ReadOnlyMemory<byte>>(ErrorEvent(failure));
-                yield break;
-            }
-            yield return new SseItem<ReadOnlyMemory<byte>>(chunks.Current);
-        }
-        yield return new SseItem<ReadOnlyMemory<byte>>(Done);
     }
 
     private static byte[] ErrorEvent(UpstreamException failure) => JsonSerializer.SerializeToUtf8Bytes(
