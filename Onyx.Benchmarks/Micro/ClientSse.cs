@@ -1,23 +1,43 @@
-using System.Buffers;
-using System.Net.ServerSentEvents;
+using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
+using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 
 namespace Onyx.Benchmarks.Micro;
 
 /// <summary>
 /// The client side of a stream as <c>ChatStreamResult</c> (Onyx.Gateway/Api/OpenAiResults.cs) writes it: each chunk
-/// as a <c>data:</c> event through <see cref="SseFormatter"/>, flushed one by one, then <c>data: [DONE]</c>.
+/// as a <c>data:</c> event through <see cref="SseWriter"/> into the response's pipe, flushed whenever the source has
+/// nothing more ready, then <c>data: [DONE]</c>.
 /// </summary>
 internal static class ClientSse
 {
-    private static readonly ReadOnlyMemory<byte> Done = "[DONE]"u8.ToArray();
-
     /// <summary>A provider's stream, as the endpoint gets it from <c>RoutedStream.ReadAsync</c>: each chunk's JSON.</summary>
     public static Task WriteAsync(IAsyncEnumerable<StreamChunk> chunks, Stream body) => WriteAsync(Json(chunks), body);
 
-    public static Task WriteAsync(IAsyncEnumerable<ReadOnlyMemory<byte>> chunks, Stream body) =>
-        SseFormatter.WriteAsync(Events(chunks), body, static (item, writer) => writer.Write(item.Data.Span), CancellationToken.None);
+    public static async Task WriteAsync(IAsyncEnumerable<ReadOnlyMemory<byte>> chunks, Stream body)
+    {
+        var writer = PipeWriter.Create(body, new StreamPipeWriterOptions(leaveOpen: true));
+        await using (var events = chunks.GetAsyncEnumerator())
+        {
+            while (true)
+            {
+                var next = events.MoveNextAsync();
+                if (!next.IsCompleted)
+                {
+                    await writer.FlushAsync();
+                }
+                if (!await next)
+                {
+                    SseWriter.WriteEvent(writer, SseWriter.Done);
+                    break;
+                }
+                SseWriter.WriteEvent(writer, events.Current.Span);
+            }
+        }
+        await writer.FlushAsync();
+        await writer.CompleteAsync();
+    }
 
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Json(IAsyncEnumerable<StreamChunk> chunks,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -26,16 +46,6 @@ internal static class ClientSse
         {
             yield return chunk.Json;
         }
-    }
-
-    private static async IAsyncEnumerable<SseItem<ReadOnlyMemory<byte>>> Events(IAsyncEnumerable<ReadOnlyMemory<byte>> chunks,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        await foreach (var chunk in chunks.WithCancellation(cancellationToken))
-        {
-            yield return new SseItem<ReadOnlyMemory<byte>>(chunk);
-        }
-        yield return new SseItem<ReadOnlyMemory<byte>>(Done);
     }
 }
 

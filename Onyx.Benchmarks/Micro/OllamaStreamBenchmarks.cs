@@ -7,7 +7,7 @@ namespace Onyx.Benchmarks.Micro;
 
 /// <summary>
 /// Ollama NDJSON → OpenAI SSE: the real <c>OllamaProvider.StreamAsync</c> reads each line, deserializes it and
-/// builds an OpenAI chunk, which goes to the client through <c>SseFormatter</c>. The stream benchmark reports per
+/// builds an OpenAI chunk, which goes to the client through <c>SseWriter</c>. The stream benchmark reports per
 /// chunk (22 chunks a stream: 20 tokens, the first with the role, then finish and usage); the other two split one
 /// line's cost into its parts.
 /// </summary>
@@ -47,7 +47,7 @@ public class OllamaStreamBenchmarks
 
     /// <summary>
     /// The real <c>OllamaProvider.StreamAsync</c> (body translated, <see cref="HttpClient"/> send to an in-memory
-    /// handler, NDJSON read line by line and translated) to <c>SseFormatter</c>.
+    /// handler, NDJSON read line by line and translated) to <c>SseWriter</c>.
     /// </summary>
     [Benchmark(OperationsPerInvoke = WireSamples.OllamaChunkCount)]
     public Task TranslateThroughProviderPerChunk()

@@ -55,7 +55,7 @@ public class OpenAiStreamBenchmarks
 
     /// <summary>
     /// <see cref="SseParser"/> over the upstream body (one <c>byte[]</c> per event), <see cref="ChunkInspector"/>,
-    /// and <see cref="SseFormatter"/> to the client, as <c>OpenAiCompatibleProvider.StreamAsync</c> and
+    /// and <c>SseWriter</c> to the client, as <c>OpenAiCompatibleProvider.StreamAsync</c> and
     /// <c>ChatStreamResult</c> do it, without the HTTP request.
     /// </summary>
     [Benchmark(OperationsPerInvoke = WireSamples.OpenAiChunkCount)]
@@ -69,7 +69,7 @@ public class OpenAiStreamBenchmarks
 
     /// <summary>
     /// The real <c>OpenAiCompatibleProvider.StreamAsync</c> (upstream body built, <see cref="HttpClient"/> send to an
-    /// in-memory handler, response read) to <see cref="SseFormatter"/>: the per-request HTTP cost spread over the chunks.
+    /// in-memory handler, response read) to <c>SseWriter</c>: the per-request HTTP cost spread over the chunks.
     /// </summary>
     [Benchmark(OperationsPerInvoke = WireSamples.OpenAiChunkCount)]
     public Task ThroughProviderPerChunk()
