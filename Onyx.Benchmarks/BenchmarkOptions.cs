@@ -8,7 +8,7 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
 {
     public TimeSpan SoakSampleEvery => Quick ? TimeSpan.FromSeconds(5) : TimeSpan.FromSeconds(20);
 
-    public TimeSpan SoakWarmUp => Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromMinutes(1);
+    public TimeSpan SoakWarmUp => Quick ? TimeSpan.FromSeconds(20) : TimeSpan.FromMinutes(2);
 
     public static BenchmarkOptions Parse(string[] args)
     {
@@ -30,7 +30,7 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
                 Micro: mode != "load",
                 quick,
                 Number("--seconds", quick ? 6 : 20),
-                only is null ? Number("--soak-minutes", quick ? 1 : 10) : 0,
+                only is null or "soak" ? Number("--soak-minutes", quick ? 1 : 10) : 0,
                 only,
                 remaining) { Concurrency = args.Contains("--concurrency") ? Number("--concurrency", 1) : null },
             _ => throw new ArgumentException($"Unknown mode '{mode}': use all, load or micro."),
@@ -47,6 +47,9 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
 
     /// <summary>Whether the 1 000-stream memory scenario runs (always, unless <c>--only</c> names another).</summary>
     public bool RunSlowStreams => Only is null or "slow-1000";
+
+    /// <summary>The soak runs unless <c>--only</c> names a load scenario.</summary>
+    public bool RunSoak => SoakMinutes > 0;
 
     private IEnumerable<Scenario> AllLoadScenarios()
     {

@@ -70,17 +70,20 @@ if (options.RunSlowStreams)
 SoakResult? soak = null;
 if (options.SoakMinutes > 0)
 {
+    // A fresh gateway process, so memory left over from the heavier scenarios does not pass for a trend.
+    await using var soakGateway = await GatewayProcess.StartAsync(root, upstream.Root, new Dictionary<string, string>());
+    var soakRunner = new LoadRunner(http, upstream, soakGateway);
     var soakScenario = options.SoakScenario();
-    Progress($"{soakScenario.Name}: {soakScenario.Description}, {options.SoakMinutes} min");
-    using var counters = RuntimeCounters.Start(gateway.ProcessId);
+    Progress($"{soakScenario.Name}: {soakScenario.Description}, {options.SoakMinutes} min on a fresh gateway process");
+    using var counters = RuntimeCounters.Start(soakGateway.ProcessId);
     var recorder = new LatencyRecorder("gateway");
     var samples = new List<SoakSample>();
     var clock = Stopwatch.StartNew();
-    var running = runner.RunGatewayAsync(soakScenario, recorder, soakScenario.DurationPerTarget);
+    var running = soakRunner.RunGatewayAsync(soakScenario, recorder, soakScenario.DurationPerTarget);
     using var timer = new PeriodicTimer(options.SoakSampleEvery);
-    while (!running.IsCompleted && await timer.WaitForNextTickAsync())
+    while (await timer.WaitForNextTickAsync() && !running.IsCompleted)
     {
-        var sample = gateway.Sample();
+        var sample = soakGateway.Sample();
         samples.Add(new SoakSample(clock.Elapsed, recorder.Requests, recorder.Errors, sample.RssBytes / 1048576.0, counters.GcHeapMegabytes));
         Progress($"soak: {clock.Elapsed:mm\\:ss} {recorder.Requests} req, {recorder.Errors} errors, RSS {sample.RssBytes / 1048576.0:0.0} MB, GC heap {counters.GcHeapMegabytes:0.0} MB");
     }
@@ -90,7 +93,10 @@ if (options.SoakMinutes > 0)
 }
 
 const string chartFile = "benchmarks/ttft.png";
-Chart.WriteTimeToFirstToken(load.Where(r => r.Scenario.Concurrency == 16).ToList(), Path.Combine(docs, chartFile));
+if (load.Count > 0)
+{
+    Chart.WriteTimeToFirstToken(load.Where(r => r.Scenario.Concurrency == 16).ToList(), Path.Combine(docs, chartFile));
+}
 var command = "dotnet run -c Release --project Onyx.Benchmarks" + (args.Length > 0 ? " -- " + string.Join(' ', args) : "");
 var report = MarkdownReport.Write(root, command, load, slow, soak, micro, chartFile);
 await File.WriteAllTextAsync(Path.Combine(docs, "benchmarks.md"), report);

@@ -124,7 +124,9 @@ internal sealed class GatewayProcess : IAsyncDisposable
 }
 
 /// <summary>CPU time and memory of a process, from <c>/proc/&lt;pid&gt;/stat</c> and <c>status</c>.</summary>
-internal readonly record struct ProcessSample(TimeSpan CpuTime, long RssBytes, long PeakRssBytes)
+/// <remarks>RSS splits into anonymous memory (heaps, stacks), file-backed pages (the runtime and assemblies,
+/// shared with other .NET processes) and shared memory (the JIT's double-mapped code).</remarks>
+internal readonly record struct ProcessSample(TimeSpan CpuTime, long RssBytes, long PeakRssBytes, long AnonBytes = 0, long FileBytes = 0, long ShmemBytes = 0)
 {
     private static readonly double TicksPerSecond = 100; // USER_HZ on Linux
 
@@ -134,7 +136,7 @@ internal readonly record struct ProcessSample(TimeSpan CpuTime, long RssBytes, l
         var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         // Fields after the command: state is index 0, so utime (14) and stime (15) are 11 and 12.
         var ticks = long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
-        long rss = 0, peak = 0;
+        long rss = 0, peak = 0, anon = 0, file = 0, shmem = 0;
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))
         {
             if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
@@ -145,8 +147,20 @@ internal readonly record struct ProcessSample(TimeSpan CpuTime, long RssBytes, l
             {
                 peak = Kilobytes(line) * 1024;
             }
+            else if (line.StartsWith("RssAnon:", StringComparison.Ordinal))
+            {
+                anon = Kilobytes(line) * 1024;
+            }
+            else if (line.StartsWith("RssFile:", StringComparison.Ordinal))
+            {
+                file = Kilobytes(line) * 1024;
+            }
+            else if (line.StartsWith("RssShmem:", StringComparison.Ordinal))
+            {
+                shmem = Kilobytes(line) * 1024;
+            }
         }
-        return new ProcessSample(TimeSpan.FromSeconds(ticks / TicksPerSecond), rss, peak);
+        return new ProcessSample(TimeSpan.FromSeconds(ticks / TicksPerSecond), rss, peak, anon, file, shmem);
     }
 
     private static long Kilobytes(string line) =>

@@ -6,7 +6,7 @@ using Onyx.Benchmarks.Upstream;
 namespace Onyx.Benchmarks.Load;
 
 /// <summary>The figures of one scenario: both targets, and the gateway's peak memory during it.</summary>
-internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, TargetSummary Gateway, long GatewayPeakRssBytes);
+internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, TargetSummary Gateway, long GatewayPeakRssBytes, ProcessSample GatewayAtPeak);
 
 /// <summary>
 /// Drives a fixed concurrency for a fixed time, alternating short slices straight to the upstream and through
@@ -33,6 +33,22 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
         await SliceAsync(scenario, gatewayTarget, new LatencyRecorder("warm-up"), warmUp);
         gateway.ResetPeakRss();
 
+        // The gateway's memory, read every half second; the largest reading shows what the peak is made of.
+        var atPeak = gateway.Sample();
+        using var watching = new CancellationTokenSource();
+        var watcher = Task.Run(async () =>
+        {
+            using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
+            while (await tick.WaitForNextTickAsync(watching.Token).ConfigureAwait(false))
+            {
+                var now = gateway.Sample();
+                if (now.RssBytes > atPeak.RssBytes)
+                {
+                    atPeak = now;
+                }
+            }
+        });
+
         var slices = Math.Max(1, (int)Math.Round(scenario.DurationPerTarget / scenario.Slice));
         for (var i = 0; i < slices; i++)
         {
@@ -48,7 +64,15 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
             }
             progress($"{scenario.Name}: slice {i + 1}/{slices}, direct {direct.Requests} req, gateway {through.Requests} req, errors {direct.Errors}/{through.Errors}");
         }
-        return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes);
+        await watching.CancelAsync();
+        try
+        {
+            await watcher;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes, atPeak);
     }
 
     /// <summary>Runs the gateway alone at a fixed concurrency for <paramref name="duration"/>; for the soak.</summary>

@@ -15,6 +15,25 @@ internal sealed record SoakResult(Scenario Scenario, TimeSpan WarmUp, IReadOnlyL
 
     public double GcHeapGrowthMegabytes => Growth(s => s.GcHeapMegabytes);
 
+    /// <summary>Least-squares slope of RSS after warm-up, in MB per minute (a leak shows as a steady positive slope).</summary>
+    public double RssSlopeMegabytesPerMinute => Slope(s => s.RssMegabytes);
+
+    public double GcHeapSlopeMegabytesPerMinute => Slope(s => s.GcHeapMegabytes);
+
+    private double Slope(Func<SoakSample, double> value)
+    {
+        var samples = AfterWarmUp.Where(s => !double.IsNaN(value(s))).ToList();
+        if (samples.Count < 3)
+        {
+            return double.NaN;
+        }
+        var meanX = samples.Average(s => s.At.TotalMinutes);
+        var meanY = samples.Average(value);
+        var num = samples.Sum(s => (s.At.TotalMinutes - meanX) * (value(s) - meanY));
+        var den = samples.Sum(s => Math.Pow(s.At.TotalMinutes - meanX, 2));
+        return den == 0 ? double.NaN : num / den;
+    }
+
     public bool Flat => RssGrowthMegabytes <= AllowedGrowthMegabytes
         && (double.IsNaN(GcHeapGrowthMegabytes) || GcHeapGrowthMegabytes <= AllowedGrowthMegabytes)
         && Gateway.Errors == 0;

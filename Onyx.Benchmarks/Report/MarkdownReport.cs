@@ -71,7 +71,7 @@ internal static class MarkdownReport
         }
         if (soak is not null)
         {
-            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB, GC heap {F(soak.GcHeapGrowthMegabytes, 1, signed: true)} MB, {soak.Gateway.Errors} errors | {Check(soak.Flat)} |");
+            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB ({F(soak.RssSlopeMegabytesPerMinute, 2, signed: true)} MB/min), GC heap {F(soak.GcHeapGrowthMegabytes, 1, signed: true)} MB ({F(soak.GcHeapSlopeMegabytesPerMinute, 2, signed: true)} MB/min), {soak.Gateway.Errors} errors | {Check(soak.Flat)} |");
         }
         md.AppendLine();
 
@@ -99,6 +99,15 @@ internal static class MarkdownReport
             var s = result.Scenario;
             md.AppendLine($"- `{s.Name}`: {s.Description}; {s.Concurrency} concurrent requests, {s.Tokens} tokens{(s.TokenDelay > TimeSpan.Zero ? $" one every {s.TokenDelay.TotalMilliseconds:0} ms" : " sent as fast as possible")}, {s.DurationPerTarget.TotalSeconds:0} s per target in {s.Slice.TotalSeconds:0} s slices.");
         }
+        if (slowStreams is not null)
+        {
+            var m = slowStreams.GatewayAtPeak;
+            md.AppendLine();
+            md.AppendLine($"What the gateway's largest RSS reading during `{slowStreams.Scenario.Name}` ({m.RssBytes / 1048576.0:0.0} MB) is made of: " +
+                $"{m.AnonBytes / 1048576.0:0.0} MB anonymous (GC heaps, stacks, native buffers), {m.FileBytes / 1048576.0:0.0} MB file-backed " +
+                $"(the runtime and assemblies, mapped and shared with other .NET processes), {m.ShmemBytes / 1048576.0:0.0} MB shared " +
+                "(the JIT's double-mapped code).");
+        }
         foreach (var error in load.Concat(slowStreams is null ? [] : [slowStreams]).SelectMany(r => new[] { r.Direct, r.Gateway }).Where(t => t.FirstError is not null))
         {
             md.AppendLine($"- first error seen ({error.Target}): {error.FirstError}");
@@ -109,7 +118,7 @@ internal static class MarkdownReport
         {
             md.AppendLine("## Soak");
             md.AppendLine();
-            md.AppendLine($"{soak.Scenario.Description}: {soak.Scenario.Concurrency} concurrent streams of {soak.Scenario.Tokens} tokens, one every {soak.Scenario.TokenDelay.TotalMilliseconds:0} ms, through the gateway for {soak.Scenario.DurationPerTarget.TotalMinutes:0} minutes ({soak.Gateway.Requests} requests, {F(soak.Gateway.Throughput, 0)} req/s, {soak.Gateway.Errors} errors). Warm-up: the first {soak.WarmUp.TotalSeconds:0} s. Growth = mean of the last three readings minus the mean of the first three after warm-up (allowed: {SoakResult.AllowedGrowthMegabytes} MB). The GC heap is read from the gateway's runtime counters over EventPipe.");
+            md.AppendLine($"{soak.Scenario.Description}: {soak.Scenario.Concurrency} concurrent streams of {soak.Scenario.Tokens} tokens, one every {soak.Scenario.TokenDelay.TotalMilliseconds:0} ms, through the gateway for {soak.Scenario.DurationPerTarget.TotalMinutes:0} minutes ({soak.Gateway.Requests} requests, {F(soak.Gateway.Throughput, 0)} req/s, {soak.Gateway.Errors} errors). The soak runs on a fresh gateway process. Warm-up: the first {soak.WarmUp.TotalSeconds:0} s. Growth = mean of the last three readings minus the mean of the first three after warm-up (allowed: {SoakResult.AllowedGrowthMegabytes} MB); the slope is a least-squares fit over the readings after warm-up. The GC heap is read from the gateway's runtime counters over EventPipe.");
             md.AppendLine();
             md.AppendLine("| at | requests | errors | RSS (MB) | GC heap (MB) |");
             md.AppendLine("|---:|---:|---:|---:|---:|");
