@@ -29,6 +29,7 @@ internal static class Chart
         plot.Axes.Left.Label.Text = "time to first token (ms)";
         plot.Title("Onyx gateway: time to first token, direct vs through the gateway");
         plot.Legend.IsVisible = true;
+        plot.Legend.Alignment = Alignment.UpperLeft;
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "direct to upstream", FillColor = palette[0] });
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "through Onyx", FillColor = palette[1] });
         plot.Axes.Margins(bottom: 0);
