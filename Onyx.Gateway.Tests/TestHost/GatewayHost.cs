@@ -78,7 +78,18 @@ public sealed class GatewayHost : IAsyncDisposable
             }
         });
         factory.UseKestrel();
-        factory.StartServer();
+        try
+        {
+            factory.StartServer();
+        }
+        catch
+        {
+            // A gateway that refuses to start (bad config) must not leave its fakes running.
+            await factory.DisposeAsync();
+            await primary.DisposeAsync();
+            await fallback.DisposeAsync();
+            throw;
+        }
         var host = new GatewayHost(primary, fallback, factory, logs);
         var addresses = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         host.BaseAddress = new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("localhost", "127.0.0.1", StringComparison.Ordinal));

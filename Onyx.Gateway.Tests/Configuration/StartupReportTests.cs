@@ -1,0 +1,59 @@
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Tests.TestHost;
+
+namespace Onyx.Gateway.Tests.Configuration;
+
+/// <summary>What the gateway says about its config at start-up, and that a bad config stops it.</summary>
+public sealed class StartupReportTests
+{
+    [Fact]
+    public async Task LogsEveryKeyItDoesNotActOnOnce()
+    {
+        await using var gateway = await GatewayHost.StartAsync();
+
+        var ignored = gateway.Logs.Records.Where(r => r.EventId == 1004).Select(r => (string?)r["Key"]).ToList();
+        Assert.Contains("litellm_settings:rate_limit:rpm", ignored);
+        Assert.Contains("litellm_settings:success_callback:0", ignored);
+        Assert.Contains("litellm_settings:failure_callback:0", ignored);
+        Assert.Contains("model_list:0:litellm_params:stream", ignored);
+        Assert.Equal(ignored.Count, ignored.Distinct().Count());
+        Assert.DoesNotContain("model_list:0:litellm_params:model", ignored);
+    }
+
+    [Fact]
+    public async Task RefusesToStartWithABadConfigAndNamesTheKey()
+    {
+        var config = Path.Combine(Path.GetTempPath(), $"onyx-bad-{Guid.NewGuid():N}.yaml");
+        await File.WriteAllTextAsync(config, """
+            model_list:
+              - model_name: "manus-primary"
+                litellm_params: { model: "bedrock/claude" }
+            """);
+        try
+        {
+            var error = await Assert.ThrowsAnyAsync<Exception>(() => GatewayHost.StartAsync(new() { ["LITELLM_CONFIG_PATH"] = config }));
+            var validation = Assert.IsType<OptionsValidationException>(Unwrap(error));
+            Assert.Contains("model_list:0:litellm_params:model has an unknown provider prefix 'bedrock/'", validation.Message);
+        }
+        finally
+        {
+            File.Delete(config);
+        }
+    }
+
+    [Fact]
+    public async Task RefusesToStartWithoutAConfigFile()
+    {
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => GatewayHost.StartAsync(new() { ["LITELLM_CONFIG_PATH"] = "/nonexistent/litellm-config.yaml" }));
+        Assert.Contains("LITELLM_CONFIG_PATH", Unwrap(error).Message);
+    }
+
+    private static Exception Unwrap(Exception error)
+    {
+        while (error is AggregateException or System.Reflection.TargetInvocationException && error.InnerException is not null)
+        {
+            error = error.InnerException!;
+        }
+        return error;
+    }
+}
