@@ -157,7 +157,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
     };
 
     /// <summary>An OpenAI chunk. With <paramref name="usage"/> set, the final usage chunk (<c>choices: []</c>).</summary>
-    private static byte[] Chunk(string id, long created, string model, string? role, string? content, string? finishReason, TokenUsage? usage)
+    internal static byte[] Chunk(string id, long created, string model, string? role, string? content, string? finishReason, TokenUsage? usage)
     {
         var buffer = new ArrayBufferWriter<byte>(192 + (content?.Length ?? 0) * 2);
         using (var json = new Utf8JsonWriter(buffer))
@@ -213,7 +213,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
 
     private async Task<HttpResponseMessage> SendAsync(Deployment deployment, ChatRequest request, bool stream, CancellationToken cancellationToken)
     {
-        using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(deployment.ApiBase, "/api/chat"))
+        using var message = new HttpRequestMessage(HttpMethod.Post, deployment.ChatEndpoint)
         {
             Content = new ByteArrayContent(BuildBody(deployment, request, stream)) { Headers = { ContentType = Json } },
         };

@@ -137,7 +137,7 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
 
     private async Task<HttpResponseMessage> SendAsync(Deployment deployment, ChatRequest request, bool stream, CancellationToken cancellationToken)
     {
-        using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(deployment.ApiBase.AbsoluteUri.TrimEnd('/') + "/chat/completions"))
+        using var message = new HttpRequestMessage(HttpMethod.Post, deployment.ChatEndpoint)
         {
             Content = new ByteArrayContent(BuildBody(deployment, request, stream)) { Headers = { ContentType = Json } },
         };

@@ -17,7 +17,10 @@ internal sealed class UpstreamClients(IOptions<OnyxOptions> options) : IDisposab
 {
     private readonly ConcurrentDictionary<string, HttpClient> _clients = new(StringComparer.OrdinalIgnoreCase);
 
-    public HttpClient For(Uri apiBase) => _clients.GetOrAdd(apiBase.GetLeftPart(UriPartial.Authority), _ => Create());
+    /// <summary>Builds the handler of each origin's client; a seam for benchmarks that answer from memory.</summary>
+    internal Func<HttpMessageHandler>? CreateHandler { get; init; }
+
+    public HttpClient For(Deployment deployment) => _clients.GetOrAdd(deployment.Origin, _ => Create());
 
     /// <summary>
     /// Sends and returns once the response headers are in; a transport failure or an error status becomes an
@@ -28,7 +31,7 @@ internal sealed class UpstreamClients(IOptions<OnyxOptions> options) : IDisposab
         HttpResponseMessage response;
         try
         {
-            response = await For(deployment.ApiBase).SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            response = await For(deployment).SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         }
         catch (HttpRequestException ex)
         {
@@ -44,7 +47,7 @@ internal sealed class UpstreamClients(IOptions<OnyxOptions> options) : IDisposab
         return response;
     }
 
-    private HttpClient Create() => new(new SocketsHttpHandler
+    private HttpClient Create() => new(CreateHandler?.Invoke() ?? new SocketsHttpHandler
     {
         ConnectTimeout = options.Value.Routing.ConnectTimeout,
         PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),

@@ -54,7 +54,7 @@ internal static class UpstreamErrors
         {
             text = text.Replace(key, "[redacted]", StringComparison.Ordinal);
         }
-        text = text.Replace(deployment.ApiBase.GetLeftPart(UriPartial.Authority), "[upstream]", StringComparison.OrdinalIgnoreCase);
+        text = text.Replace(deployment.Origin, "[upstream]", StringComparison.OrdinalIgnoreCase);
         return text.Length <= MaxMessageLength ? text : string.Concat(text.AsSpan(0, MaxMessageLength), "…");
     }
 

@@ -30,5 +30,16 @@ internal sealed class Deployment
 
     public bool IsAvailable => UnavailableReason is null;
 
+    /// <summary>Where chat requests go: the protocol's chat path on <see cref="ApiBase"/>, worked out once.</summary>
+    public Uri ChatEndpoint => _chatEndpoint ??= Provider.Protocol == ProviderProtocol.OllamaNative
+        ? new Uri(ApiBase, "/api/chat")
+        : new Uri(ApiBase.AbsoluteUri.TrimEnd('/') + "/chat/completions");
+
+    /// <summary><c>scheme://host:port</c>: deployments on one origin share a connection pool.</summary>
+    public string Origin => _origin ??= ApiBase.GetLeftPart(UriPartial.Authority);
+
+    private Uri? _chatEndpoint;
+    private string? _origin;
+
     public override string ToString() => Id;
 }
