@@ -32,7 +32,7 @@ internal static class MarkdownReport
         md.AppendLine("gateway all share this machine's cores.");
         md.AppendLine();
         md.AppendLine($"- **Date:** {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC");
-        md.AppendLine($"- **Commit:** `{Git(repositoryRoot, "rev-parse --short HEAD")}`{(Git(repositoryRoot, "status --porcelain --untracked-files=no").Length > 0 ? " (with uncommitted changes)" : "")}");
+        md.AppendLine($"- **Commit:** `{Git(repositoryRoot, "rev-parse --short HEAD")}`{(Git(repositoryRoot, "status --porcelain --untracked-files=no -- . :!docs").Length > 0 ? " (with uncommitted changes)" : "")}");
         md.AppendLine($"- **Machine:** {Environment.ProcessorCount} cores ({CpuModel()}), {MemoryGigabytes():0} GiB, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
         md.AppendLine($"- **Command:** `{command}`");
         md.AppendLine("- **Gateway:** Release build, its own process, default settings, call log on (JSON lines to stdout, read and dropped).");
