@@ -1,8 +1,10 @@
 using Onyx.Gateway.Api;
+using Onyx.Gateway.Auth;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Health;
 using Onyx.Gateway.Providers;
+using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Routing;
 using Onyx.Gateway.Telemetry;
@@ -16,14 +18,19 @@ builder.AddCluster();
 builder.AddProviders();
 builder.AddGatewayResilience();
 builder.AddModelRouting();
+builder.AddGatewayAuth();
+builder.AddRateLimiting();
 builder.AddGatewayHealth();
 builder.AddGatewayApi();
 
 var app = builder.Build();
 
 app.UseOpenAiErrors();
+app.UseAuthentication();
+app.UseAuthorization();
 app.MapDefaultEndpoints();
 app.MapModelsApi();
 app.MapChatCompletionsApi();
+app.MapKeysApi();
 
 app.Run();

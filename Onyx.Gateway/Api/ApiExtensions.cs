@@ -10,7 +10,11 @@ internal static class ApiExtensions
 {
     public static IHostApplicationBuilder AddGatewayApi(this IHostApplicationBuilder builder)
     {
-        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJsonContext.Default));
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJsonContext.Default);
+            json.SerializerOptions.TypeInfoResolverChain.Insert(1, KeysJsonContext.Default);
+        });
         builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<OnyxOptions>>((kestrel, onyx) =>
         {
             kestrel.AddServerHeader = false;

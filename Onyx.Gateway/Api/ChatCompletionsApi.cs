@@ -3,8 +3,10 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Onyx.Gateway.Auth;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.OpenAi;
+using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Api;
@@ -22,13 +24,13 @@ internal static partial class ChatCompletionsApi
 
     public static IEndpointRouteBuilder MapChatCompletionsApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/chat/completions", CreateChatCompletion);
-        app.MapPost("/chat/completions", CreateChatCompletion);
+        app.MapPost("/v1/chat/completions", CreateChatCompletion).RequireAuthorization(AuthExtensions.CallerPolicy);
+        app.MapPost("/chat/completions", CreateChatCompletion).RequireAuthorization(AuthExtensions.CallerPolicy);
         return app;
     }
 
     internal static async Task<Results<OpenAiErrorResult, FileContentHttpResult, ChatStreamResult>> CreateChatCompletion(
-        HttpContext context, ChatCompletionRouter router, IOptions<OnyxOptions> options)
+        HttpContext context, ChatCompletionRouter router, UsageLimiter limiter, IOptions<OnyxOptions> options)
     {
         var requestId = RequestId(context);
         var (request, error) = await ReadRequestAsync(context, options.Value.Limits.MaxRequestBodyBytes);
@@ -36,20 +38,49 @@ internal static partial class ChatCompletionsApi
         {
             return error;
         }
+        var caller = context.GetCaller();
+        if (!caller.MayUse(request!.Model))
+        {
+            return new OpenAiErrorResult(StatusCodes.Status403Forbidden, new OpenAiError(
+                $"This API key may not use the model '{request.Model}'.", OpenAiErrorTypes.Permission, "model", "model_not_allowed"));
+        }
+
+        var limit = await limiter.AdmitAsync(caller, request, context.RequestAborted);
+        limit.WriteHeaders(context.Response.Headers);
+        if (!limit.Admitted)
+        {
+            context.Response.Headers[AliasHeader] = request.Model;
+            var (status, refusal, retryAfter) = limit.Refusal();
+            return new OpenAiErrorResult(status, refusal, retryAfter);
+        }
+
+        var owner = new CallOwner(caller.UserId, caller.KeyName, limit.Lease is { } lease ? lease.Complete : null);
+        var streaming = false;
         try
         {
-            if (request!.Stream)
+            if (request.Stream)
             {
-                return new ChatStreamResult(await router.StreamAsync(request, requestId, context.RequestAborted));
+                var stream = await router.StreamAsync(request, requestId, owner, context.RequestAborted);
+                streaming = true;
+                return new ChatStreamResult(stream);
             }
-            var completion = await router.CompleteAsync(request, requestId, context.RequestAborted);
+            var completion = await router.CompleteAsync(request, requestId, owner, context.RequestAborted);
             AddRouteHeaders(context.Response, completion.Route);
             return TypedResults.Bytes(completion.Body, "application/json");
         }
         catch (RoutingException ex)
         {
-            context.Response.Headers[AliasHeader] = request!.Model;
+            context.Response.Headers[AliasHeader] = request.Model;
             return new OpenAiErrorResult(ex.StatusCode, ex.Error, ex.RetryAfter);
+        }
+        finally
+        {
+            // The call log has already reported the tokens unless the call never got that far; a stream reports
+            // them when it ends.
+            if (!streaming)
+            {
+                limit.Lease?.Complete(0);
+            }
         }
     }
 

@@ -13,15 +13,7 @@ internal sealed class OpenAiErrorResult(int statusCode, OpenAiError error, TimeS
 
     public OpenAiError Error => error;
 
-    public Task ExecuteAsync(HttpContext httpContext)
-    {
-        httpContext.Response.StatusCode = statusCode;
-        if (retryAfter is { } wait)
-        {
-            httpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        }
-        return httpContext.Response.WriteAsJsonAsync(new OpenAiErrorEnvelope(error), OpenAiJsonContext.Default.OpenAiErrorEnvelope);
-    }
+    public Task ExecuteAsync(HttpContext httpContext) => OpenAiErrorWriter.WriteAsync(httpContext, statusCode, error, retryAfter);
 }
 
 /// <summary>

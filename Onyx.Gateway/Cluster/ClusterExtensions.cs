@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using StackExchange.Redis;
 
 namespace Onyx.Gateway.Cluster;
 
@@ -12,12 +13,21 @@ internal static partial class ClusterExtensions
     /// traces, metrics included). Without a Redis connection string the gateway runs on in-memory state, which is
     /// right for one standalone process and says so at start-up.
     /// </summary>
+    public static bool HasRedis(IConfiguration configuration) =>
+        !string.IsNullOrWhiteSpace(configuration.GetConnectionString(RedisConnectionName));
+
     public static IHostApplicationBuilder AddCluster(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSingleton<ReplicaIdentity>();
-        if (!string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(RedisConnectionName)))
+        if (HasRedis(builder.Configuration))
         {
-            builder.AddRedisClient(RedisConnectionName);
+            // Fail fast while disconnected instead of queueing commands until the connection returns: callers
+            // (the rate limiter, the key store) bound their waits and fall back, and must hear about it at once.
+            builder.AddRedisClient(RedisConnectionName, configureOptions: options =>
+            {
+                options.AbortOnConnectFail = false;
+                options.BacklogPolicy = BacklogPolicy.FailFast;
+            });
             builder.Services.AddSingleton<ReplicaRegistry>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<ReplicaRegistry>());
             builder.Services.AddHealthChecks().Add(new HealthCheckRegistration("replica",

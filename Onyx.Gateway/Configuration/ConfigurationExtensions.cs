@@ -63,6 +63,11 @@ internal sealed class LiteLlmOptionsValidator(IConfiguration configuration, IOpt
     public ValidateOptionsResult Validate(string? name, LiteLlmOptions options)
     {
         RoutingTable.Build(options, onyx.Value, configuration, out var errors);
+        var limits = options.LiteLlmSettings.RateLimit;
+        if (limits.Rpm < 0 || limits.Tpm < 0 || limits.MaxParallelRequests < 0)
+        {
+            errors.Add("litellm_settings:rate_limit: rpm, tpm and max_parallel_requests must not be negative (0 means no limit).");
+        }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }
@@ -92,6 +97,23 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         if (options.Limits.MaxRequestBodyBytes < 1024)
         {
             errors.Add("Onyx:Limits:MaxRequestBodyBytes must be at least 1024.");
+        }
+        var limits = options.RateLimits;
+        if (limits.Window <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:RateLimits:Window must be positive.");
+        }
+        if (limits.RedisTimeout <= TimeSpan.Zero || limits.RecoveryInterval <= TimeSpan.Zero || limits.ParallelLease <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:RateLimits:RedisTimeout, RecoveryInterval and ParallelLease must be positive.");
+        }
+        if (limits.EndUser.Rpm < 0 || limits.EndUser.Tpm < 0)
+        {
+            errors.Add("Onyx:RateLimits:EndUser:Rpm and Tpm must not be negative.");
+        }
+        if (options.Auth.KeyCacheTtl < TimeSpan.Zero || options.Auth.RedisTimeout <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Auth:KeyCacheTtl must not be negative and Onyx:Auth:RedisTimeout must be positive.");
         }
         foreach (var (prefix, provider) in options.Providers)
         {

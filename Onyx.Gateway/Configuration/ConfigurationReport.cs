@@ -28,6 +28,12 @@ internal sealed partial class ConfigurationReport(
         Pattern("router_settings:fallbacks:*:*:*"),
         Pattern("router_settings:cooldown_time"),
         Pattern("router_settings:timeout"),
+        Pattern("litellm_settings:rate_limit:rpm"),
+        Pattern("litellm_settings:rate_limit:tpm"),
+        Pattern("litellm_settings:rate_limit:max_parallel_requests"),
+        Pattern("general_settings:master_key"),
+        Pattern("general_settings:keys:*:*"),
+        Pattern("general_settings:keys:*:models:*"),
         Pattern("Onyx:**"),
     ];
 

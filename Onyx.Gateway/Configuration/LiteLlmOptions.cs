@@ -17,6 +17,53 @@ internal sealed class LiteLlmOptions
 
     [ConfigurationKeyName("litellm_settings")]
     public LiteLlmSettings LiteLlmSettings { get; set; } = new();
+
+    [ConfigurationKeyName("general_settings")]
+    public GeneralSettings GeneralSettings { get; set; } = new();
+}
+
+internal sealed class GeneralSettings
+{
+    /// <summary>
+    /// The admin key (LiteLLM's): a literal, <c>${VAR}</c> or <c>os.environ/VAR</c>. When absent, the environment
+    /// variable <c>LITELLM_MASTER_KEY</c> is used, as LiteLLM does.
+    /// </summary>
+    [ConfigurationKeyName("master_key")]
+    public string? MasterKey { get; set; }
+
+    /// <summary>Onyx's addition: API keys declared in the file rather than made with <c>/key/generate</c>.</summary>
+    [ConfigurationKeyName("keys")]
+    public List<ConfiguredKey> Keys { get; set; } = [];
+}
+
+/// <summary>A key declared in the config file: the key through a reference, or only its SHA-256.</summary>
+internal sealed class ConfiguredKey
+{
+    /// <summary><c>os.environ/VAR</c> or <c>${VAR}</c> (a literal key in a file is refused).</summary>
+    [ConfigurationKeyName("key")]
+    public string? Key { get; set; }
+
+    /// <summary>The key's SHA-256, lowercase hex (<c>printf %s "$KEY" | sha256sum</c>).</summary>
+    [ConfigurationKeyName("key_hash")]
+    public string? KeyHash { get; set; }
+
+    [ConfigurationKeyName("user_id")]
+    public string? UserId { get; set; }
+
+    [ConfigurationKeyName("key_alias")]
+    public string? KeyAlias { get; set; }
+
+    [ConfigurationKeyName("models")]
+    public List<string> Models { get; set; } = [];
+
+    [ConfigurationKeyName("rpm_limit")]
+    public int? RpmLimit { get; set; }
+
+    [ConfigurationKeyName("tpm_limit")]
+    public int? TpmLimit { get; set; }
+
+    [ConfigurationKeyName("max_parallel_requests")]
+    public int? MaxParallelRequests { get; set; }
 }
 
 internal sealed class ModelListEntry
@@ -98,11 +145,19 @@ internal sealed class LiteLlmSettings
     public RateLimitSettings RateLimit { get; set; } = new();
 }
 
+/// <summary>The default limits of every user (a key's own limits override them); 0 means no limit.</summary>
 internal sealed class RateLimitSettings
 {
+    public const int DefaultRpm = 100;
+    public const int DefaultTpm = 100_000;
+
     [ConfigurationKeyName("rpm")]
     public int? Rpm { get; set; }
 
     [ConfigurationKeyName("tpm")]
     public int? Tpm { get; set; }
+
+    /// <summary>Onyx's addition: requests one user may have in flight at once (none by default).</summary>
+    [ConfigurationKeyName("max_parallel_requests")]
+    public int? MaxParallelRequests { get; set; }
 }

@@ -19,6 +19,50 @@ internal sealed class OnyxOptions
     public LimitsOptions Limits { get; set; } = new();
 
     public CallLogOptions CallLog { get; set; } = new();
+
+    public RateLimitOptions RateLimits { get; set; } = new();
+
+    public AuthOptions Auth { get; set; } = new();
+}
+
+internal sealed class RateLimitOptions
+{
+    /// <summary>Turns the per-user limits off entirely (e.g. a gateway behind another rate limiter).</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>The rolling window the per-minute limits count in (shorter in tests).</summary>
+    public TimeSpan Window { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>The longest a request waits on Redis for its rate-limit decision before the local fallback decides.</summary>
+    public TimeSpan RedisTimeout { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>While Redis is unreachable: <c>false</c> limits per replica in memory, <c>true</c> refuses with 503.</summary>
+    public bool FailClosed { get; set; }
+
+    /// <summary>How often a replica in fallback mode checks whether Redis is back.</summary>
+    public TimeSpan RecoveryInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>A parallel-request slot whose replica died is freed after this long.</summary>
+    public TimeSpan ParallelLease { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>Limits per end user (OpenAI's <c>user</c> field) within one caller; none by default.</summary>
+    public EndUserLimits EndUser { get; set; } = new();
+}
+
+internal sealed class EndUserLimits
+{
+    public int? Rpm { get; set; }
+
+    public int? Tpm { get; set; }
+}
+
+internal sealed class AuthOptions
+{
+    /// <summary>How long a replica trusts a key it looked up in Redis (deletions reach other replicas sooner, by pub/sub).</summary>
+    public TimeSpan KeyCacheTtl { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The longest a request waits on Redis to look a key up.</summary>
+    public TimeSpan RedisTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
 }
 
 internal sealed class RoutingOptions

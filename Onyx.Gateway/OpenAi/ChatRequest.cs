@@ -6,9 +6,10 @@ namespace Onyx.Gateway.OpenAi;
 /// <summary>A client's <c>/v1/chat/completions</c> body, checked and kept as JSON for forwarding.</summary>
 internal sealed class ChatRequest
 {
-    private ChatRequest(JsonObject body, string model, JsonArray messages, bool stream, bool includeUsage)
+    private ChatRequest(JsonObject body, string model, JsonArray messages, bool stream, bool includeUsage, string? user)
     {
         Body = body;
+        User = user;
         Model = model;
         Messages = messages;
         Stream = stream;
@@ -27,6 +28,9 @@ internal sealed class ChatRequest
 
     /// <summary><c>stream_options.include_usage</c>: the client wants a final usage chunk.</summary>
     public bool IncludeUsage { get; }
+
+    /// <summary>OpenAI's <c>user</c>: the end user inside the caller's application (may be rate-limited on its own).</summary>
+    public string? User { get; }
 
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool", "function"];
 
@@ -106,7 +110,18 @@ internal sealed class ChatRequest
             return false;
         }
 
-        request = new ChatRequest(body, model, messages, stream, includeUsage);
+        string? user = null;
+        if (body.TryGetPropertyValue("user", out var userNode) && userNode is not null)
+        {
+            if (userNode.GetValueKind() != JsonValueKind.String || userNode.GetValue<string>() is not { Length: > 0 and <= 256 } given)
+            {
+                error = Invalid("'user' must be a string of 1 to 256 characters.", "user");
+                return false;
+            }
+            user = given;
+        }
+
+        request = new ChatRequest(body, model, messages, stream, includeUsage, user);
         error = null!;
         return true;
     }

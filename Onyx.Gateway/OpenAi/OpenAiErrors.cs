@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Serialization;
 
 namespace Onyx.Gateway.OpenAi;
@@ -22,4 +23,21 @@ internal static class OpenAiErrorTypes
     public const string Server = "server_error";
     public const string ServiceUnavailable = "service_unavailable";
     public const string Upstream = "upstream_error";
+}
+
+/// <summary>Writes an OpenAI-shaped error response (for the endpoints, authentication and middleware alike).</summary>
+internal static class OpenAiErrorWriter
+{
+    public static Task WriteAsync(HttpContext context, int statusCode, OpenAiError error, TimeSpan? retryAfter = null)
+    {
+        var response = context.Response;
+        response.StatusCode = statusCode;
+        if (retryAfter is { } wait)
+        {
+            // Whole seconds for HTTP; the exact figure in milliseconds for the OpenAI SDKs, which read retry-after-ms first.
+            response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(wait.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            response.Headers["retry-after-ms"] = Math.Max(0, (long)Math.Ceiling(wait.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture);
+        }
+        return response.WriteAsJsonAsync(new OpenAiErrorEnvelope(error), OpenAiJsonContext.Default.OpenAiErrorEnvelope);
+    }
 }

@@ -4,11 +4,17 @@ using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 
+/// <summary>Who a call is made for, and what to tell when it ends (its total tokens, for the rate limiter).</summary>
+internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? Finished = null)
+{
+    public static CallOwner Unknown { get; } = new(null, null);
+}
+
 /// <summary>
 /// Follows one client request through its attempts and writes its call log record, metrics and attempt events
 /// exactly once, whichever way it ends.
 /// </summary>
-internal sealed class CallTracker(ChatRequest request, string requestId, TimeProvider time, CallLog log, GatewayMetrics metrics, TokenEstimator estimator)
+internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics, TokenEstimator estimator)
 {
     private readonly long _started = time.GetTimestamp();
     private readonly List<string> _tried = [];
@@ -71,6 +77,8 @@ internal sealed class CallTracker(ChatRequest request, string requestId, TimePro
             Timestamp = time.GetUtcNow(),
             RequestId = RequestId,
             Alias = Request.Model,
+            UserId = owner.UserId,
+            KeyName = owner.KeyName,
             Deployment = deployment?.Id,
             ProviderModel = deployment?.ProviderModel,
             ResponseModel = context?.ResponseModel,
@@ -84,6 +92,7 @@ internal sealed class CallTracker(ChatRequest request, string requestId, TimePro
             Fallback = fallback,
             Attempts = Attempts,
         });
+        owner.Finished?.Invoke(tokens.Total);
         metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
         if (deployment is not null)
         {

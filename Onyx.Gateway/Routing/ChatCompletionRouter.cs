@@ -32,9 +32,9 @@ internal sealed class ChatCompletionRouter(
         ? TimeSpan.FromSeconds(seconds)
         : DefaultAttemptTimeout;
 
-    public async Task<RoutedCompletion> CompleteAsync(ChatRequest request, string requestId, CancellationToken clientAborted)
+    public async Task<RoutedCompletion> CompleteAsync(ChatRequest request, string requestId, CallOwner owner, CancellationToken clientAborted)
     {
-        var call = Track(request, requestId);
+        var call = Track(request, requestId, owner);
         var (route, result, context) = await RouteAsync(call, clientAborted, async (deployment, provider, context, timer, token) =>
         {
             timer.CancelAfter(_attemptTimeout);
@@ -48,9 +48,9 @@ internal sealed class ChatCompletionRouter(
     /// Starts a stream: returns once a deployment has produced its first token (or a complete empty answer), so
     /// the caller can still send an ordinary 200 whichever deployment it was.
     /// </summary>
-    public async Task<RoutedStream> StreamAsync(ChatRequest request, string requestId, CancellationToken clientAborted)
+    public async Task<RoutedStream> StreamAsync(ChatRequest request, string requestId, CallOwner owner, CancellationToken clientAborted)
     {
-        var call = Track(request, requestId);
+        var call = Track(request, requestId, owner);
         var (route, start, context) = await RouteAsync(call, clientAborted, async (deployment, provider, context, timer, token) =>
         {
             timer.CancelAfter(_options.FirstTokenTimeout);
@@ -84,7 +84,7 @@ internal sealed class ChatCompletionRouter(
         return new RoutedStream(route, start, context, call, breakers.For(route.Deployment), _options.StreamIdleTimeout, time, metrics);
     }
 
-    private CallTracker Track(ChatRequest request, string requestId) => new(request, requestId, time, callLog, metrics, estimator);
+    private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) => new(request, requestId, owner, time, callLog, metrics, estimator);
 
     private delegate Task<T> Attempt<T>(Deployment deployment, IChatProvider provider, AttemptContext context, CancellationTokenSource timer, CancellationToken token);
 

@@ -108,6 +108,8 @@ internal sealed class RoutedStream : IAsyncDisposable
             yield return UsageChunk(_usage ?? _call.Estimate(_context));
         }
         _completed = true;
+        // Logged (and its tokens counted) before the client sees [DONE], so its next request sees this one's tokens.
+        _call.Succeeded(Route, _usage, _context);
     }
 
     /// <summary>Notes usage; drops the usage-only chunk the gateway asked for on its own behalf.</summary>

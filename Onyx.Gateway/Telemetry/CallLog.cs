@@ -13,6 +13,10 @@ internal sealed record LlmCallRecord
     [JsonPropertyName("timestamp")] public required DateTimeOffset Timestamp { get; init; }
     [JsonPropertyName("request_id")] public required string RequestId { get; init; }
     [JsonPropertyName("alias")] public required string Alias { get; init; }
+    /// <summary>The user the call counts against (the API key's user; never the key).</summary>
+    [JsonPropertyName("user_id")] public string? UserId { get; init; }
+    /// <summary>The key's masked name (<c>sk-...x4Qz</c>) or alias.</summary>
+    [JsonPropertyName("key_name")] public string? KeyName { get; init; }
     [JsonPropertyName("deployment")] public string? Deployment { get; init; }
     [JsonPropertyName("provider_model")] public string? ProviderModel { get; init; }
     [JsonPropertyName("response_model")] public string? ResponseModel { get; init; }
@@ -81,7 +85,7 @@ internal sealed partial class CallLog : BackgroundService
 
     public void Write(LlmCallRecord record)
     {
-        Log.Call(_logger, record.RequestId, record.Alias, record.Deployment, record.ProviderModel, record.ResponseModel,
+        Log.Call(_logger, record.RequestId, record.Alias, record.UserId, record.KeyName, record.Deployment, record.ProviderModel, record.ResponseModel,
             record.Stream, record.Tokens.Prompt, record.Tokens.Completion, record.Tokens.Total, record.Tokens.Estimated,
             record.LatencyMs, record.TtftMs, record.Success, record.Status, record.Error?.Type, record.Error?.Message,
             record.Fallback, record.Attempts);
@@ -146,7 +150,7 @@ internal sealed partial class CallLog : BackgroundService
     {
         [LoggerMessage(3001, LogLevel.Information,
             "LLM call {RequestId} {Alias} -> {Deployment}: success={Success} status={Status} latency_ms={LatencyMs} ttft_ms={TtftMs} tokens={TotalTokens}")]
-        public static partial void Call(ILogger logger, string requestId, string alias, string? deployment, string? providerModel,
+        public static partial void Call(ILogger logger, string requestId, string alias, string? userId, string? keyName, string? deployment, string? providerModel,
             string? responseModel, bool stream, int promptTokens, int completionTokens, int totalTokens, bool tokensEstimated,
             double latencyMs, double? ttftMs, bool success, int status, string? errorType, string? errorMessage, bool fallback, int attempts);
 

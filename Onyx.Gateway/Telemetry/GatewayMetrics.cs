@@ -20,6 +20,7 @@ internal sealed class GatewayMetrics
     private readonly Histogram<double> _timeToFirstToken;
     private readonly Histogram<long> _tokens;
     private readonly UpDownCounter<long> _activeStreams;
+    private readonly Counter<long> _rateLimited;
 
     public GatewayMetrics(IMeterFactory meterFactory)
     {
@@ -34,6 +35,7 @@ internal sealed class GatewayMetrics
         _tokens = _meter.CreateHistogram<long>("gen_ai.client.token.usage", "{token}", "Tokens used per call, by token type",
             advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576] });
         _activeStreams = _meter.CreateUpDownCounter<long>("onyx.gateway.streams.active", "{stream}", "Streams in flight");
+        _rateLimited = _meter.CreateCounter<long>("onyx.gateway.rate_limit.refusals", "{request}", "Requests refused by a rate limit, by limit, scope and alias");
     }
 
     public void Request(string alias, string? deployment, string outcome, bool fallback) =>
@@ -84,6 +86,14 @@ internal sealed class GatewayMetrics
             _tokens.Record(output, outputTags);
         }
     }
+
+    public void RateLimited(string limit, string scope, string alias) =>
+        _rateLimited.Add(1, new TagList { { "onyx.limit", limit }, { "onyx.scope", scope }, { "onyx.alias", alias } });
+
+    /// <summary>Where the rate-limit counters live now: 0 this process only (no Redis), 1 Redis, 2 memory while Redis is unreachable.</summary>
+    public void ObserveRateLimitMode(Func<int> mode) =>
+        _meter.CreateObservableGauge("onyx.gateway.rate_limit.mode", mode, "{mode}",
+            "Rate-limit counters: 0 in process (no Redis), 1 shared in Redis, 2 per replica while Redis is unreachable");
 
     public void StreamStarted() => _activeStreams.Add(1);
 

@@ -1,0 +1,141 @@
+using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Configuration;
+using StackExchange.Redis;
+
+namespace Onyx.Gateway.Auth;
+
+internal enum KeyCheck
+{
+    Valid,
+    Missing,
+    Invalid,
+    Expired,
+
+    /// <summary>The key is not in this replica's cache and the key store cannot be reached to look it up.</summary>
+    Unverifiable,
+}
+
+/// <summary>
+/// Answers "whose key is this?": the master key and config keys from memory, generated keys from the key store
+/// through a short-lived cache (Redis is not asked on every request; other replicas' deletions arrive by pub/sub).
+/// </summary>
+internal sealed partial class KeyRegistry : IHostedService
+{
+    private readonly AccessConfiguration _access;
+    private readonly IKeyStore _store;
+    private readonly TimeProvider _time;
+    private readonly AuthOptions _options;
+    private readonly ILogger<KeyRegistry> _logger;
+    private readonly MemoryCache _cache = new(new MemoryCacheOptions { SizeLimit = 100_000 });
+
+    public KeyRegistry(AccessConfiguration access, IKeyStore store, TimeProvider time, IOptions<OnyxOptions> options, ILogger<KeyRegistry> logger)
+    {
+        _access = access;
+        _store = store;
+        _time = time;
+        _options = options.Value.Auth;
+        _logger = logger;
+    }
+
+    public bool Open => _access.Open;
+
+    public bool HasMasterKey => _access.MasterKeyHash is not null;
+
+    public async Task<(KeyCheck Check, Caller? Caller, ApiKeyRecord? Record)> CheckAsync(string? presented, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(presented))
+        {
+            return (KeyCheck.Missing, null, null);
+        }
+        var hash = ApiKeys.Hash(presented);
+        if (_access.MasterKeyHash is { } master && ApiKeys.HashesEqual(hash, master))
+        {
+            return (KeyCheck.Valid, Caller.Master, null);
+        }
+        ApiKeyRecord? record;
+        if (_access.Keys.TryGetValue(hash, out var configured))
+        {
+            record = configured;
+        }
+        else
+        {
+            try
+            {
+                record = await FindAsync(hash, cancellationToken);
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                Log.LookupFailed(_logger, ApiKeys.Name(presented), ex.Message);
+                return (KeyCheck.Unverifiable, null, null);
+            }
+        }
+        if (record is null || !ApiKeys.HashesEqual(record.Hash, hash))
+        {
+            return (KeyCheck.Invalid, null, null);
+        }
+        return record.ExpiredAt(_time.GetUtcNow())
+            ? (KeyCheck.Expired, null, record)
+            : (KeyCheck.Valid, Caller.For(record), record);
+    }
+
+    /// <summary>A generated key's record by hash, for <c>/key/info</c> and <c>/key/delete</c> (config keys included).</summary>
+    public async Task<ApiKeyRecord?> FindAsync(string hash, CancellationToken cancellationToken)
+    {
+        if (_access.Keys.TryGetValue(hash, out var configured))
+        {
+            return configured;
+        }
+        if (_cache.TryGetValue(hash, out ApiKeyRecord? cached))
+        {
+            return cached;
+        }
+        var record = await _store.FindAsync(hash, cancellationToken).WaitAsync(_options.RedisTimeout, cancellationToken);
+        // Unknown keys are remembered briefly too, so a stream of wrong keys does not become a stream of Redis reads.
+        var ttl = record is null ? TimeSpan.FromSeconds(Math.Min(5, _options.KeyCacheTtl.TotalSeconds)) : _options.KeyCacheTtl;
+        if (ttl > TimeSpan.Zero)
+        {
+            _cache.Set(hash, record, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = ttl });
+        }
+        return record;
+    }
+
+    public async Task SaveAsync(ApiKeyRecord record, CancellationToken cancellationToken)
+    {
+        await _store.SaveAsync(record, cancellationToken);
+        _cache.Remove(record.Hash);
+    }
+
+    public async Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken)
+    {
+        var deleted = await _store.DeleteAsync(hash, cancellationToken);
+        _cache.Remove(hash);
+        return deleted;
+    }
+
+    public bool IsConfigured(string hash) => _access.Keys.ContainsKey(hash);
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _store.SubscribeAsync(hash => _cache.Remove(hash));
+        }
+        catch (RedisException ex)
+        {
+            // Without the subscription, cached keys still expire after KeyCacheTtl.
+            Log.SubscribeFailed(_logger, ex.Message);
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private static partial class Log
+    {
+        [LoggerMessage(6003, LogLevel.Warning, "Could not look up API key {KeyName} in Redis: {Error}")]
+        public static partial void LookupFailed(ILogger logger, string keyName, string error);
+
+        [LoggerMessage(6004, LogLevel.Warning, "Could not subscribe to key changes in Redis ({Error}); cached keys expire on their own")]
+        public static partial void SubscribeFailed(ILogger logger, string error);
+    }
+}

@@ -1,0 +1,34 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Cluster;
+using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Telemetry;
+using StackExchange.Redis;
+
+namespace Onyx.Gateway.RateLimiting;
+
+internal static class RateLimitingExtensions
+{
+    /// <summary>Per-user limits, counted in Redis when the gateway has one (shared by all replicas), else in memory.</summary>
+    public static IHostApplicationBuilder AddRateLimiting(this IHostApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.AddSingleton<InMemoryUsageStore>();
+        var redis = ClusterExtensions.HasRedis(builder.Configuration);
+        if (redis)
+        {
+            services.AddSingleton(sp => new RedisUsageStore(sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<IOptions<OnyxOptions>>()));
+        }
+        services.AddSingleton(sp => new UsageLimiter(
+            sp.GetRequiredService<InMemoryUsageStore>(),
+            sp.GetRequiredService<IOptions<OnyxOptions>>(),
+            sp.GetRequiredService<IOptions<LiteLlmOptions>>(),
+            sp.GetRequiredService<GatewayMetrics>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<UsageLimiter>>(),
+            redis ? sp.GetRequiredService<RedisUsageStore>() : null));
+        services.AddHealthChecks().Add(new HealthCheckRegistration("rate-limits",
+            sp => sp.GetRequiredService<UsageLimiter>(), HealthStatus.Degraded, ["ready"]));
+        return builder;
+    }
+}

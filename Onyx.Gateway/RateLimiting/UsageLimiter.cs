@@ -1,0 +1,214 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Auth;
+using Onyx.Gateway.Configuration;
+using Onyx.Gateway.OpenAi;
+using Onyx.Gateway.Telemetry;
+using StackExchange.Redis;
+
+namespace Onyx.Gateway.RateLimiting;
+
+/// <summary>
+/// Decides whether a caller's request may go upstream: requests and tokens per rolling window and requests in
+/// flight, per user and (optionally) per end user, counted in Redis across every replica. When Redis does not
+/// answer within <see cref="RateLimitOptions.RedisTimeout"/>, the replica limits in memory (or refuses, when
+/// fail-closed) until a background ping finds Redis back; each change of mode is logged once.
+/// </summary>
+internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
+{
+    private readonly RedisUsageStore? _shared;
+    private readonly InMemoryUsageStore _local;
+    private readonly RateLimitOptions _options;
+    private readonly RateLimitSettings _defaults;
+    private readonly GatewayMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger<UsageLimiter> _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private int _sharedUp = 1;
+
+    public UsageLimiter(InMemoryUsageStore local, IOptions<OnyxOptions> onyx, IOptions<LiteLlmOptions> liteLlm, GatewayMetrics metrics,
+        TimeProvider time, ILogger<UsageLimiter> logger, RedisUsageStore? shared = null)
+    {
+        _shared = shared;
+        _local = local;
+        _options = onyx.Value.RateLimits;
+        _defaults = liteLlm.Value.LiteLlmSettings.RateLimit;
+        _metrics = metrics;
+        _time = time;
+        _logger = logger;
+        metrics.ObserveRateLimitMode(() => _shared is null ? 0 : _sharedUp == 1 ? 1 : 2);
+    }
+
+    /// <summary>Whether the counters are shared right now (false without Redis, or while it is unreachable).</summary>
+    public bool Shared => _shared is not null && Volatile.Read(ref _sharedUp) == 1;
+
+    public async ValueTask<RateLimitDecision> AdmitAsync(Caller caller, ChatRequest request, CancellationToken cancellationToken)
+    {
+        var subjects = Subjects(caller, request.User);
+        if (subjects.Count == 0)
+        {
+            return RateLimitDecision.Unlimited;
+        }
+        // The member is the gateway's own, never the client's request id: a reused id must not replace a count.
+        var member = Guid.NewGuid().ToString("N");
+        Admission? admission = null;
+        var shared = false;
+        if (Shared)
+        {
+            try
+            {
+                admission = await _shared!.AdmitAsync(subjects, member, cancellationToken).WaitAsync(_options.RedisTimeout, cancellationToken);
+                shared = true;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                LostRedis(ex);
+            }
+        }
+        if (admission is null)
+        {
+            if (_options.FailClosed && _shared is not null)
+            {
+                return RateLimitDecision.StoreUnavailable(subjects);
+            }
+            admission = _local.Admit(subjects, member);
+        }
+
+        if (!admission.Admitted)
+        {
+            var subject = subjects[admission.RefusedSubject];
+            _metrics.RateLimited(Describe(admission.RefusedLimit), subject.Scope, request.Model);
+            Log.Refused(_logger, subject.Scope, subject.Name, Describe(admission.RefusedLimit), subject.Limit(admission.RefusedLimit),
+                request.Model, (long)Math.Ceiling(admission.RetryAfter.TotalMilliseconds), shared);
+            return new RateLimitDecision(admission, subjects, null, _options.Window);
+        }
+        return new RateLimitDecision(admission, subjects, new RateLimitLease(this, subjects, member, shared), _options.Window);
+    }
+
+    /// <summary>A finished call's tokens, counted where its request was counted; never holds up the response.</summary>
+    internal void Record(RateLimitLease lease, long tokens) => _ = RecordAsync(lease, tokens);
+
+    private async Task RecordAsync(RateLimitLease lease, long tokens)
+    {
+        if (lease.Shared && Shared)
+        {
+            try
+            {
+                // Not on a request's path, so it may wait longer than an admission.
+                var timeout = TimeSpan.FromTicks(Math.Max(_options.RedisTimeout.Ticks, TimeSpan.FromSeconds(1).Ticks));
+                await _shared!.RecordAsync(lease.Subjects, lease.Member, tokens, CancellationToken.None).WaitAsync(timeout);
+                return;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                LostRedis(ex);
+            }
+        }
+        _local.Record(lease.Subjects, lease.Member, tokens);
+    }
+
+    private List<LimitSubject> Subjects(Caller caller, string? endUser)
+    {
+        var subjects = new List<LimitSubject>(2);
+        if (!_options.Enabled)
+        {
+            return subjects;
+        }
+        var user = LimitSubject.User(caller.UserId,
+            caller.RpmLimit ?? _defaults.Rpm ?? RateLimitSettings.DefaultRpm,
+            caller.TpmLimit ?? _defaults.Tpm ?? RateLimitSettings.DefaultTpm,
+            caller.MaxParallelRequests ?? _defaults.MaxParallelRequests ?? 0);
+        if (user.Rpm > 0 || user.Tpm > 0 || user.MaxParallel > 0)
+        {
+            subjects.Add(user);
+        }
+        if (endUser is not null && (_options.EndUser.Rpm > 0 || _options.EndUser.Tpm > 0))
+        {
+            subjects.Add(user.EndUser(endUser, _options.EndUser.Rpm ?? 0, _options.EndUser.Tpm ?? 0));
+        }
+        return subjects;
+    }
+
+    private void LostRedis(Exception error)
+    {
+        if (Interlocked.Exchange(ref _sharedUp, 0) != 1)
+        {
+            return;
+        }
+        if (_options.FailClosed)
+        {
+            Log.RedisLostFailClosed(_logger, error.Message);
+        }
+        else
+        {
+            Log.RedisLost(_logger, error.Message);
+        }
+        _ = RecoverAsync();
+    }
+
+    private async Task RecoverAsync()
+    {
+        using var timer = new PeriodicTimer(_options.RecoveryInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token))
+            {
+                try
+                {
+                    await _shared!.PingAsync().WaitAsync(_options.RedisTimeout * 4, _stopping.Token);
+                }
+                catch (Exception ex) when (ex is RedisException or TimeoutException)
+                {
+                    continue;
+                }
+                Volatile.Write(ref _sharedUp, 1);
+                Log.RedisBack(_logger);
+                return;
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+            // Shutting down.
+        }
+    }
+
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var data = new Dictionary<string, object> { ["window"] = _options.Window.ToString() };
+        var result = !_options.Enabled ? HealthCheckResult.Healthy("Rate limits are off (Onyx:RateLimits:Enabled=false).", data)
+            : _shared is null ? HealthCheckResult.Healthy("Limits are counted in this process (no Redis: right for a single replica).", data)
+            : Shared ? HealthCheckResult.Healthy("Limits are shared by every replica through Redis.", data)
+            : HealthCheckResult.Degraded(_options.FailClosed
+                ? "Redis is unreachable: requests that need a rate-limit decision are refused (fail-closed)."
+                : "Redis is unreachable: each replica limits on its own, in memory, until it is back.", data: data);
+        return Task.FromResult(result);
+    }
+
+    public void Dispose()
+    {
+        _stopping.Cancel();
+        _stopping.Dispose();
+    }
+
+    internal static string Describe(LimitKind kind) => kind switch
+    {
+        LimitKind.Requests => "requests",
+        LimitKind.Tokens => "tokens",
+        _ => "parallel_requests",
+    };
+
+    private static partial class Log
+    {
+        [LoggerMessage(5001, LogLevel.Information, "Rate limit: refused {Scope} {Subject} on {Limit} (limit {Max}) for model {Alias}; retry after {RetryAfterMs} ms (shared: {Shared})")]
+        public static partial void Refused(ILogger logger, string scope, string subject, string limit, long max, string alias, long retryAfterMs, bool shared);
+
+        [LoggerMessage(5002, LogLevel.Warning, "Redis is unreachable for rate limits ({Error}): each replica now limits in memory until Redis is back")]
+        public static partial void RedisLost(ILogger logger, string error);
+
+        [LoggerMessage(5003, LogLevel.Warning, "Redis is unreachable for rate limits ({Error}): requests are refused until Redis is back (fail-closed)")]
+        public static partial void RedisLostFailClosed(ILogger logger, string error);
+
+        [LoggerMessage(5004, LogLevel.Information, "Redis is back: rate limits are shared by every replica again")]
+        public static partial void RedisBack(ILogger logger);
+    }
+}
