@@ -27,11 +27,14 @@ internal static class OnyxConfiguration
     /// <summary>External mode: the base URL of an Ollama server.</summary>
     public const string ExternalOllamaUrl = "Onyx:External:OllamaUrl";
 
-    /// <summary>External mode: the base URL that replaces Together AI's for the primary deployment.</summary>
-    public const string ExternalPrimaryBaseUrl = "Onyx:External:PrimaryBaseUrl";
+    /// <summary>Any mode: the base URL that replaces Together AI's for the primary deployment.</summary>
+    public const string GatewayPrimaryBaseUrl = "Onyx:Gateway:PrimaryBaseUrl";
 
     /// <summary>The Together AI key, as Aspire reads the <c>together-api-key</c> parameter (user secrets in development).</summary>
     public const string TogetherApiKeyParameter = "Parameters:together-api-key";
+
+    /// <summary>The gateway's master key, as Aspire reads the <c>master-key</c> parameter.</summary>
+    public const string MasterKeyParameter = "Parameters:master-key";
 
     public static bool GetFlag(this IConfiguration configuration, string key)
     {

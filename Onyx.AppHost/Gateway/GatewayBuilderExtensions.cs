@@ -10,6 +10,7 @@ internal static class GatewayBuilderExtensions
     public const string GatewayName = "gateway";
     public const int DefaultPort = 4000;
     public const string TogetherApiKeyParameterName = "together-api-key";
+    public const string MasterKeyParameterName = "master-key";
 
     /// <summary>Where the published gateway container finds the LiteLLM config.</summary>
     public const string PublishedLiteLlmConfigPath = "/app/litellm-config.yaml";
@@ -30,7 +31,9 @@ internal static class GatewayBuilderExtensions
             .WithRunEnvironmentName()
             .WithInfrastructure(infrastructure)
             .WithLiteLlmConfig()
-            .WithTogetherApiKey();
+            .WithPrimaryBaseUrl()
+            .WithTogetherApiKey()
+            .WithMasterKey();
 
         if (replicas > 1)
         {
@@ -93,6 +96,31 @@ internal static class GatewayBuilderExtensions
         }
 
         return gateway.WithEnvironment("LITELLM_CONFIG_PATH", path);
+    }
+
+    /// <summary>Any mode: <c>Onyx:Gateway:PrimaryBaseUrl</c> replaces Together AI's base URL (a self-hosted copy, or a test fake).</summary>
+    private static IResourceBuilder<ProjectResource> WithPrimaryBaseUrl(this IResourceBuilder<ProjectResource> gateway)
+    {
+        var url = gateway.ApplicationBuilder.Configuration.GetHttpUrl(OnyxConfiguration.GatewayPrimaryBaseUrl);
+        return url is null ? gateway : gateway.WithEnvironment("Onyx__Providers__together_ai__ApiBase", url);
+    }
+
+    /// <summary>
+    /// <c>LITELLM_MASTER_KEY</c> from the secret parameter <c>master-key</c>. When run without a value the gateway
+    /// gets no key and serves loopback callers without one (it says so at start); a published manifest always
+    /// asks for it, and a gateway listening beyond loopback refuses to start without it.
+    /// </summary>
+    private static IResourceBuilder<ProjectResource> WithMasterKey(this IResourceBuilder<ProjectResource> gateway)
+    {
+        var builder = gateway.ApplicationBuilder;
+        if (builder.ExecutionContext.IsRunMode && builder.Configuration.GetNonEmpty(OnyxConfiguration.MasterKeyParameter) is null)
+        {
+            builder.LogOnStart(GatewayLog.MasterKeyMissing);
+            return gateway;
+        }
+
+        var masterKey = builder.AddParameter(MasterKeyParameterName, secret: true);
+        return gateway.WithEnvironment("LITELLM_MASTER_KEY", masterKey);
     }
 
     /// <summary>

@@ -11,4 +11,8 @@ internal static partial class GatewayLog
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message = "LiteLLM config {Path} does not exist; the gateway is given that path anyway.")]
     public static partial void LiteLlmConfigMissing(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning,
+        Message = "Parameters:master-key has no value (user secrets or configuration): the gateway starts without LITELLM_MASTER_KEY and serves loopback callers without any API key.")]
+    public static partial void MasterKeyMissing(ILogger logger);
 }

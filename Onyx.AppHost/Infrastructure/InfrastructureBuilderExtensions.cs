@@ -66,7 +66,6 @@ internal static class InfrastructureBuilderExtensions
     {
         var redis = builder.Configuration.GetNonEmpty(OnyxConfiguration.ExternalRedis);
         var ollamaUrl = builder.Configuration.GetHttpUrl(OnyxConfiguration.ExternalOllamaUrl);
-        var primaryBaseUrl = builder.Configuration.GetHttpUrl(OnyxConfiguration.ExternalPrimaryBaseUrl);
 
         var environment = new Dictionary<string, string>(StringComparer.Ordinal);
         if (redis is not null)
@@ -80,16 +79,10 @@ internal static class InfrastructureBuilderExtensions
             environment[$"ConnectionStrings__{ModelName}"] = $"Endpoint={ollamaUrl};Model={ModelReference}";
         }
 
-        if (primaryBaseUrl is not null)
-        {
-            environment["Onyx__Providers__together_ai__ApiBase"] = primaryBaseUrl;
-        }
-
         builder.LogOnStart(logger => InfrastructureLog.ExternalInfrastructure(
             logger,
             redis is null ? "not configured" : "configured",
-            ollamaUrl ?? "not configured",
-            primaryBaseUrl ?? "not configured"));
+            ollamaUrl ?? "not configured"));
 
         return new() { Environment = environment };
     }

@@ -13,8 +13,8 @@ internal static partial class InfrastructureLog
     public static partial void OllamaUnavailable(ILogger logger);
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Information,
-        Message = "External infrastructure: Redis {RedisState}, Ollama {OllamaUrl}, primary base URL {PrimaryBaseUrl}.")]
-    public static partial void ExternalInfrastructure(ILogger logger, string redisState, string ollamaUrl, string primaryBaseUrl);
+        Message = "External infrastructure: Redis {RedisState}, Ollama {OllamaUrl}.")]
+    public static partial void ExternalInfrastructure(ILogger logger, string redisState, string ollamaUrl);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "Local {Program}: {Path}.")]
     public static partial void LocalProgram(ILogger logger, string program, string path);

@@ -15,6 +15,7 @@ public sealed class AppHostFixture : IAsyncLifetime
 {
     public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
     public const string TogetherKey = "sk-apphost-test-91b2";
+    public const string MasterKey = "sk-apphost-master-5c7e20d1";
 
     private RedisServerProcess? _redis;
 
@@ -36,8 +37,9 @@ public sealed class AppHostFixture : IAsyncLifetime
             "--Onyx:Infrastructure=external",
             $"--Onyx:External:Redis={_redis.ConnectionString}",
             $"--Onyx:External:OllamaUrl={Fallback.BaseUrl}",
-            $"--Onyx:External:PrimaryBaseUrl={Primary.BaseUrl}",
-            $"--Parameters:together-api-key={TogetherKey}");
+            $"--Onyx:Gateway:PrimaryBaseUrl={Primary.BaseUrl}",
+            $"--Parameters:together-api-key={TogetherKey}",
+            $"--Parameters:master-key={MasterKey}");
         await WarmUpAsync();
     }
 
@@ -71,7 +73,13 @@ public sealed class AppHostFixture : IAsyncLifetime
         return app;
     }
 
-    public HttpClient CreateGatewayClient() => App.CreateHttpClient("gateway", "http");
+    /// <summary>A client of the gateway that sends the master key.</summary>
+    public HttpClient CreateGatewayClient()
+    {
+        var client = App.CreateHttpClient("gateway", "http");
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", MasterKey);
+        return client;
+    }
 
     public void ResetFakes()
     {

@@ -41,7 +41,7 @@ public sealed class GatewayThroughAppHostTests(AppHostFixture fixture) : IDispos
     [Fact]
     public async Task StreamsEndToEndWithTheOpenAiSdk()
     {
-        var sdk = new ChatClient("manus-primary", new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(_client.BaseAddress!, "/v1") });
+        var sdk = new ChatClient("manus-primary", new ApiKeyCredential(AppHostFixture.MasterKey), new OpenAIClientOptions { Endpoint = new Uri(_client.BaseAddress!, "/v1") });
         var text = new StringBuilder();
         string? model = null;
         await foreach (var update in sdk.CompleteChatStreamingAsync([new UserChatMessage("Say hello")]))

@@ -25,6 +25,7 @@ public sealed class ManifestTests
         }
         // A key in the environment must not leak into the manifest: only a reference to the parameter may.
         start.Environment["Parameters__together-api-key"] = "sk-must-not-appear";
+        start.Environment["Parameters__master-key"] = "sk-master-must-not-appear";
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
@@ -33,7 +34,7 @@ public sealed class ManifestTests
 
         var text = await File.ReadAllTextAsync(output);
         File.Delete(output);
-        Assert.DoesNotContain("sk-must-not-appear", text);
+        Assert.DoesNotContain("must-not-appear", text);
         var resources = JsonNode.Parse(text)!["resources"]!;
 
         var redis = resources["redis"]!;
@@ -55,11 +56,16 @@ public sealed class ManifestTests
         Assert.Equal("parameter.v0", (string?)key["type"]);
         Assert.True((bool?)key["inputs"]!["value"]!["secret"]);
 
+        var master = resources["master-key"]!;
+        Assert.Equal("parameter.v0", (string?)master["type"]);
+        Assert.True((bool?)master["inputs"]!["value"]!["secret"]);
+
         var gateway = resources["gateway"]!;
         var env = gateway["env"]!;
         Assert.Equal("{redis.connectionString}", (string?)env["ConnectionStrings__redis"]);
         Assert.Equal("{ollama.bindings.http.url}", (string?)env["services__ollama__http__0"]);
         Assert.Equal("{together-api-key.value}", (string?)env["TOGETHER_API_KEY"]);
+        Assert.Equal("{master-key.value}", (string?)env["LITELLM_MASTER_KEY"]);
         Assert.Equal("/app/litellm-config.yaml", (string?)env["LITELLM_CONFIG_PATH"]);
         Assert.Equal(4000, (int?)gateway["bindings"]!["http"]!["port"]);
         Assert.True((bool?)gateway["bindings"]!["http"]!["external"]);

@@ -45,7 +45,9 @@ public sealed class GatewayHost : IAsyncDisposable
 
     /// <param name="settings">Configuration on top of the defaults (e.g. <c>Onyx:Routing:FirstTokenTimeout</c>).</param>
     /// <param name="services">Replacements of the app's services (e.g. a fake <see cref="TimeProvider"/>).</param>
-    public static async Task<GatewayHost> StartAsync(Dictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null)
+    /// <param name="url">Where Kestrel listens (loopback on a free port unless a test needs otherwise).</param>
+    public static async Task<GatewayHost> StartAsync(Dictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null,
+        string url = "http://127.0.0.1:0")
     {
         var primary = await FakeOpenAiProvider.StartAsync(new FakeBehavior { Models = ["deepseek-ai/DeepSeek-V3"] });
         var fallback = await FakeOllamaProvider.StartAsync(new FakeBehavior { Models = ["mistral:7b-instruct"] });
@@ -70,7 +72,7 @@ public sealed class GatewayHost : IAsyncDisposable
             {
                 web.UseSetting(key, value);
             }
-            web.UseUrls("http://127.0.0.1:0");
+            web.UseUrls(url);
             web.ConfigureLogging(logging => logging.AddProvider(logs));
             if (services is not null)
             {
@@ -92,12 +94,21 @@ public sealed class GatewayHost : IAsyncDisposable
         }
         var host = new GatewayHost(primary, fallback, factory, logs);
         var addresses = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
-        host.BaseAddress = new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
+        host.BaseAddress = new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal)
+            .Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
         return host;
     }
 
-    /// <summary>A client with no connection reuse surprises: a fresh handler per host.</summary>
-    public HttpClient CreateClient() => new() { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+    /// <summary>A client with no connection reuse surprises: a fresh handler per host; sends <paramref name="key"/> if given.</summary>
+    public HttpClient CreateClient(string? key = null)
+    {
+        var client = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        if (key is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        }
+        return client;
+    }
 
     public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 

@@ -19,16 +19,17 @@ public sealed class RedisServerProcess : IAsyncDisposable
 
     public string ConnectionString => $"127.0.0.1:{Port}";
 
-    public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout)
+    /// <param name="port">A fixed port (to restart a stopped server where its clients expect it); a free one if not given.</param>
+    public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null)
     {
-        var port = FreePort();
+        var chosen = port ?? FreePort();
         var start = new ProcessStartInfo("redis-server")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" })
+        foreach (var arg in new[] { "--port", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" })
         {
             start.ArgumentList.Add(arg);
         }
@@ -56,7 +57,7 @@ public sealed class RedisServerProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         await ready.Task.WaitAsync(timeout);
-        return new RedisServerProcess(process, port);
+        return new RedisServerProcess(process, chosen);
     }
 
     public async ValueTask DisposeAsync()

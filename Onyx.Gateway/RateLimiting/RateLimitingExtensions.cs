@@ -25,6 +25,7 @@ internal static class RateLimitingExtensions
             sp.GetRequiredService<IOptions<LiteLlmOptions>>(),
             sp.GetRequiredService<GatewayMetrics>(),
             sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ReplicaIdentity>(),
             sp.GetRequiredService<ILogger<UsageLimiter>>(),
             redis ? sp.GetRequiredService<RedisUsageStore>() : null));
         services.AddHealthChecks().Add(new HealthCheckRegistration("rate-limits",

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Auth;
+using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Telemetry;
@@ -23,12 +24,14 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     private readonly GatewayMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly ILogger<UsageLimiter> _logger;
+    private readonly string _replica;
     private readonly CancellationTokenSource _stopping = new();
     private int _sharedUp = 1;
 
     public UsageLimiter(InMemoryUsageStore local, IOptions<OnyxOptions> onyx, IOptions<LiteLlmOptions> liteLlm, GatewayMetrics metrics,
-        TimeProvider time, ILogger<UsageLimiter> logger, RedisUsageStore? shared = null)
+        TimeProvider time, ReplicaIdentity replica, ILogger<UsageLimiter> logger, RedisUsageStore? shared = null)
     {
+        _replica = replica.Id;
         _shared = shared;
         _local = local;
         _options = onyx.Value.RateLimits;
@@ -50,7 +53,8 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
             return RateLimitDecision.Unlimited;
         }
         // The member is the gateway's own, never the client's request id: a reused id must not replace a count.
-        var member = Guid.NewGuid().ToString("N");
+        // It names the replica that admitted the request, for operators reading the counters.
+        var member = $"{_replica}:{Guid.NewGuid():N}";
         Admission? admission = null;
         var shared = false;
         if (Shared)

@@ -72,6 +72,7 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         _finished = true;
         var elapsed = Elapsed;
         var tokens = usage ?? Estimate(context);
+        owner.Finished?.Invoke(tokens.Total);
         log.Write(new LlmCallRecord
         {
             Timestamp = time.GetUtcNow(),
@@ -92,7 +93,6 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
             Fallback = fallback,
             Attempts = Attempts,
         });
-        owner.Finished?.Invoke(tokens.Total);
         metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
         if (deployment is not null)
         {
