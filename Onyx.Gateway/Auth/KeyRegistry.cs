@@ -119,7 +119,11 @@ internal sealed partial class KeyRegistry : IHostedService
     {
         try
         {
-            await _store.SubscribeAsync(hash => _cache.Remove(hash));
+            await _store.SubscribeAsync(hash =>
+            {
+                _cache.Remove(hash);
+                Log.KeyChanged(_logger, hash.Length > 8 ? hash[..8] : hash);
+            });
         }
         catch (RedisException ex)
         {
@@ -134,6 +138,9 @@ internal sealed partial class KeyRegistry : IHostedService
     {
         [LoggerMessage(6003, LogLevel.Warning, "Could not look up API key {KeyName} in Redis: {Error}")]
         public static partial void LookupFailed(ILogger logger, string keyName, string error);
+
+        [LoggerMessage(6005, LogLevel.Information, "API key with token {TokenPrefix}… was changed or deleted; this replica dropped its cached copy")]
+        public static partial void KeyChanged(ILogger logger, string tokenPrefix);
 
         [LoggerMessage(6004, LogLevel.Warning, "Could not subscribe to key changes in Redis ({Error}); cached keys expire on their own")]
         public static partial void SubscribeFailed(ILogger logger, string error);
