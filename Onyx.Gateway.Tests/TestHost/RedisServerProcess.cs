@@ -8,6 +8,7 @@ namespace Onyx.Gateway.Tests.TestHost;
 public sealed class RedisServerProcess : IAsyncDisposable
 {
     private readonly Process _process;
+    private int _disposed;
 
     private RedisServerProcess(Process process, int port)
     {
@@ -60,8 +61,13 @@ public sealed class RedisServerProcess : IAsyncDisposable
         return new RedisServerProcess(process, chosen);
     }
 
+    /// <summary>Stops the server (a test may stop it early, to see Redis go away); safe to call twice.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);

@@ -1,0 +1,238 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json.Nodes;
+using Onyx.Gateway.Tests.Auth;
+using Onyx.Gateway.Tests.TestHost;
+using StackExchange.Redis;
+using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
+
+namespace Onyx.Gateway.Tests.RateLimiting;
+
+/// <summary>
+/// Limits and keys shared through a real redis-server by gateways in this process acting as replicas — and what
+/// happens when that Redis stops, stalls and comes back.
+/// </summary>
+public sealed class SharedRateLimitTests : IAsyncLifetime
+{
+    private readonly List<GatewayHost> _gateways = [];
+    private RedisServerProcess _redis = null!;
+
+    public async Task InitializeAsync() => _redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20));
+
+    public async Task DisposeAsync()
+    {
+        foreach (var gateway in _gateways)
+        {
+            await gateway.DisposeAsync();
+        }
+        await _redis.DisposeAsync();
+    }
+
+    private async Task<GatewayHost> StartReplicaAsync(Dictionary<string, string?>? settings = null)
+    {
+        var all = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:redis"] = _redis.ConnectionString,
+            ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        };
+        foreach (var (key, value) in settings ?? [])
+        {
+            all[key] = value;
+        }
+        var gateway = await GatewayHost.StartAsync(all);
+        _gateways.Add(gateway);
+        return gateway;
+    }
+
+    [Fact]
+    public async Task TwoReplicasTogetherAdmitExactlyTheLimit()
+    {
+        var a = await StartReplicaAsync(new() { ["litellm_settings:rate_limit:rpm"] = "20" });
+        var b = await StartReplicaAsync(new() { ["litellm_settings:rate_limit:rpm"] = "20" });
+        // Made on one replica, used on both: keys live in Redis.
+        var key = await GenerateAsync(a, """{"user_id":"shared-user"}""");
+        using var onA = a.CreateClient(key);
+        using var onB = b.CreateClient(key);
+
+        // One request through each replica first, so both have admitted some; then 38 at once, alternating.
+        foreach (var client in new[] { onA, onB })
+        {
+            using var first = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        }
+        var responses = await Task.WhenAll(Enumerable.Range(0, 38).Select(async i =>
+        {
+            using var response = await (i % 2 == 0 ? onA : onB).PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+            return (response.StatusCode, RetryAfterMs: Header(response, "retry-after-ms"));
+        }));
+
+        Assert.Equal(18, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
+        Assert.Equal(20, responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+        Assert.All(responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests), r => Assert.InRange(long.Parse(r.RetryAfterMs!), 1, 60_000));
+        Assert.Equal(20, a.Primary.Calls + b.Primary.Calls);
+
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        var admitted = await redis.GetDatabase().SortedSetRangeByRankAsync("onyx:rl:{shared-user}:req");
+        Assert.Equal(20, admitted.Length);
+        // Each entry names the replica that admitted it: both did.
+        Assert.Equal(2, admitted.Select(m => m.ToString().Split(':')[0]).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task ARefusedCallerGetsInExactlyWhenRetryAfterSays()
+    {
+        var gateway = await StartReplicaAsync(new() { ["litellm_settings:rate_limit:rpm"] = "2", ["Onyx:RateLimits:Window"] = "00:00:02" });
+        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        for (var i = 0; i < 2; i++)
+        {
+            using var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+
+        using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        var retryAfter = TimeSpan.FromMilliseconds(long.Parse(Header(refused, "retry-after-ms")!));
+        Assert.InRange(retryAfter, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(2));
+        Assert.Equal("2", Header(refused, "Retry-After"));
+
+        // The window runs on the Redis server's clock, which no fake can drive: a client honouring the
+        // Retry-After it was given is what is tested here.
+        await Task.Delay(retryAfter);
+        using var admitted = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
+    }
+
+    [Fact]
+    public async Task CountsAStreamedAnswersTokensInRedis()
+    {
+        var gateway = await StartReplicaAsync(new() { ["litellm_settings:rate_limit:tpm"] = "20" });
+        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        var perCall = 12 + gateway.Primary.Tokens.Count;
+
+        using var streamed = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        Assert.Equal("[DONE]", Sse.Events(await streamed.Content.ReadAsStringAsync())[^1]);
+
+        using var second = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal((20 - perCall).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(second, "x-ratelimit-remaining-tokens"));
+
+        using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Assert.Equal("tokens", (string?)(await ErrorOf(refused, HttpStatusCode.TooManyRequests))["type"]);
+
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        Assert.Equal(2 * perCall, (long)await redis.GetDatabase().StringGetAsync("onyx:rl:{master}:toksum"));
+    }
+
+    [Fact]
+    public async Task KeepsServingWhileRedisIsDownAndSharesAgainWhenItIsBack()
+    {
+        var gateway = await StartReplicaAsync(new() { ["Onyx:RateLimits:RecoveryInterval"] = "00:00:00.200" });
+        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using (var before = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
+        {
+            Assert.Equal("99", Header(before, "x-ratelimit-remaining-requests"));
+        }
+
+        var port = _redis.Port;
+        await _redis.DisposeAsync();
+        for (var i = 0; i < 5; i++)
+        {
+            using var degraded = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+            Assert.Equal(HttpStatusCode.OK, degraded.StatusCode);
+            // Counted in this replica's memory now, from zero.
+            Assert.Equal((99 - i).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(degraded, "x-ratelimit-remaining-requests"));
+        }
+        Assert.Single(gateway.Logs.Records, r => r.EventId == 5002);
+        var health = await HealthAsync(client);
+        Assert.Equal("Degraded", (string?)health["checks"]!["rate-limits"]!["status"]);
+
+        _redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20), port);
+        await gateway.Logs.WaitForAsync(r => r.EventId == 5004, TimeSpan.FromSeconds(20));
+
+        using (var shared = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
+        {
+            Assert.Equal(HttpStatusCode.OK, shared.StatusCode);
+            // The restarted Redis is empty: this is its first request.
+            Assert.Equal("99", Header(shared, "x-ratelimit-remaining-requests"));
+        }
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        Assert.Equal(1, await redis.GetDatabase().SortedSetLengthAsync("onyx:rl:{master}:req"));
+        health = await HealthAsync(client);
+        Assert.Equal("Healthy", (string?)health["checks"]!["rate-limits"]!["status"]);
+    }
+
+    [Fact]
+    public async Task AStalledRedisDoesNotHoldRequests()
+    {
+        var gateway = await StartReplicaAsync();
+        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        (await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()))).Dispose();
+
+        // Redis stops answering anyone for 3 s (this connection is closed only afterwards: closing waits out the pause).
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",allowAdmin=true");
+        await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "3000", "ALL");
+        var clock = Stopwatch.StartNew();
+        using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        var elapsed = clock.Elapsed;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        // The limiter waits 50 ms for Redis, then decides in memory; 1 s leaves room for a busy machine and is
+        // still far below the 3 s pause.
+        Assert.True(elapsed < TimeSpan.FromSeconds(1), $"answered after {elapsed.TotalMilliseconds:0} ms");
+        Assert.True(gateway.Logs.Records.Any(r => r.EventId == 5002 && ((string?)r["Error"])!.Contains("timed out", StringComparison.OrdinalIgnoreCase)),
+            string.Join("\n", gateway.Logs.Records.Where(r => r.EventId >= 5000).Select(r => r.Message)));
+    }
+
+    [Fact]
+    public async Task KeysLiveInRedisOnlyAsHashesAndADeletionReachesEveryReplica()
+    {
+        var a = await StartReplicaAsync();
+        var b = await StartReplicaAsync();
+        var key = await GenerateAsync(a, """{"user_id":"hashed-user"}""");
+        using var onB = b.CreateClient(key);
+        using (var ok = await onB.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
+        {
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",allowAdmin=true");
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
+        var database = redis.GetDatabase();
+        var everything = new List<string>();
+        await foreach (var name in server.KeysAsync(pattern: "*"))
+        {
+            everything.Add(name.ToString());
+            if (await database.KeyTypeAsync(name) == RedisType.String)
+            {
+                everything.Add((await database.StringGetAsync(name)).ToString());
+            }
+        }
+        Assert.Contains("onyx:key:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key))), everything);
+        Assert.DoesNotContain(everything, text => text.Contains(key[3..], StringComparison.Ordinal));
+
+        using (var admin = a.CreateClient(ApiKeyTests.MasterKey))
+        {
+            using var deleted = await admin.PostAsync("/key/delete", GatewayHost.Json($$"""{"keys":["{{key}}"]}"""));
+            Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+        }
+        // Replica b had the key cached; the deletion notice reaches it through Redis pub/sub.
+        await b.Logs.WaitForAsync(r => r.EventId == 6005, TimeSpan.FromSeconds(10));
+        using var refused = await onB.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+    }
+
+    /// <summary>The health report, whatever its status code (503 while Redis itself is down).</summary>
+    private static async Task<JsonNode> HealthAsync(HttpClient client)
+    {
+        using var response = await client.GetAsync("/health");
+        return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+    }
+
+    private static async Task<string> GenerateAsync(GatewayHost gateway, string body)
+    {
+        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var response = await admin.PostAsync("/key/generate", GatewayHost.Json(body));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return (string)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["key"]!;
+    }
+}
