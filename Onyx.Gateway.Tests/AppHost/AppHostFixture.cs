@@ -62,11 +62,15 @@ public sealed class AppHostFixture : IAsyncLifetime
     }
 
     /// <summary>Builds and starts the AppHost with <paramref name="args"/>; returns once the gateway is healthy.</summary>
-    public static async Task<DistributedApplication> StartAppHostAsync(params string[] args)
+    public static Task<DistributedApplication> StartAppHostAsync(params string[] args) => StartAppHostAsync(null, args);
+
+    /// <param name="configure">Changes to the app model before it is built (e.g. gateway settings only a test needs).</param>
+    public static async Task<DistributedApplication> StartAppHostAsync(Action<IDistributedApplicationTestingBuilder>? configure, params string[] args)
     {
         using var cancel = new CancellationTokenSource(StartTimeout);
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.Onyx_AppHost>(args,
             (options, _) => options.DisableDashboard = true, cancel.Token);
+        configure?.Invoke(builder);
         var app = await builder.BuildAsync(cancel.Token).WaitAsync(StartTimeout);
         await app.StartAsync(cancel.Token).WaitAsync(StartTimeout);
         await app.ResourceNotifications.WaitForResourceHealthyAsync("gateway", cancel.Token).WaitAsync(StartTimeout);

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
@@ -28,6 +29,8 @@ internal sealed partial class KeyRegistry : IHostedService
     private readonly AuthOptions _options;
     private readonly ILogger<KeyRegistry> _logger;
     private readonly MemoryCache _cache = new(new MemoryCacheOptions { SizeLimit = 100_000 });
+    // Lookups in flight, by hash: a burst of requests with a key this replica has not seen asks Redis once.
+    private readonly ConcurrentDictionary<string, Lazy<Task<ApiKeyRecord?>>> _lookups = new(StringComparer.Ordinal);
 
     public KeyRegistry(AccessConfiguration access, IKeyStore store, TimeProvider time, IOptions<OnyxOptions> options, ILogger<KeyRegistry> logger)
     {
@@ -90,14 +93,27 @@ internal sealed partial class KeyRegistry : IHostedService
         {
             return cached;
         }
-        var record = await _store.FindAsync(hash, cancellationToken).WaitAsync(_options.RedisTimeout, cancellationToken);
-        // Unknown keys are remembered briefly too, so a stream of wrong keys does not become a stream of Redis reads.
-        var ttl = record is null ? TimeSpan.FromSeconds(Math.Min(5, _options.KeyCacheTtl.TotalSeconds)) : _options.KeyCacheTtl;
-        if (ttl > TimeSpan.Zero)
+        var lookup = _lookups.GetOrAdd(hash, h => new Lazy<Task<ApiKeyRecord?>>(() => LookUpAsync(h)));
+        return await lookup.Value.WaitAsync(_options.RedisTimeout, cancellationToken);
+    }
+
+    private async Task<ApiKeyRecord?> LookUpAsync(string hash)
+    {
+        try
         {
-            _cache.Set(hash, record, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = ttl });
+            var record = await _store.FindAsync(hash, CancellationToken.None);
+            // Unknown keys are remembered briefly too, so a stream of wrong keys does not become a stream of Redis reads.
+            var ttl = record is null ? TimeSpan.FromSeconds(Math.Min(5, _options.KeyCacheTtl.TotalSeconds)) : _options.KeyCacheTtl;
+            if (ttl > TimeSpan.Zero)
+            {
+                _cache.Set(hash, record, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = ttl });
+            }
+            return record;
         }
-        return record;
+        finally
+        {
+            _lookups.TryRemove(hash, out _);
+        }
     }
 
     public async Task SaveAsync(ApiKeyRecord record, CancellationToken cancellationToken)

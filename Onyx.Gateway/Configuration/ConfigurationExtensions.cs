@@ -107,6 +107,10 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         {
             errors.Add("Onyx:RateLimits:RedisTimeout, RecoveryInterval and ParallelLease must be positive.");
         }
+        if (limits.SlowAnswersToFallBack < 1)
+        {
+            errors.Add("Onyx:RateLimits:SlowAnswersToFallBack must be at least 1.");
+        }
         if (limits.EndUser.Rpm < 0 || limits.EndUser.Tpm < 0)
         {
             errors.Add("Onyx:RateLimits:EndUser:Rpm and Tpm must not be negative.");

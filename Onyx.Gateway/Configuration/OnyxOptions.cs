@@ -36,6 +36,12 @@ internal sealed class RateLimitOptions
     /// <summary>The longest a request waits on Redis for its rate-limit decision before the local fallback decides.</summary>
     public TimeSpan RedisTimeout { get; set; } = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>
+    /// Redis answers slower than <see cref="RedisTimeout"/> this many times in a row before the replica stops asking
+    /// it (a lost connection stops it at once). Each slow answer's request is decided in memory meanwhile.
+    /// </summary>
+    public int SlowAnswersToFallBack { get; set; } = 3;
+
     /// <summary>While Redis is unreachable: <c>false</c> limits per replica in memory, <c>true</c> refuses with 503.</summary>
     public bool FailClosed { get; set; }
 

@@ -11,8 +11,9 @@ namespace Onyx.Gateway.RateLimiting;
 
 /// <summary>
 /// Decides whether a caller's request may go upstream: requests and tokens per rolling window and requests in
-/// flight, per user and (optionally) per end user, counted in Redis across every replica. When Redis does not
-/// answer within <see cref="RateLimitOptions.RedisTimeout"/>, the replica limits in memory (or refuses, when
+/// flight, per user and (optionally) per end user, counted in Redis across every replica. No request waits for
+/// Redis longer than <see cref="RateLimitOptions.RedisTimeout"/>: a slow answer's request is decided in memory.
+/// When the connection is lost, or answers keep coming slowly, the replica limits in memory (or refuses, when
 /// fail-closed) until a background ping finds Redis back; each change of mode is logged once.
 /// </summary>
 internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
@@ -27,6 +28,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     private readonly string _replica;
     private readonly CancellationTokenSource _stopping = new();
     private int _sharedUp = 1;
+    private int _slowAnswers;
 
     public UsageLimiter(InMemoryUsageStore local, IOptions<OnyxOptions> onyx, IOptions<LiteLlmOptions> liteLlm, GatewayMetrics metrics,
         TimeProvider time, ReplicaIdentity replica, ILogger<UsageLimiter> logger, RedisUsageStore? shared = null)
@@ -63,6 +65,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
             {
                 admission = await _shared!.AdmitAsync(subjects, member, cancellationToken).WaitAsync(_options.RedisTimeout, cancellationToken);
                 shared = true;
+                Volatile.Write(ref _slowAnswers, 0);
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
@@ -133,8 +136,13 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         return subjects;
     }
 
+    /// <summary>A lost connection stops the shared mode at once; slow answers only when they keep coming.</summary>
     private void LostRedis(Exception error)
     {
+        if (error is not RedisConnectionException && Interlocked.Increment(ref _slowAnswers) < _options.SlowAnswersToFallBack)
+        {
+            return;
+        }
         if (Interlocked.Exchange(ref _sharedUp, 0) != 1)
         {
             return;
@@ -165,6 +173,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
                 {
                     continue;
                 }
+                Volatile.Write(ref _slowAnswers, 0);
                 Volatile.Write(ref _sharedUp, 1);
                 Log.RedisBack(_logger);
                 return;
