@@ -108,6 +108,48 @@ public sealed class RateLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AStreamTheClientCancelsCountsWhatWasProduced()
+    {
+        await StartAsync(new() { ["litellm_settings:rate_limit:tpm"] = "1000" });
+        _gateway.Primary.Fault = FakeFault.StallAfter(2);
+
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: true)) })
+        using (var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        using (var reader = new StreamReader(await response.Content.ReadAsStreamAsync()))
+        {
+            var tokens = 0;
+            while (tokens < 2 && await reader.ReadLineAsync() is { } line)
+            {
+                tokens += line.Contains("\"content\":\"", StringComparison.Ordinal) ? 1 : 0;
+            }
+        }
+        var cancelled = await _gateway.Logs.WaitForAsync(r => r.EventId == 3001 && (int?)r["Status"] == 499, TimeSpan.FromSeconds(10));
+        var counted = (int)cancelled["TotalTokens"]!;
+        Assert.True((int)cancelled["completionTokens"]! > 0);
+        _gateway.Primary.Fault = FakeFault.None;
+
+        using var next = await SendAsync();
+        Assert.Equal((1000 - counted).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(next, "x-ratelimit-remaining-tokens"));
+    }
+
+    [Fact]
+    public async Task ACallThatFailedBeforeAnyTokenCostsNoTokens()
+    {
+        await StartAsync(new() { ["litellm_settings:rate_limit:tpm"] = "40" });
+        _gateway.Primary.Fault = FakeFault.Status(500);
+        _gateway.Fallback.Fault = FakeFault.Status(500);
+
+        using var failed = await SendAsync();
+        Assert.Equal(HttpStatusCode.BadGateway, failed.StatusCode);
+        await _gateway.Logs.WaitForAsync(r => r.EventId == 3001 && (int?)r["Status"] == 502, TimeSpan.FromSeconds(10));
+        _gateway.Primary.Fault = FakeFault.None;
+
+        using var next = await SendAsync();
+        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
+        Assert.Equal("40", Header(next, "x-ratelimit-remaining-tokens"));
+    }
+
+    [Fact]
     public async Task CapsRequestsInFlightAndFreesTheSlotWhenOneEnds()
     {
         await StartAsync(new() { ["litellm_settings:rate_limit:max_parallel_requests"] = "1" });

@@ -72,7 +72,9 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         _finished = true;
         var elapsed = Elapsed;
         var tokens = usage ?? Estimate(context);
-        owner.Finished?.Invoke(tokens.Total);
+        // What counts against the caller's token limit: what a provider reported, or — without a report — the
+        // estimate, but only if a model produced something; a call that failed before any token costs nothing.
+        owner.Finished?.Invoke(usage is not null || error is null || TimeToFirstToken is not null ? tokens.Total : 0);
         log.Write(new LlmCallRecord
         {
             Timestamp = time.GetUtcNow(),
