@@ -170,6 +170,21 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task FailClosedRefusesWhileRedisIsDown()
+    {
+        var gateway = await StartReplicaAsync(new() { ["Onyx:RateLimits:FailClosed"] = "true" });
+        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        await _redis.DisposeAsync();
+
+        using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+
+        Assert.Equal("rate_limiter_unavailable", (string?)(await ErrorOf(refused, HttpStatusCode.ServiceUnavailable))["code"]);
+        Assert.Equal("1", Header(refused, "Retry-After"));
+        Assert.Equal(0, gateway.Primary.Calls);
+        Assert.Single(gateway.Logs.Records, r => r.EventId == 5003);
+    }
+
+    [Fact]
     public async Task AStalledRedisDoesNotHoldRequests()
     {
         var gateway = await StartReplicaAsync();
