@@ -27,6 +27,12 @@ public sealed record FakeBehavior
     /// <summary>When set, a chat call without <c>Authorization: Bearer {RequiredApiKey}</c> gets a protocol-shaped 401.</summary>
     public string? RequiredApiKey { get; init; }
 
+    /// <summary>When set, a stream answers with a call of this tool, its arguments streamed in <see cref="Tokens"/>.</summary>
+    public string? ToolCall { get; init; }
+
+    /// <summary>A model server that refuses a conversation ending in an assistant message (no prefill): a 400.</summary>
+    public bool RejectsPrefill { get; init; }
+
     /// <summary>The models the discovery endpoints list (OpenAI <c>/v1/models</c>, Ollama <c>/api/tags</c> and <c>/api/show</c>).</summary>
     public IReadOnlyList<string> Models { get; init; } = ["fake-model"];
 

@@ -30,6 +30,9 @@ public abstract record FakeFault
     /// <summary>The stream carries every token and the finish (and usage) chunk, but ends without <c>data: [DONE]</c> / the <c>done:true</c> line.</summary>
     public static FakeFault EndWithoutDone { get; } = new EndWithoutDoneFault();
 
+    /// <summary>The whole answer, finish reason and usage included, then the connection held open: no <c>[DONE]</c>, no close.</summary>
+    public static FakeFault HangAfterFinish { get; } = new HangAfterFinishFault();
+
     /// <summary>The provider reports no usage (OpenAI: no usage object even when asked; Ollama: no eval counts or durations).</summary>
     public static FakeFault NoUsage { get; } = new NoUsageFault();
 
@@ -60,6 +63,8 @@ public abstract record FakeFault
     public sealed record ErrorFirstEventFault : FakeFault;
 
     public sealed record EndWithoutDoneFault : FakeFault;
+
+    public sealed record HangAfterFinishFault : FakeFault;
 
     public sealed record NoUsageFault : FakeFault;
 

@@ -462,6 +462,12 @@ public abstract class FakeLlmProvider : IAsyncDisposable
             return;
         }
 
+        if (call.Behavior.RejectsPrefill && request.Json?["messages"] is JsonArray { Count: > 0 } messages && (string?)messages[^1]?["role"] == "assistant")
+        {
+            await WriteErrorAsync(call.Response, StatusCodes.Status400BadRequest, ErrorJson(StatusCodes.Status400BadRequest, "The last message must be from the user."));
+            return;
+        }
+
         switch (call.Fault)
         {
             case FakeFault.StatusFault status:

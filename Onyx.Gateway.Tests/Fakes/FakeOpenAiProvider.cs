@@ -140,16 +140,31 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
 
         await Event(Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "", ["refusal"] = null }, null).ToJsonString(WireJson));
 
+        var toolCall = call.Behavior.ToolCall;
+        var first = true;
         var complete = await StreamTokensAsync(
             call,
-            token => Event(Chunk(new JsonObject { ["content"] = token }, null).ToJsonString(WireJson)),
+            token =>
+            {
+                // A tool call streams its arguments, as OpenAI does: the call's id and name come with the first piece.
+                var delta = toolCall is null
+                    ? new JsonObject { ["content"] = token }
+                    : new JsonObject
+                    {
+                        ["tool_calls"] = new JsonArray(first
+                            ? new JsonObject { ["index"] = 0, ["id"] = "call_fake", ["type"] = "function", ["function"] = new JsonObject { ["name"] = toolCall, ["arguments"] = token } }
+                            : new JsonObject { ["index"] = 0, ["function"] = new JsonObject { ["arguments"] = token } }),
+                    };
+                first = false;
+                return Event(Chunk(delta, null).ToJsonString(WireJson));
+            },
             () => Event(InBandErrorJson));
         if (!complete)
         {
             return;
         }
 
-        await Event(Chunk(new JsonObject(), "stop").ToJsonString(WireJson));
+        await Event(Chunk(new JsonObject(), toolCall is null ? "stop" : "tool_calls").ToJsonString(WireJson));
 
         if (includeUsage && call.ReportsUsage)
         {
@@ -158,7 +173,11 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
             await Event(usage.ToJsonString(WireJson));
         }
 
-        if (call.Fault is not FakeFault.EndWithoutDoneFault)
+        if (call.Fault is FakeFault.HangAfterFinishFault)
+        {
+            await call.HangAsync();
+        }
+        else if (call.Fault is not FakeFault.EndWithoutDoneFault)
         {
             await Event("[DONE]");
         }

@@ -135,11 +135,12 @@ public sealed class FallbackTests : GatewayTest
     }
 
     [Fact]
-    public async Task EndsACutStreamWithAnErrorEventAndNoDone()
+    public async Task EndsACutStreamWithAnErrorEventAndNoDoneWhenNoDeploymentCanContinueIt()
     {
-        Gateway.Primary.Update(b => b with { Tokens = ["one", " two", " three", " four"], Fault = FakeFault.DropAfter(2) });
+        // The fallback alias has no deployment after its own.
+        Gateway.Fallback.Update(b => b with { Tokens = ["one", " two", " three", " four"], Fault = FakeFault.DropAfter(2) });
 
-        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback", stream: true)));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var events = Sse.Events(await response.Content.ReadAsStringAsync());
@@ -149,13 +150,18 @@ public sealed class FallbackTests : GatewayTest
         Assert.Equal("stream_interrupted", (string?)error["code"]);
         Assert.Contains("incomplete", (string)error["message"]!);
         Assert.DoesNotContain(events, e => e.Contains("\"finish_reason\":\"stop\"", StringComparison.Ordinal));
-        Assert.Equal(0, Gateway.Fallback.Calls); // resuming on the fallback is a later feature
+        Assert.Equal(1, Gateway.Fallback.Calls);
+        Assert.Equal(0, Gateway.Primary.Calls);
     }
 
     [Fact]
-    public async Task EndsAStalledStreamWithAnErrorEvent()
+    public async Task EndsAStalledStreamWithAnErrorEventWhenTheAliasTurnedResumeOff()
     {
-        await using var gateway = await GatewayHost.StartAsync(new() { ["Onyx:Routing:StreamIdleTimeout"] = "00:00:00.500" });
+        await using var gateway = await GatewayHost.StartAsync(new()
+        {
+            ["Onyx:Routing:StreamIdleTimeout"] = "00:00:00.500",
+            ["model_list:0:litellm_params:resume_streams"] = "false",
+        });
         gateway.Primary.Fault = FakeFault.StallAfter(1);
         using var client = gateway.CreateClient();
 
@@ -165,6 +171,7 @@ public sealed class FallbackTests : GatewayTest
         Assert.Equal("stream_interrupted", (string?)JsonNode.Parse(events[^1])!["error"]!["code"]);
         Assert.DoesNotContain("[DONE]", events);
         await gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
+        Assert.Equal(0, gateway.Fallback.Calls);
     }
 
     [Fact]

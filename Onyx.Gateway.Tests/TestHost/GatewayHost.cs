@@ -86,8 +86,15 @@ public sealed class GatewayHost : IAsyncDisposable
         }
         catch
         {
-            // A gateway that refuses to start (bad config) must not leave its fakes running.
-            await factory.DisposeAsync();
+            // A gateway that refuses to start (bad config) must not leave its fakes running — and the reason it
+            // refused is what the caller must see, not a later failure of tearing the half-started host down.
+            try
+            {
+                await factory.DisposeAsync();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
             await primary.DisposeAsync();
             await fallback.DisposeAsync();
             throw;
@@ -140,6 +147,7 @@ public static class Sse
 {
     public static List<string> Events(string body) => body
         .Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+        .Where(e => !e.StartsWith(':'))
         .Select(e => e.StartsWith("data: ", StringComparison.Ordinal) ? e["data: ".Length..] : throw new FormatException($"Not an SSE data event: '{e}'"))
         .ToList();
 

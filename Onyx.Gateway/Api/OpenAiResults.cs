@@ -58,6 +58,11 @@ internal sealed class ChatStreamResult(RoutedStream stream) : IResult
                 }
                 if (!more)
                 {
+                    foreach (var resume in stream.Resumes)
+                    {
+                        // A comment line: SSE clients ignore it, people and tools reading the stream see it.
+                        SseWriter.WriteComment(writer, $"onyx-resumed from={resume.From} to={resume.To} at_chars={resume.AtChars} reason={resume.Reason}");
+                    }
                     SseWriter.WriteEvent(writer, SseWriter.Done);
                     break;
                 }

@@ -103,6 +103,20 @@ internal sealed class LiteLlmParams
     /// </summary>
     [ConfigurationKeyName("stream")]
     public bool? Stream { get; set; }
+
+    /// <summary>
+    /// Onyx's addition, per alias (read from the alias's first entry): continue a stream that breaks mid-answer on
+    /// the next deployment (default true).
+    /// </summary>
+    [ConfigurationKeyName("resume_streams")]
+    public bool? ResumeStreams { get; set; }
+
+    /// <summary>
+    /// Onyx's addition, per alias (read from the alias's first entry): with no first token after this long, start
+    /// the next deployment in parallel; the first to produce a token serves the answer. Off unless set.
+    /// </summary>
+    [ConfigurationKeyName("hedge_after_ms")]
+    public int? HedgeAfterMs { get; set; }
 }
 
 internal sealed class RouterSettings

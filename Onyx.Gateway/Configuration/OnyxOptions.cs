@@ -76,8 +76,8 @@ internal sealed class RoutingOptions
     /// <summary>A streaming attempt that has produced no token by then is abandoned for the next deployment.</summary>
     public TimeSpan FirstTokenTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
-    /// <summary>A stream that sends nothing for this long after its first token has failed.</summary>
-    public TimeSpan StreamIdleTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>A stream that sends nothing for this long after its first token has stalled: a failure, like a cut.</summary>
+    public TimeSpan StreamIdleTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>The window in which <c>allowed_fails</c> failures open a breaker.</summary>
     public TimeSpan FailureWindow { get; set; } = TimeSpan.FromSeconds(60);

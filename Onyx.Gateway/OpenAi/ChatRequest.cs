@@ -32,6 +32,31 @@ internal sealed class ChatRequest
     /// <summary>OpenAI's <c>user</c>: the end user inside the caller's application (may be rate-limited on its own).</summary>
     public string? User { get; }
 
+    /// <summary>What the gateway tells a model that has no way to prefill its answer, to continue a cut one.</summary>
+    public const string ContinueInstruction =
+        "Your previous answer was cut off. Continue it exactly where it stopped, without repeating any of it and without any preamble.";
+
+    /// <summary>
+    /// This request, asking for the continuation of <paramref name="partial"/> — the answer so far — in the way
+    /// the provider understands (<paramref name="style"/>).
+    /// </summary>
+    public ChatRequest WithPartialAnswer(string partial, Providers.ContinuationStyle style)
+    {
+        var body = (JsonObject)Body.DeepClone();
+        var messages = (JsonArray)body["messages"]!;
+        var assistant = new JsonObject { ["role"] = "assistant", ["content"] = partial };
+        if (style == Providers.ContinuationStyle.PrefixFlag)
+        {
+            assistant["prefix"] = true;
+        }
+        messages.Add(assistant);
+        if (style == Providers.ContinuationStyle.Instruction)
+        {
+            messages.Add(new JsonObject { ["role"] = "user", ["content"] = ContinueInstruction });
+        }
+        return new ChatRequest(body, Model, messages, Stream, IncludeUsage, User);
+    }
+
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool", "function"];
 
     /// <summary>Parses and validates; on failure <paramref name="error"/> names the offending field.</summary>

@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace Onyx.Gateway.OpenAi;
 
 /// <summary>What the gateway needs to know about one <c>chat.completion.chunk</c>.</summary>
-internal readonly record struct ChunkInfo(bool HasContent, bool HasFinishReason, bool ChoicesEmpty, TokenUsage? Usage, bool IsError);
+internal readonly record struct ChunkInfo(bool HasContent, bool HasFinishReason, bool ChoicesEmpty, TokenUsage? Usage, bool IsError, bool HasToolCall = false);
 
 /// <summary>
 /// Reads an OpenAI stream chunk with <see cref="Utf8JsonReader"/> — no DOM, no allocation — to learn whether it
@@ -22,7 +22,7 @@ internal static class ChunkInspector
         {
             throw new JsonException("A stream chunk must be a JSON object.");
         }
-        bool hasContent = false, hasFinish = false, choicesEmpty = false, isError = false;
+        bool hasContent = false, hasFinish = false, choicesEmpty = false, isError = false, hasToolCall = false;
         TokenUsage? usage = null;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -38,7 +38,7 @@ internal static class ChunkInspector
                 while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
                 {
                     count++;
-                    ReadChoice(ref reader, completionText, ref hasContent, ref hasFinish);
+                    ReadChoice(ref reader, completionText, ref hasContent, ref hasFinish, ref hasToolCall);
                 }
                 choicesEmpty = count == 0;
             }
@@ -58,7 +58,7 @@ internal static class ChunkInspector
                 reader.Skip();
             }
         }
-        return new ChunkInfo(hasContent, hasFinish, choicesEmpty, usage, isError);
+        return new ChunkInfo(hasContent, hasFinish, choicesEmpty, usage, isError, hasToolCall);
     }
 
     private static TokenUsage? SkipValue(ref Utf8JsonReader reader)
@@ -67,7 +67,7 @@ internal static class ChunkInspector
         return null;
     }
 
-    private static void ReadChoice(ref Utf8JsonReader reader, StringBuilder? completionText, ref bool hasContent, ref bool hasFinish)
+    private static void ReadChoice(ref Utf8JsonReader reader, StringBuilder? completionText, ref bool hasContent, ref bool hasFinish, ref bool hasToolCall)
     {
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -102,7 +102,9 @@ internal static class ChunkInspector
                     else if (reader.ValueTextEquals("tool_calls"u8) || reader.ValueTextEquals("function_call"u8))
                     {
                         reader.Read();
-                        hasContent |= reader.TokenType is JsonTokenType.StartArray or JsonTokenType.StartObject;
+                        var call = reader.TokenType is JsonTokenType.StartArray or JsonTokenType.StartObject;
+                        hasContent |= call;
+                        hasToolCall |= call;
                         reader.Skip();
                     }
                     else

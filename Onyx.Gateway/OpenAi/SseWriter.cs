@@ -38,4 +38,12 @@ internal static class SseWriter
         }
         writer.Write("\n"u8);
     }
+
+    /// <summary>An SSE comment (<c>: text</c>), which clients skip; line breaks in <paramref name="text"/> become spaces.</summary>
+    public static void WriteComment(PipeWriter writer, string text)
+    {
+        writer.Write(": "u8);
+        writer.Write(System.Text.Encoding.UTF8.GetBytes(text.ReplaceLineEndings(" ")));
+        writer.Write("\n\n"u8);
+    }
 }

@@ -18,6 +18,7 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
 {
     private readonly long _started = time.GetTimestamp();
     private readonly List<string> _tried = [];
+    private List<ResumedAt>? _resumes;
     private bool _finished;
 
     public string RequestId { get; } = requestId;
@@ -36,6 +37,10 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     public void Skipped(Deployment deployment, string reason) => _tried.Add($"{deployment.Id} ({reason})");
 
     public void AttemptStarted() => Attempts++;
+
+    /// <summary>The answer broke on <paramref name="from"/> after <paramref name="atChars"/> characters and continues on <paramref name="to"/>.</summary>
+    public void Resumed(Deployment from, Deployment to, int atChars, string reason) =>
+        (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, atChars, reason));
 
     public void FirstToken() => TimeToFirstToken ??= Elapsed;
 
@@ -94,6 +99,7 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
             Error = error,
             Fallback = fallback,
             Attempts = Attempts,
+            Resumed = _resumes,
         });
         metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
         if (deployment is not null)

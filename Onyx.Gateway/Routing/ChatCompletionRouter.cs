@@ -51,37 +51,127 @@ internal sealed class ChatCompletionRouter(
     public async Task<RoutedStream> StreamAsync(ChatRequest request, string requestId, CallOwner owner, CancellationToken clientAborted)
     {
         var call = Track(request, requestId, owner);
-        var (route, start, context) = await RouteAsync(call, clientAborted, async (deployment, provider, context, timer, token) =>
-        {
-            timer.CancelAfter(_options.FirstTokenTimeout);
-            var chunks = provider.StreamAsync(deployment, request, context, token).GetAsyncEnumerator(token);
-            var head = new List<StreamChunk>(2);
-            try
-            {
-                var ended = false;
-                while (true)
-                {
-                    if (!await chunks.MoveNextAsync())
-                    {
-                        ended = true;
-                        break;
-                    }
-                    head.Add(chunks.Current);
-                    if (chunks.Current.Info.HasContent || chunks.Current.Info.HasFinishReason)
-                    {
-                        break;
-                    }
-                }
-                return new StreamHead(chunks, head, ended);
-            }
-            catch
-            {
-                await chunks.DisposeAsync();
-                throw;
-            }
-        }, $"no first token within {_options.FirstTokenTimeout.TotalSeconds:0.###}s");
+        var (route, start, context) = await RouteAsync(call, clientAborted, (deployment, provider, context, timer, token) =>
+            StartStreamAsync(deployment, provider, request, context, timer, token, prefix: null),
+            $"no first token within {_options.FirstTokenTimeout.TotalSeconds:0.###}s");
         call.FirstToken();
-        return new RoutedStream(route, start, context, call, breakers.For(route.Deployment), _options.StreamIdleTimeout, time, metrics);
+        routing.TryGetChain(request.Model, out var chain);
+        return new RoutedStream(route, start, context, call, breakers, _options.StreamIdleTimeout, time, metrics,
+            chain[0].ResumeStreams ? (partial, failed, aborted) => ContinueAsync(call, failed, partial, aborted) : null);
+    }
+
+    /// <summary>
+    /// Continues an answer that broke after <paramref name="partial"/> reached the client, on the deployments that
+    /// follow <paramref name="failed"/> in the chain: each is asked to continue the partial answer its own way
+    /// (<see cref="ContinuationStyle"/>). One that refuses a prefilled answer (a 4xx) is asked for the answer anew,
+    /// which is used only from the point where it has reproduced <paramref name="partial"/> exactly.
+    /// </summary>
+    /// <exception cref="UpstreamException">No deployment could continue the answer.</exception>
+    private async Task<ResumedStream> ContinueAsync(CallTracker call, Deployment failed, string partial, CancellationToken clientAborted)
+    {
+        routing.TryGetChain(call.Request.Model, out var chain);
+        var tried = new List<string>();
+        foreach (var deployment in chain.SkipWhile(d => d != failed).Skip(1))
+        {
+            if (deployment.UnavailableReason is { } unavailable)
+            {
+                tried.Add($"{deployment.Id} (unavailable: {unavailable})");
+                continue;
+            }
+            var breaker = breakers.For(deployment);
+            if (!breaker.TryAcquire(out var permit))
+            {
+                tried.Add($"{deployment.Id} (circuit open)");
+                continue;
+            }
+            var provider = _providers[deployment.Provider.Protocol];
+            var continuation = call.Request.WithPartialAnswer(partial, deployment.Provider.Continuation);
+            var attempts = new (ChatRequest Request, string? Prefix)[] { (continuation, null), (call.Request, partial) };
+            foreach (var (request, prefix) in attempts)
+            {
+                call.AttemptStarted();
+                var context = new AttemptContext(call.RequestId);
+                var timer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
+                var linked = CancellationTokenSource.CreateLinkedTokenSource(clientAborted, timer.Token);
+                try
+                {
+                    var head = await StartStreamAsync(deployment, provider, request, context, timer, linked.Token, prefix);
+                    head.Adopt(timer, linked);
+                    breaker.OnSuccess(permit);
+                    var route = new RouteInfo(call.RequestId, call.Request.Model, deployment, Fallback: true, call.Attempts);
+                    return new ResumedStream(route, head, context, prefix?.Length ?? 0);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or UpstreamException)
+                {
+                    linked.Dispose();
+                    timer.Dispose();
+                    if (clientAborted.IsCancellationRequested)
+                    {
+                        breaker.OnAbandoned(permit);
+                        throw new OperationCanceledException(clientAborted);
+                    }
+                    var failure = ex as UpstreamException ?? new UpstreamException(FailureKind.Timeout,
+                        $"{deployment.Id}: no first token of the continuation within {_options.FirstTokenTimeout.TotalSeconds:0.###}s");
+                    call.AttemptFailed(deployment, failure);
+                    if (failure.IsClientError && prefix is null)
+                    {
+                        // It refuses the prefilled answer: ask it for the answer anew, to splice.
+                        continue;
+                    }
+                    breaker.OnFailure(permit, failure.Reason);
+                    tried.Add(failure.Message);
+                    break;
+                }
+            }
+        }
+        throw new UpstreamException(FailureKind.StreamBroken, tried.Count == 0
+            ? "no other deployment could continue the answer"
+            : $"no other deployment could continue the answer: {string.Join("; ", tried)}");
+    }
+
+    /// <summary>
+    /// Opens a stream and reads it up to its first token (or a complete empty answer). With <paramref name="prefix"/>,
+    /// only what follows that text is kept (see <see cref="PrefixSplice"/>); reproducing it counts as progress.
+    /// </summary>
+    private async Task<StreamHead> StartStreamAsync(Deployment deployment, IChatProvider provider, ChatRequest request, AttemptContext context,
+        CancellationTokenSource timer, CancellationToken token, string? prefix)
+    {
+        timer.CancelAfter(_options.FirstTokenTimeout);
+        var stream = provider.StreamAsync(deployment, request, context, token);
+        if (prefix is not null)
+        {
+            stream = PrefixSplice.AfterPrefix(stream, prefix, deployment, token);
+        }
+        var chunks = stream.GetAsyncEnumerator(token);
+        var head = new List<StreamChunk>(2);
+        try
+        {
+            var ended = false;
+            while (true)
+            {
+                if (!await chunks.MoveNextAsync())
+                {
+                    ended = true;
+                    break;
+                }
+                if (chunks.Current.Json.IsEmpty)
+                {
+                    timer.CancelAfter(_options.FirstTokenTimeout);
+                    continue;
+                }
+                head.Add(chunks.Current);
+                if (chunks.Current.Info.HasContent || chunks.Current.Info.HasFinishReason)
+                {
+                    break;
+                }
+            }
+            return new StreamHead(chunks, head, ended);
+        }
+        catch
+        {
+            await chunks.DisposeAsync();
+            throw;
+        }
     }
 
     private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) => new(request, requestId, owner, time, callLog, metrics, estimator);

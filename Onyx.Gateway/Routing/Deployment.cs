@@ -25,6 +25,12 @@ internal sealed class Deployment
 
     public double? DefaultTemperature { get; init; }
 
+    /// <summary>Whether a stream of this alias that breaks mid-answer is continued on the next deployment.</summary>
+    public bool ResumeStreams { get; init; } = true;
+
+    /// <summary>When set, a stream with no first token by then gets the next deployment started in parallel.</summary>
+    public TimeSpan? HedgeAfter { get; init; }
+
     /// <summary>Why the deployment cannot be called at all (no key, service not running); null when it can.</summary>
     public string? UnavailableReason { get; init; }
 

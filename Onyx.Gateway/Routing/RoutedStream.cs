@@ -28,111 +28,216 @@ internal sealed class StreamHead(IAsyncEnumerator<StreamChunk> rest, List<Stream
     }
 }
 
+/// <summary>A continuation of a broken answer: its route, its first token, and how much of its text the client already had.</summary>
+internal sealed record ResumedStream(RouteInfo Route, StreamHead Head, AttemptContext Context, int SkippedChars);
+
+/// <summary>Asks the next deployments to continue an answer that broke after <c>partial</c> was sent.</summary>
+internal delegate Task<ResumedStream> StreamContinuation(string partial, Deployment failed, CancellationToken clientAborted);
+
+/// <summary>Where an answer broke and which deployment took it over.</summary>
+internal sealed record ResumeInfo(string From, string To, int AtChars, string Reason);
+
 /// <summary>
-/// A stream that has started on one deployment. Yields the chunks to forward, in order; a failure after the
-/// first token surfaces as an <see cref="UpstreamException"/> (the caller ends the client's stream with an error
-/// event, never a pretend-complete answer). Disposing writes the call log record.
+/// A stream that has started on one deployment. Yields the chunks to forward, in order. When the upstream breaks
+/// or stalls mid-answer, the answer is continued on the next deployment of the chain (unless the alias turned
+/// that off or a tool call is in flight), so the client receives one answer; when no deployment can continue it,
+/// the failure surfaces as an <see cref="UpstreamException"/> and the caller ends the client's stream with an
+/// error event — never a pretend-complete answer. An answer is complete once its finish reason and usage have
+/// arrived, whatever the upstream's socket does next. Disposing writes the call log record.
 /// </summary>
 internal sealed class RoutedStream : IAsyncDisposable
 {
-    private readonly StreamHead _start;
-    private readonly AttemptContext _context;
     private readonly CallTracker _call;
-    private readonly CircuitBreaker _breaker;
+    private readonly CircuitBreakerRegistry _breakers;
     private readonly TimeSpan _idleTimeout;
     private readonly TimeProvider _time;
     private readonly GatewayMetrics _metrics;
+    private readonly StreamContinuation? _continue;
+    private readonly List<ResumeInfo> _resumes = [];
+    private StreamHead _current;
+    private AttemptContext _context;
+    private string _sentBefore = string.Empty;
+    private int _skippedChars;
+    private TokenUsage _prior;
     private TokenUsage? _usage;
     private bool _usageForwarded;
+    private bool _finished;
+    private bool _toolCall;
+    private bool _roleSent;
     private bool _completed;
     private UpstreamException? _failure;
 
-    public RoutedStream(RouteInfo route, StreamHead start, AttemptContext context, CallTracker call, CircuitBreaker breaker,
-        TimeSpan idleTimeout, TimeProvider time, GatewayMetrics metrics)
+    public RoutedStream(RouteInfo route, StreamHead start, AttemptContext context, CallTracker call, CircuitBreakerRegistry breakers,
+        TimeSpan idleTimeout, TimeProvider time, GatewayMetrics metrics, StreamContinuation? continuation)
     {
         Route = route;
-        _start = start;
+        _current = start;
         _context = context;
         _call = call;
-        _breaker = breaker;
+        _breakers = breakers;
         _idleTimeout = idleTimeout;
         _time = time;
         _metrics = metrics;
+        _continue = continuation;
         metrics.StreamStarted();
     }
 
-    public RouteInfo Route { get; }
+    /// <summary>The deployment serving the answer now (the last one, after a resume).</summary>
+    public RouteInfo Route { get; private set; }
+
+    /// <summary>Each point where the answer broke and was continued elsewhere.</summary>
+    public IReadOnlyList<ResumeInfo> Resumes => _resumes;
 
     public async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        foreach (var chunk in _start.Head)
+        while (true)
         {
-            if (Forward(chunk))
+            foreach (var chunk in _current.Head)
             {
-                yield return chunk.Json;
-            }
-        }
-        if (!_start.Ended)
-        {
-            var timer = _start.Timer!;
-            while (true)
-            {
-                timer.CancelAfter(_idleTimeout);
-                bool more;
-                try
+                if (Forward(chunk, out var json))
                 {
-                    more = await _start.Rest.MoveNextAsync();
-                }
-                catch (OperationCanceledException) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-                {
-                    throw Fail(new UpstreamException(FailureKind.Stalled,
-                        $"{Route.Deployment.Id} sent nothing for {_idleTimeout.TotalSeconds:0.###}s in the middle of the answer"));
-                }
-                catch (UpstreamException ex)
-                {
-                    throw Fail(ex);
-                }
-                if (!more)
-                {
-                    break;
-                }
-                var chunk = _start.Rest.Current;
-                if (Forward(chunk))
-                {
-                    yield return chunk.Json;
+                    yield return json;
                 }
             }
+            UpstreamException? failure = null;
+            if (!_current.Ended && !Complete)
+            {
+                var timer = _current.Timer!;
+                while (true)
+                {
+                    timer.CancelAfter(_idleTimeout);
+                    bool more;
+                    try
+                    {
+                        more = await _current.Rest.MoveNextAsync();
+                    }
+                    catch (OperationCanceledException) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                    {
+                        failure = new UpstreamException(FailureKind.Stalled,
+                            $"{Route.Deployment.Id} sent nothing for {_idleTimeout.TotalSeconds:0.###}s in the middle of the answer");
+                        break;
+                    }
+                    catch (UpstreamException ex)
+                    {
+                        failure = ex;
+                        break;
+                    }
+                    if (!more)
+                    {
+                        break;
+                    }
+                    if (Forward(_current.Rest.Current, out var json))
+                    {
+                        yield return json;
+                    }
+                    if (Complete)
+                    {
+                        // Finish reason and usage are in: the answer is whole, [DONE] or socket close adds nothing.
+                        break;
+                    }
+                }
+            }
+            if (failure is null || _finished)
+            {
+                break;
+            }
+
+            _breakers.For(Route.Deployment).OnFailure(default, failure.Reason);
+            _call.AttemptFailed(Route.Deployment, failure);
+            if (_continue is null || _toolCall)
+            {
+                throw Fail(failure, _toolCall ? "a tool call was in flight, so the answer cannot be continued" : null);
+            }
+            var partial = _sentBefore + _context.CompletionText.ToString(_skippedChars, _context.CompletionText.Length - _skippedChars);
+            ResumedStream resumed;
+            try
+            {
+                resumed = await _continue(partial, Route.Deployment, cancellationToken);
+            }
+            catch (UpstreamException ex)
+            {
+                throw Fail(failure, ex.Message);
+            }
+            _prior = Add(_prior, _usage ?? _call.Estimate(_context));
+            _resumes.Add(new ResumeInfo(Route.Deployment.Id, resumed.Route.Deployment.Id, partial.Length, failure.Reason));
+            _call.Resumed(Route.Deployment, resumed.Route.Deployment, partial.Length, failure.Reason);
+            await DisposeAttemptAsync(_current);
+            (Route, _current, _context, _skippedChars, _sentBefore, _usage) = (resumed.Route, resumed.Head, resumed.Context, resumed.SkippedChars, partial, null);
+            _roleSent = true;
         }
+        var usage = Total();
         if (_call.Request.IncludeUsage && !_usageForwarded)
         {
-            yield return UsageChunk(_usage ?? _call.Estimate(_context));
+            yield return UsageChunk(usage);
         }
         _completed = true;
         // Logged (and its tokens counted) before the client sees [DONE], so its next request sees this one's tokens.
-        _call.Succeeded(Route, _usage, _context);
+        _call.Succeeded(Route, usage, _context);
     }
 
-    /// <summary>Notes usage; drops the usage-only chunk the gateway asked for on its own behalf.</summary>
-    private bool Forward(StreamChunk chunk)
+    private bool Complete => _finished && _usage is not null;
+
+    /// <summary>Notes finish, usage and tool calls; drops or trims what the client must not see twice.</summary>
+    private bool Forward(StreamChunk chunk, out ReadOnlyMemory<byte> json)
     {
-        if (chunk.Info.Usage is { } usage)
+        var info = chunk.Info;
+        json = chunk.Json;
+        if (chunk.Json.IsEmpty)
+        {
+            return false;
+        }
+        _finished |= info.HasFinishReason;
+        _toolCall |= info.HasToolCall;
+        if (info.Usage is { } usage)
         {
             _usage = usage;
         }
-        if (chunk.Info.ChoicesEmpty && chunk.Info.Usage is not null)
+        if (info.ChoicesEmpty && info.Usage is not null)
         {
-            _usageForwarded |= _call.Request.IncludeUsage;
-            return _call.Request.IncludeUsage;
+            // The usage chunk the gateway asked for on its own behalf goes to the client only if it asked, and
+            // after a resume only as the total of every attempt, at the end.
+            var pass = _call.Request.IncludeUsage && _resumes.Count == 0;
+            _usageForwarded |= pass;
+            return pass;
+        }
+        if (_roleSent && _resumes.Count > 0 && chunk.Json.Span.IndexOf("\"role\""u8) >= 0)
+        {
+            // A continuation opens with the assistant's role again; the client has had it. (Rare path: a re-parse.)
+            if (!info.HasContent && !info.HasFinishReason)
+            {
+                return false;
+            }
+            json = WithoutRole(chunk.Json);
         }
         return true;
     }
 
-    private UpstreamException Fail(UpstreamException failure)
+    private static byte[] WithoutRole(ReadOnlyMemory<byte> chunk)
     {
-        _failure = failure;
-        _breaker.OnFailure(default, failure.Reason);
-        _call.AttemptFailed(Route.Deployment, failure);
-        return failure;
+        var node = System.Text.Json.Nodes.JsonNode.Parse(chunk.Span)!;
+        if (node["choices"] is System.Text.Json.Nodes.JsonArray choices)
+        {
+            foreach (var choice in choices)
+            {
+                (choice?["delta"] as System.Text.Json.Nodes.JsonObject)?.Remove("role");
+            }
+        }
+        return System.Text.Encoding.UTF8.GetBytes(node.ToJsonString());
+    }
+
+    /// <summary>The whole answer's tokens: every cut attempt (estimated) and the last one.</summary>
+    private TokenUsage Total()
+    {
+        var last = _usage ?? _call.Estimate(_context);
+        return _resumes.Count == 0 ? last : Add(_prior, last);
+    }
+
+    private static TokenUsage Add(TokenUsage a, TokenUsage b) => new(a.Prompt + b.Prompt, a.Completion + b.Completion, a.Estimated || b.Estimated);
+
+    private UpstreamException Fail(UpstreamException failure, string? why)
+    {
+        _failure = why is null ? failure : new UpstreamException(failure.Kind, $"{failure.Message}; {why}", failure.StatusCode);
+        return _failure;
     }
 
     private byte[] UsageChunk(TokenUsage usage)
@@ -158,24 +263,29 @@ internal sealed class RoutedStream : IAsyncDisposable
         return buffer.WrittenSpan.ToArray();
     }
 
+    private static async ValueTask DisposeAttemptAsync(StreamHead attempt)
+    {
+        await attempt.Rest.DisposeAsync();
+        attempt.Linked?.Dispose();
+        attempt.Timer?.Dispose();
+    }
+
     public async ValueTask DisposeAsync()
     {
         _metrics.StreamEnded();
-        await _start.Rest.DisposeAsync();
-        _start.Linked?.Dispose();
-        _start.Timer?.Dispose();
+        await DisposeAttemptAsync(_current);
         if (_completed)
         {
-            _call.Succeeded(Route, _usage, _context);
+            _call.Succeeded(Route, Total(), _context);
         }
         else if (_failure is not null)
         {
-            _call.Failed(Route.Deployment, Route.Fallback, StatusCodes.Status502BadGateway, OpenAiErrorTypes.Upstream, _failure.Message, _usage, _context);
+            _call.Failed(Route.Deployment, Route.Fallback, StatusCodes.Status502BadGateway, OpenAiErrorTypes.Upstream, _failure.Message, Total(), _context);
         }
         else
         {
             _call.Failed(Route.Deployment, Route.Fallback, StatusCodes.Status499ClientClosedRequest, "client_closed_request",
-                "The client closed the connection mid-stream.", _usage, _context);
+                "The client closed the connection mid-stream.", Total(), _context);
         }
     }
 }

@@ -73,6 +73,10 @@ internal sealed class RoutingTable
             {
                 errors.Add($"{key}:litellm_params:max_tokens must be at least 1.");
             }
+            if (entry.LiteLlmParams.HedgeAfterMs is < 1)
+            {
+                errors.Add($"{key}:litellm_params:hedge_after_ms must be at least 1.");
+            }
             if (entry.LiteLlmParams.Temperature is < 0 or > 2)
             {
                 errors.Add($"{key}:litellm_params:temperature must be between 0 and 2.");
@@ -116,6 +120,8 @@ internal sealed class RoutingTable
                 ApiKey = apiKey,
                 DefaultMaxTokens = entry.LiteLlmParams.MaxTokens,
                 DefaultTemperature = entry.LiteLlmParams.Temperature,
+                ResumeStreams = entry.LiteLlmParams.ResumeStreams ?? true,
+                HedgeAfter = entry.LiteLlmParams.HedgeAfterMs is { } hedge ? TimeSpan.FromMilliseconds(hedge) : null,
                 UnavailableReason = unavailable,
             });
             if (!aliases.Contains(entry.ModelName, StringComparer.Ordinal))

@@ -29,7 +29,15 @@ internal sealed record LlmCallRecord
     [JsonPropertyName("error")] public CallError? Error { get; init; }
     [JsonPropertyName("fallback")] public required bool Fallback { get; init; }
     [JsonPropertyName("attempts")] public required int Attempts { get; init; }
+    /// <summary>Where a streamed answer broke and which deployment continued it (absent when it never broke).</summary>
+    [JsonPropertyName("resumed")] public IReadOnlyList<ResumedAt>? Resumed { get; init; }
 }
+
+internal sealed record ResumedAt(
+    [property: JsonPropertyName("from")] string From,
+    [property: JsonPropertyName("to")] string To,
+    [property: JsonPropertyName("at_chars")] int AtChars,
+    [property: JsonPropertyName("reason")] string Reason);
 
 internal sealed record TokenCounts(
     [property: JsonPropertyName("prompt")] int Prompt,
@@ -88,7 +96,8 @@ internal sealed partial class CallLog : BackgroundService
         Log.Call(_logger, record.RequestId, record.Alias, record.UserId, record.KeyName, record.Deployment, record.ProviderModel, record.ResponseModel,
             record.Stream, record.Tokens.Prompt, record.Tokens.Completion, record.Tokens.Total, record.Tokens.Estimated,
             record.LatencyMs, record.TtftMs, record.Success, record.Status, record.Error?.Type, record.Error?.Message,
-            record.Fallback, record.Attempts);
+            record.Fallback, record.Attempts,
+            record.Resumed is { } resumes ? string.Join("; ", resumes.Select(r => $"{r.From} -> {r.To} at {r.AtChars} chars ({r.Reason})")) : null);
         Enqueue(record);
     }
 
@@ -152,7 +161,7 @@ internal sealed partial class CallLog : BackgroundService
             "LLM call {RequestId} {Alias} -> {Deployment}: success={Success} status={Status} latency_ms={LatencyMs} ttft_ms={TtftMs} tokens={TotalTokens}")]
         public static partial void Call(ILogger logger, string requestId, string alias, string? userId, string? keyName, string? deployment, string? providerModel,
             string? responseModel, bool stream, int promptTokens, int completionTokens, int totalTokens, bool tokensEstimated,
-            double latencyMs, double? ttftMs, bool success, int status, string? errorType, string? errorMessage, bool fallback, int attempts);
+            double latencyMs, double? ttftMs, bool success, int status, string? errorType, string? errorMessage, bool fallback, int attempts, string? resumed);
 
         [LoggerMessage(3002, LogLevel.Warning,
             "LLM attempt failed {RequestId} {Alias} -> {Deployment} (attempt {Attempt}): {Reason}: {Message} after {ElapsedMs} ms")]
