@@ -63,6 +63,10 @@ internal sealed class LiteLlmOptionsValidator(IConfiguration configuration, IOpt
     public ValidateOptionsResult Validate(string? name, LiteLlmOptions options)
     {
         RoutingTable.Build(options, onyx.Value, configuration, out var errors);
+        if (options.RouterSettings.NumRetries is < 0 or > 10)
+        {
+            errors.Add("router_settings:num_retries must be from 0 to 10.");
+        }
         var limits = options.LiteLlmSettings.RateLimit;
         if (limits.Rpm < 0 || limits.Tpm < 0 || limits.MaxParallelRequests < 0)
         {
@@ -89,6 +93,10 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         if (routing.FailureWindow <= TimeSpan.Zero)
         {
             errors.Add("Onyx:Routing:FailureWindow must be positive.");
+        }
+        if (routing.RetryDeadline < TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:RetryDeadline must not be negative.");
         }
         if (routing.ConnectTimeout <= TimeSpan.Zero)
         {

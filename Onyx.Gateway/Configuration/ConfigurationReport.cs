@@ -30,6 +30,7 @@ internal sealed partial class ConfigurationReport(
         Pattern("router_settings:fallbacks:*:*:*"),
         Pattern("router_settings:cooldown_time"),
         Pattern("router_settings:timeout"),
+        Pattern("router_settings:num_retries"),
         Pattern("litellm_settings:rate_limit:rpm"),
         Pattern("litellm_settings:rate_limit:tpm"),
         Pattern("litellm_settings:rate_limit:max_parallel_requests"),

@@ -144,7 +144,7 @@ internal sealed class RouterSettings
     [ConfigurationKeyName("cooldown_time")]
     public double? CooldownTime { get; set; }
 
-    /// <summary>Accepted; retries within a deployment come with the resilience work (issue 6).</summary>
+    /// <summary>Retries of a deployment after a retryable failure (connect error, 5xx, 408), with jittered backoff (default 0).</summary>
     [ConfigurationKeyName("num_retries")]
     public int? NumRetries { get; set; }
 

@@ -82,6 +82,12 @@ internal sealed class RoutingOptions
     /// <summary>The window in which <c>allowed_fails</c> failures open a breaker.</summary>
     public TimeSpan FailureWindow { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// <c>num_retries</c> retries of one deployment start only within this long of the request's start; later, the
+    /// gateway fails over instead, so retries never delay failover past it.
+    /// </summary>
+    public TimeSpan RetryDeadline { get; set; } = TimeSpan.FromSeconds(1.5);
+
     /// <summary>Time allowed to open a TCP/TLS connection to an upstream.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(2);
 }

@@ -163,6 +163,32 @@ internal sealed class CircuitBreaker
         }
     }
 
+    /// <summary>
+    /// The provider asked for a pause (a 429 or 503 with <c>Retry-After</c>): out of rotation for exactly that long
+    /// (capped at <see cref="MaxCoolDown"/>), then one probe — whatever the failure count.
+    /// </summary>
+    public void CoolDown(CircuitPermit permit, TimeSpan duration, string reason)
+    {
+        var until = _time.GetTimestamp() + (long)(Math.Clamp(duration.TotalSeconds, 0, MaxCoolDown.TotalSeconds) * _time.TimestampFrequency);
+        lock (_gate)
+        {
+            if (permit.IsProbe)
+            {
+                _probeInFlight = false;
+            }
+            if (_state == CircuitState.Open && _openUntil >= until)
+            {
+                return;
+            }
+            _failures.Clear();
+            _openUntil = until;
+            Transition(CircuitState.Open, reason);
+        }
+    }
+
+    /// <summary>The longest a provider's Retry-After keeps a deployment out.</summary>
+    public static readonly TimeSpan MaxCoolDown = TimeSpan.FromMinutes(10);
+
     /// <summary>The call ended with no verdict on the deployment (the client went away, or its request was bad).</summary>
     public void OnAbandoned(CircuitPermit permit)
     {

@@ -28,6 +28,7 @@ internal sealed class ChatCompletionRouter(
 
     private readonly Dictionary<ProviderProtocol, IChatProvider> _providers = providers.ToDictionary(p => p.Protocol);
     private readonly RoutingOptions _options = onyxOptions.Value.Routing;
+    private readonly int _numRetries = liteLlmOptions.Value.RouterSettings.NumRetries ?? 0;
     private readonly TimeSpan _attemptTimeout = liteLlmOptions.Value.RouterSettings.Timeout is { } seconds
         ? TimeSpan.FromSeconds(seconds)
         : DefaultAttemptTimeout;
@@ -200,65 +201,79 @@ internal sealed class ChatCompletionRouter(
                 continue;
             }
             var breaker = breakers.For(deployment);
-            if (!breaker.TryAcquire(out var permit))
+            for (var retry = 0; ; retry++)
             {
-                call.Skipped(deployment, "circuit open");
-                continue;
-            }
-
-            call.AttemptStarted();
-            lastTried = deployment;
-            var context = new AttemptContext(call.RequestId);
-            // The timer is bound to the TimeProvider, so tests drive first-token and attempt timeouts with a fake clock.
-            var timer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
-            var linked = CancellationTokenSource.CreateLinkedTokenSource(clientAborted, timer.Token);
-            try
-            {
-                var result = await attempt(deployment, _providers[deployment.Provider.Protocol], context, timer, linked.Token);
-                var route = new RouteInfo(call.RequestId, alias, deployment, deployment != chain[0], call.Attempts);
-                if (result is StreamHead head)
+                if (!breaker.TryAcquire(out var permit))
                 {
-                    // The stream keeps both sources: the timer becomes its idle timer.
-                    head.Adopt(timer, linked);
+                    call.Skipped(deployment, "circuit open");
+                    break;
                 }
-                else
+
+                call.AttemptStarted();
+                lastTried = deployment;
+                var context = new AttemptContext(call.RequestId);
+                // The timer is bound to the TimeProvider, so tests drive first-token and attempt timeouts with a fake clock.
+                var timer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
+                var linked = CancellationTokenSource.CreateLinkedTokenSource(clientAborted, timer.Token);
+                try
+                {
+                    var result = await attempt(deployment, _providers[deployment.Provider.Protocol], context, timer, linked.Token);
+                    var route = new RouteInfo(call.RequestId, alias, deployment, deployment != chain[0], call.Attempts);
+                    if (result is StreamHead head)
+                    {
+                        // The stream keeps both sources: the timer becomes its idle timer.
+                        head.Adopt(timer, linked);
+                    }
+                    else
+                    {
+                        linked.Dispose();
+                        timer.Dispose();
+                    }
+                    breaker.OnSuccess(permit);
+                    return (route, result, context);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or UpstreamException)
                 {
                     linked.Dispose();
                     timer.Dispose();
+                    if (clientAborted.IsCancellationRequested)
+                    {
+                        breaker.OnAbandoned(permit);
+                        call.Failed(deployment, deployment != chain[0], StatusCodes.Status499ClientClosedRequest, "client_closed_request", "The client closed the connection.", context: context);
+                        throw new OperationCanceledException(clientAborted);
+                    }
+                    var failure = ex as UpstreamException ?? new UpstreamException(FailureKind.Timeout, $"{deployment.Id}: {timeoutReason}");
+                    if (failure.IsClientError)
+                    {
+                        // The request itself is at fault: another deployment would refuse it too.
+                        breaker.OnAbandoned(permit);
+                        var status = failure.StatusCode ?? StatusCodes.Status400BadRequest;
+                        var error = new OpenAiError(failure.Message, OpenAiErrorTypes.InvalidRequest, null, "upstream_rejected_request");
+                        call.Failed(deployment, deployment != chain[0], status, error.Type, error.Message, context: context);
+                        throw new RoutingException(status, error);
+                    }
+                    if (failure.Kind == FailureKind.Auth)
+                    {
+                        breaker.Trip(permit, failure.Message);
+                    }
+                    else if (failure.RetryAfter is { } pause && failure.StatusCode is StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable)
+                    {
+                        // The provider said when to come back: the deployment rests exactly that long. It is the
+                        // provider's limit, not the client's: the client is served by the next deployment.
+                        breaker.CoolDown(permit, pause, $"{failure.Reason} with Retry-After {pause.TotalSeconds:0.###}s");
+                    }
+                    else
+                    {
+                        breaker.OnFailure(permit, failure.Reason);
+                    }
+                    call.AttemptFailed(deployment, failure);
+                    lastFailure = failure;
+                    if (RetryDelay(failure, retry, call.Elapsed) is not { } delay)
+                    {
+                        break;
+                    }
+                    await Task.Delay(delay, time, clientAborted);
                 }
-                breaker.OnSuccess(permit);
-                return (route, result, context);
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or UpstreamException)
-            {
-                linked.Dispose();
-                timer.Dispose();
-                if (clientAborted.IsCancellationRequested)
-                {
-                    breaker.OnAbandoned(permit);
-                    call.Failed(deployment, deployment != chain[0], StatusCodes.Status499ClientClosedRequest, "client_closed_request", "The client closed the connection.", context: context);
-                    throw new OperationCanceledException(clientAborted);
-                }
-                var failure = ex as UpstreamException ?? new UpstreamException(FailureKind.Timeout, $"{deployment.Id}: {timeoutReason}");
-                if (failure.IsClientError)
-                {
-                    // The request itself is at fault: another deployment would refuse it too.
-                    breaker.OnAbandoned(permit);
-                    var status = failure.StatusCode ?? StatusCodes.Status400BadRequest;
-                    var error = new OpenAiError(failure.Message, OpenAiErrorTypes.InvalidRequest, null, "upstream_rejected_request");
-                    call.Failed(deployment, deployment != chain[0], status, error.Type, error.Message, context: context);
-                    throw new RoutingException(status, error);
-                }
-                if (failure.Kind == FailureKind.Auth)
-                {
-                    breaker.Trip(permit, failure.Message);
-                }
-                else
-                {
-                    breaker.OnFailure(permit, failure.Reason);
-                }
-                call.AttemptFailed(deployment, failure);
-                lastFailure = failure;
             }
         }
 
@@ -273,6 +288,25 @@ internal sealed class ChatCompletionRouter(
         var failed = new OpenAiError($"Every deployment of '{alias}' failed: {tried}.", OpenAiErrorTypes.Upstream, null, "all_deployments_failed");
         call.Failed(lastTried, lastTried != chain[0], StatusCodes.Status502BadGateway, failed.Type, failed.Message);
         throw new RoutingException(StatusCodes.Status502BadGateway, failed);
+    }
+
+    /// <summary>
+    /// <c>num_retries</c>: a failure worth retrying on the same deployment (a connect error, a 5xx or 408 without
+    /// Retry-After) is retried after a jittered exponential backoff — but only while the retry can start within
+    /// <see cref="RoutingOptions.RetryDeadline"/> of the request's start, so retries never push failover past it.
+    /// </summary>
+    private TimeSpan? RetryDelay(UpstreamException failure, int retry, TimeSpan elapsed)
+    {
+        var retryable = failure.RetryAfter is null && (failure.Kind == FailureKind.Connect
+            || failure.StatusCode is StatusCodes.Status408RequestTimeout or >= 500);
+        if (!retryable || retry >= _numRetries)
+        {
+            return null;
+        }
+        // Full jitter: a random wait up to 100 ms, 200 ms, 400 ms, … so replicas retrying together spread out.
+        var ceiling = TimeSpan.FromMilliseconds(100 * Math.Pow(2, retry));
+        var delay = ceiling * Random.Shared.NextDouble();
+        return elapsed + delay < _options.RetryDeadline ? delay : null;
     }
 
     private IEnumerable<Deployment> Order(Deployment[] chain, string alias)
