@@ -39,8 +39,8 @@ public sealed class ReplicasTests(ReplicasTests.LocalAppHost fixture) : IClassFi
             // raised; the bounds themselves are tested in SharedRateLimitTests.
             App = await AppHostFixture.StartAppHostAsync(
                 builder => builder.CreateResourceBuilder<ProjectResource>("gateway")
-                    .WithEnvironment("Onyx__RateLimits__RedisTimeout", "00:00:02")
-                    .WithEnvironment("Onyx__Auth__RedisTimeout", "00:00:02"),
+                    .WithEnvironment("Onyx__RateLimits__RedisTimeout", "00:00:10")
+                    .WithEnvironment("Onyx__Auth__RedisTimeout", "00:00:10"),
                 "--Onyx:Infrastructure=local", "--Onyx:Gateway:Replicas=3",
                 $"--Onyx:Gateway:PrimaryBaseUrl={Primary.BaseUrl}", "--Parameters:together-api-key=sk-replicas-together-0000",
                 $"--Parameters:master-key={MasterKey}");

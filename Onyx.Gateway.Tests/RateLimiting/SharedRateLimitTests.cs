@@ -52,8 +52,8 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
         var exact = new Dictionary<string, string?>
         {
             ["litellm_settings:rate_limit:rpm"] = "20",
-            ["Onyx:RateLimits:RedisTimeout"] = "00:00:02",
-            ["Onyx:Auth:RedisTimeout"] = "00:00:02",
+            ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
+            ["Onyx:Auth:RedisTimeout"] = "00:00:10",
         };
         var a = await StartReplicaAsync(exact);
         var b = await StartReplicaAsync(exact);

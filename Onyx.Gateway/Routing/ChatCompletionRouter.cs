@@ -52,11 +52,14 @@ internal sealed class ChatCompletionRouter(
     public async Task<RoutedStream> StreamAsync(ChatRequest request, string requestId, CallOwner owner, CancellationToken clientAborted)
     {
         var call = Track(request, requestId, owner);
-        var (route, start, context) = await RouteAsync(call, clientAborted, (deployment, provider, context, timer, token) =>
+        var tried = new HashSet<Deployment>();
+        var hedged = routing.TryGetChain(request.Model, out var chain) && chain[0].HedgeAfter is { } after
+            ? await HedgeAsync(call, chain, after, tried, clientAborted)
+            : null;
+        var (route, start, context) = hedged ?? await RouteAsync(call, clientAborted, (deployment, provider, context, timer, token) =>
             StartStreamAsync(deployment, provider, request, context, timer, token, prefix: null),
-            $"no first token within {_options.FirstTokenTimeout.TotalSeconds:0.###}s");
+            $"no first token within {_options.FirstTokenTimeout.TotalSeconds:0.###}s", tried);
         call.FirstToken();
-        routing.TryGetChain(request.Model, out var chain);
         return new RoutedStream(route, start, context, call, breakers, _options.StreamIdleTimeout, time, metrics,
             chain[0].ResumeStreams ? (partial, failed, aborted) => ContinueAsync(call, failed, partial, aborted) : null);
     }
@@ -180,7 +183,7 @@ internal sealed class ChatCompletionRouter(
     private delegate Task<T> Attempt<T>(Deployment deployment, IChatProvider provider, AttemptContext context, CancellationTokenSource timer, CancellationToken token);
 
     private async Task<(RouteInfo Route, T Result, AttemptContext Context)> RouteAsync<T>(
-        CallTracker call, CancellationToken clientAborted, Attempt<T> attempt, string timeoutReason) where T : class
+        CallTracker call, CancellationToken clientAborted, Attempt<T> attempt, string timeoutReason, IReadOnlySet<Deployment>? raced = null) where T : class
     {
         var alias = call.Request.Model;
         if (!routing.TryGetChain(alias, out var chain))
@@ -195,6 +198,11 @@ internal sealed class ChatCompletionRouter(
         Deployment? lastTried = null;
         foreach (var deployment in Order(chain, alias))
         {
+            if (raced?.Contains(deployment) == true)
+            {
+                // Already raced by hedging.
+                continue;
+            }
             if (deployment.UnavailableReason is { } unavailable)
             {
                 call.Skipped(deployment, $"unavailable: {unavailable}");
@@ -242,31 +250,7 @@ internal sealed class ChatCompletionRouter(
                         call.Failed(deployment, deployment != chain[0], StatusCodes.Status499ClientClosedRequest, "client_closed_request", "The client closed the connection.", context: context);
                         throw new OperationCanceledException(clientAborted);
                     }
-                    var failure = ex as UpstreamException ?? new UpstreamException(FailureKind.Timeout, $"{deployment.Id}: {timeoutReason}");
-                    if (failure.IsClientError)
-                    {
-                        // The request itself is at fault: another deployment would refuse it too.
-                        breaker.OnAbandoned(permit);
-                        var status = failure.StatusCode ?? StatusCodes.Status400BadRequest;
-                        var error = new OpenAiError(failure.Message, OpenAiErrorTypes.InvalidRequest, null, "upstream_rejected_request");
-                        call.Failed(deployment, deployment != chain[0], status, error.Type, error.Message, context: context);
-                        throw new RoutingException(status, error);
-                    }
-                    if (failure.Kind == FailureKind.Auth)
-                    {
-                        breaker.Trip(permit, failure.Message);
-                    }
-                    else if (failure.RetryAfter is { } pause && failure.StatusCode is StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable)
-                    {
-                        // The provider said when to come back: the deployment rests exactly that long. It is the
-                        // provider's limit, not the client's: the client is served by the next deployment.
-                        breaker.CoolDown(permit, pause, $"{failure.Reason} with Retry-After {pause.TotalSeconds:0.###}s");
-                    }
-                    else
-                    {
-                        breaker.OnFailure(permit, failure.Reason);
-                    }
-                    call.AttemptFailed(deployment, failure);
+                    var failure = Judge(call, chain, deployment, breaker, permit, context, ex, timeoutReason);
                     lastFailure = failure;
                     if (RetryDelay(failure, retry, call.Elapsed) is not { } delay)
                     {
@@ -278,7 +262,7 @@ internal sealed class ChatCompletionRouter(
         }
 
         var tried = string.Join("; ", call.Tried);
-        if (lastFailure is null)
+        if (lastFailure is null && call.Attempts == 0)
         {
             var error = new OpenAiError($"No deployment of '{alias}' is available right now: {tried}.",
                 OpenAiErrorTypes.ServiceUnavailable, null, "no_deployment_available");
@@ -288,6 +272,152 @@ internal sealed class ChatCompletionRouter(
         var failed = new OpenAiError($"Every deployment of '{alias}' failed: {tried}.", OpenAiErrorTypes.Upstream, null, "all_deployments_failed");
         call.Failed(lastTried, lastTried != chain[0], StatusCodes.Status502BadGateway, failed.Type, failed.Message);
         throw new RoutingException(StatusCodes.Status502BadGateway, failed);
+    }
+
+    /// <summary>
+    /// Settles a failed attempt: the client's own mistake (an upstream 4xx about the request) ends the routing with
+    /// that answer; otherwise the deployment's breaker hears of it — a failure, a trip (the gateway's key was
+    /// refused) or a rest (the provider's Retry-After) — and the failure is returned for failover.
+    /// </summary>
+    private static UpstreamException Judge(CallTracker call, Deployment[] chain, Deployment deployment, CircuitBreaker breaker, CircuitPermit permit,
+        AttemptContext context, Exception ex, string timeoutReason)
+    {
+        var failure = ex as UpstreamException ?? new UpstreamException(FailureKind.Timeout, $"{deployment.Id}: {timeoutReason}");
+        if (failure.IsClientError)
+        {
+            // The request itself is at fault: another deployment would refuse it too.
+            breaker.OnAbandoned(permit);
+            var status = failure.StatusCode ?? StatusCodes.Status400BadRequest;
+            var error = new OpenAiError(failure.Message, OpenAiErrorTypes.InvalidRequest, null, "upstream_rejected_request");
+            call.Failed(deployment, deployment != chain[0], status, error.Type, error.Message, context: context);
+            throw new RoutingException(status, error);
+        }
+        if (failure.Kind == FailureKind.Auth)
+        {
+            breaker.Trip(permit, failure.Message);
+        }
+        else if (failure.RetryAfter is { } pause && failure.StatusCode is StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable)
+        {
+            // The provider said when to come back: the deployment rests exactly that long. It is the provider's
+            // limit, not the client's: the client is served by the next deployment.
+            breaker.CoolDown(permit, pause, $"{failure.Reason} with Retry-After {pause.TotalSeconds:0.###}s");
+        }
+        else
+        {
+            breaker.OnFailure(permit, failure.Reason);
+        }
+        call.AttemptFailed(deployment, failure);
+        return failure;
+    }
+
+    /// <summary>One stream attempt in flight, for hedging: its deployment, permit, timers and outcome.</summary>
+    private sealed record Launched(Deployment Deployment, CircuitBreaker Breaker, CircuitPermit Permit, AttemptContext Context,
+        CancellationTokenSource Timer, CancellationTokenSource Linked, Task<StreamHead> Head);
+
+    /// <summary>
+    /// <c>hedge_after_ms</c>: starts the chain's first deployment and, if it has produced no token after
+    /// <paramref name="after"/>, the next one beside it; the first to produce a token serves the answer and the
+    /// other is cancelled at once. Returns null (with <paramref name="tried"/> filled) when neither served, so
+    /// ordinary failover goes on with the rest of the chain.
+    /// </summary>
+    private async Task<(RouteInfo Route, StreamHead Head, AttemptContext Context)?> HedgeAsync(
+        CallTracker call, Deployment[] chain, TimeSpan after, HashSet<Deployment> tried, CancellationToken clientAborted)
+    {
+        var timeoutReason = $"no first token within {_options.FirstTokenTimeout.TotalSeconds:0.###}s";
+        var candidates = Order(chain, call.Request.Model).Where(d => d.IsAvailable).ToList();
+        if (candidates.Count < 2 || Launch(call, candidates[0], clientAborted) is not { } first)
+        {
+            return null;
+        }
+        tried.Add(first.Deployment);
+        using (var hedgeTimer = new CancellationTokenSource(after, time))
+        {
+            await Task.WhenAny(first.Head, Task.Delay(Timeout.Infinite, hedgeTimer.Token)).WaitAsync(clientAborted).ConfigureAwait(false);
+        }
+        Launched? second = null;
+        if (!first.Head.IsCompleted)
+        {
+            second = Launch(call, candidates[1], clientAborted);
+            if (second is not null)
+            {
+                tried.Add(second.Deployment);
+            }
+        }
+        var running = second is null ? new List<Launched> { first } : [first, second];
+        while (running.Count > 0)
+        {
+            var done = await Task.WhenAny(running.Select(r => (Task)r.Head));
+            var settled = running.Single(r => r.Head == done);
+            running.Remove(settled);
+            if (settled.Head.IsCompletedSuccessfully)
+            {
+                foreach (var loser in running)
+                {
+                    Abandon(loser);
+                }
+                var head = settled.Head.Result;
+                head.Adopt(settled.Timer, settled.Linked);
+                settled.Breaker.OnSuccess(settled.Permit);
+                return (new RouteInfo(call.RequestId, call.Request.Model, settled.Deployment, settled.Deployment != chain[0], call.Attempts), head, settled.Context);
+            }
+            settled.Linked.Dispose();
+            settled.Timer.Dispose();
+            if (clientAborted.IsCancellationRequested)
+            {
+                settled.Breaker.OnAbandoned(settled.Permit);
+                foreach (var other in running)
+                {
+                    Abandon(other);
+                }
+                call.Failed(settled.Deployment, settled.Deployment != chain[0], StatusCodes.Status499ClientClosedRequest, "client_closed_request", "The client closed the connection.", context: settled.Context);
+                throw new OperationCanceledException(clientAborted);
+            }
+            try
+            {
+                Judge(call, chain, settled.Deployment, settled.Breaker, settled.Permit, settled.Context, settled.Head.Exception!.InnerException!, timeoutReason);
+            }
+            catch (RoutingException)
+            {
+                foreach (var other in running)
+                {
+                    Abandon(other);
+                }
+                throw;
+            }
+        }
+        return null;
+    }
+
+    private Launched? Launch(CallTracker call, Deployment deployment, CancellationToken clientAborted)
+    {
+        var breaker = breakers.For(deployment);
+        if (!breaker.TryAcquire(out var permit))
+        {
+            call.Skipped(deployment, "circuit open");
+            return null;
+        }
+        call.AttemptStarted();
+        var context = new AttemptContext(call.RequestId);
+        var timer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
+        var linked = CancellationTokenSource.CreateLinkedTokenSource(clientAborted, timer.Token);
+        var head = StartStreamAsync(deployment, _providers[deployment.Provider.Protocol], call.Request, context, timer, linked.Token, prefix: null);
+        return new Launched(deployment, breaker, permit, context, timer, linked, head);
+    }
+
+    /// <summary>The hedge's loser: cancelled at once; no verdict on its deployment.</summary>
+    private static void Abandon(Launched loser)
+    {
+        loser.Timer.Cancel();
+        loser.Breaker.OnAbandoned(loser.Permit);
+        _ = loser.Head.ContinueWith(async t =>
+        {
+            if (t.IsCompletedSuccessfully)
+            {
+                await t.Result.Rest.DisposeAsync();
+            }
+            loser.Linked.Dispose();
+            loser.Timer.Dispose();
+        }, TaskScheduler.Default);
     }
 
     /// <summary>
