@@ -30,38 +30,48 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
                 Micro: mode != "load",
                 quick,
                 Number("--seconds", quick ? 6 : 20),
-                only is null or "soak" ? Number("--soak-minutes", quick ? 1 : 10) : 0,
+                only is null || Names(only).Contains("soak") ? Number("--soak-minutes", quick ? 1 : 10) : 0,
                 only,
                 remaining) { Concurrency = args.Contains("--concurrency") ? Number("--concurrency", 1) : null },
             _ => throw new ArgumentException($"Unknown mode '{mode}': use all, load or micro."),
         };
     }
 
-    /// <summary>The load scenarios, or only the one named by <c>--only</c>.</summary>
+    /// <summary>The load scenarios, or only those named by <c>--only</c> (comma-separated, e.g. <c>sse-c16,sse-c16-limits</c>).</summary>
     public IEnumerable<Scenario> LoadScenarios() => AllLoadScenarios()
-        .Where(s => Only is null || s.Name == Only)
+        .Where(s => Only is null || Names(Only).Contains(s.Name))
         .Select(s => Concurrency is { } c ? s with { Concurrency = c } : s);
 
     /// <summary><c>--concurrency N</c> overrides every load scenario's concurrency (for exploring, not for the report).</summary>
     public int? Concurrency { get; init; }
 
     /// <summary>Whether the 1 000-stream memory scenario runs (always, unless <c>--only</c> names another).</summary>
-    public bool RunSlowStreams => Only is null or "slow-1000";
+    public bool RunSlowStreams => Only is null || Names(Only).Contains("slow-1000");
 
     /// <summary>The soak runs unless <c>--only</c> names a load scenario.</summary>
     public bool RunSoak => SoakMinutes > 0;
+
+    private static string[] Names(string only) => only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     private IEnumerable<Scenario> AllLoadScenarios()
     {
         var duration = TimeSpan.FromSeconds(SecondsPerTarget);
         var slice = TimeSpan.FromSeconds(Quick ? 2 : 4);
-        yield return new Scenario("json-c16", "non-streaming", Stream: false, 16, 20, TimeSpan.Zero, duration, slice);
+        // The gateway runs with its rate limits off, so these measure its hop alone. A "-limits" scenario follows its
+        // twin straight away, on a second gateway with API keys and limits in Redis: the difference is their cost.
+        var jsonC16 = new Scenario("json-c16", "non-streaming", Stream: false, 16, 20, TimeSpan.Zero, duration, slice);
+        yield return jsonC16;
+        yield return jsonC16.WithLimits();
         yield return new Scenario("json-c128", "non-streaming", Stream: false, 128, 20, TimeSpan.Zero, duration, slice);
-        yield return new Scenario("sse-c16", "streaming, 20 chunks", Stream: true, 16, 20, TimeSpan.Zero, duration, slice);
+        var sseC16 = new Scenario("sse-c16", "streaming, 20 chunks", Stream: true, 16, 20, TimeSpan.Zero, duration, slice);
+        yield return sseC16;
+        yield return sseC16.WithLimits();
         yield return new Scenario("sse-c128", "streaming, 20 chunks", Stream: true, 128, 20, TimeSpan.Zero, duration, slice);
         // Paced like a real model (a token every 20 ms): the machine is not saturated, so the difference is the
         // gateway's own latency rather than queueing for the two cores.
-        yield return new Scenario("sse-c16-paced", "streaming, 20 chunks paced like a model", Stream: true, 16, 20, TimeSpan.FromMilliseconds(20), duration, slice);
+        var sseC16Paced = new Scenario("sse-c16-paced", "streaming, 20 chunks paced like a model", Stream: true, 16, 20, TimeSpan.FromMilliseconds(20), duration, slice);
+        yield return sseC16Paced;
+        yield return sseC16Paced.WithLimits();
         yield return new Scenario("sse-c128-paced", "streaming, 20 chunks paced like a model", Stream: true, 128, 20, TimeSpan.FromMilliseconds(20), duration, slice);
     }
 

@@ -6,7 +6,7 @@ using Onyx.Benchmarks.Micro;
 using Onyx.Benchmarks.Report;
 using Onyx.Benchmarks.Upstream;
 
-// dotnet run -c Release --project Onyx.Benchmarks -- [all|load|micro] [--quick] [--seconds N] [--soak-minutes N] [--only NAME]
+// dotnet run -c Release --project Onyx.Benchmarks -- [all|load|micro] [--quick] [--seconds N] [--soak-minutes N] [--only NAME[,NAME...]]
 if (args is [UpstreamProcess.Command])
 {
     return await UpstreamProcess.RunAsync();
@@ -40,7 +40,7 @@ if (!options.Load)
 }
 
 await using var upstream = await UpstreamProcess.StartAsync();
-await using var gateway = await GatewayProcess.StartAsync(root, upstream.Root, new Dictionary<string, string>());
+await using var gateway = await GatewayProcess.StartWithoutLimitsAsync(root, upstream.Root);
 using var http = new HttpClient(new SocketsHttpHandler
 {
     MaxConnectionsPerServer = int.MaxValue,
@@ -53,10 +53,25 @@ var runner = new LoadRunner(http, upstream, gateway);
 void Progress(string line) => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {line}");
 
 var load = new List<ScenarioResult>();
-foreach (var scenario in options.LoadScenarios())
+var scenarios = options.LoadScenarios().ToList();
 {
-    Progress($"{scenario.Name}: {scenario.Description}");
-    load.Add(await runner.RunAsync(scenario, Progress));
+    // The "-limits" scenarios' gateway and its Redis live only while the load scenarios run.
+    await using var redis = scenarios.Any(s => s.Limits) ? await RedisProcess.StartAsync() : null;
+    await using var limitedGateway = redis is null ? null : await GatewayProcess.StartWithLimitsAsync(root, upstream.Root, redis, http);
+    var limitedRunner = limitedGateway is null ? null : new LoadRunner(http, upstream, limitedGateway);
+    foreach (var scenario in scenarios)
+    {
+        Progress($"{scenario.Name}: {scenario.Description}");
+        var result = await (scenario.Limits ? limitedRunner! : runner).RunAsync(scenario, Progress);
+        if (result.Limiter is { } limiter)
+        {
+            Progress($"{scenario.Name}: {result.Gateway.Refused} refused (429), {result.Gateway.Errors} errors, " +
+                $"{result.Gateway.RateLimitHeaders} of {result.Gateway.Requests} answers with x-ratelimit headers, " +
+                $"{limiter.RedisScriptCalls} Redis scripts, {limiter.FallbacksToMemory} fallbacks to memory (5002) " +
+                $"(+{limiter.FallbacksDuringWarmUp} in warm-up), rate-limits health: {limiter.HealthAtEnd}");
+        }
+        load.Add(result);
+    }
 }
 
 ScenarioResult? slow = null;
@@ -71,7 +86,7 @@ SoakResult? soak = null;
 if (options.SoakMinutes > 0)
 {
     // A fresh gateway process, so memory left over from the heavier scenarios does not pass for a trend.
-    await using var soakGateway = await GatewayProcess.StartAsync(root, upstream.Root, new Dictionary<string, string>());
+    await using var soakGateway = await GatewayProcess.StartWithoutLimitsAsync(root, upstream.Root);
     var soakRunner = new LoadRunner(http, upstream, soakGateway);
     var soakScenario = options.SoakScenario();
     Progress($"{soakScenario.Name}: {soakScenario.Description}, {options.SoakMinutes} min on a fresh gateway process");

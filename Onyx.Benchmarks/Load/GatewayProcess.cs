@@ -1,17 +1,32 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
 
 namespace Onyx.Benchmarks.Load;
 
 /// <summary>
 /// The gateway as users run it: its Release build in a process of its own, so its CPU time and memory can be
-/// read from <c>/proc</c> without the load generator's mixed in.
+/// read from <c>/proc</c> without the load generator's mixed in. Started either with its rate limits off (what
+/// the gateway's hop costs) or with its features on: a master key, a generated API key and limits in Redis.
 /// </summary>
 internal sealed class GatewayProcess : IAsyncDisposable
 {
+    /// <summary>The generated key's limits: far above what two cores can send in a minute, so nothing is refused.</summary>
+    public const int KeyRpmLimit = 1_000_000_000;
+
+    /// <summary>As high as the gateway accepts (<c>tpm_limit</c> is a 32-bit number).</summary>
+    public const int KeyTpmLimit = 2_000_000_000;
+
+    // The console logger's first line of an event names its category and id, e.g. "warn: …UsageLimiter[5002]".
+    private const string RedisLostEvent = "UsageLimiter[5002]";
+    private const string RedisBackEvent = "UsageLimiter[5004]";
+
     private readonly Process _process;
     private readonly string _configPath;
+    private int _redisLost;
+    private int _redisBack;
 
     private GatewayProcess(Process process, Uri baseAddress, string configPath)
     {
@@ -24,7 +39,54 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     public int ProcessId => _process.Id;
 
-    public static async Task<GatewayProcess> StartAsync(string repositoryRoot, Uri upstream, IReadOnlyDictionary<string, string> extraEnvironment)
+    /// <summary>The key the load client sends as <c>Authorization: Bearer</c>; null for the open gateway.</summary>
+    public string? ApiKey { get; private set; }
+
+    /// <summary>The Redis that counts this gateway's limits (not owned: the caller stops it after the gateway).</summary>
+    public RedisProcess? Redis { get; private set; }
+
+    /// <summary>How often the gateway logged event 5002: Redis too slow or gone, so it limits in memory.</summary>
+    public int RedisLostCount => Volatile.Read(ref _redisLost);
+
+    /// <summary>How often it logged event 5004: Redis back, limits shared again.</summary>
+    public int RedisBackCount => Volatile.Read(ref _redisBack);
+
+    /// <summary>
+    /// The gateway with its per-user rate limits switched off: open on loopback and nothing counted, so the scenarios
+    /// measure the same hop they measured before the gateway had limits.
+    /// </summary>
+    public static Task<GatewayProcess> StartWithoutLimitsAsync(string repositoryRoot, Uri upstream) =>
+        StartAsync(repositoryRoot, upstream, new Dictionary<string, string> { ["Onyx__RateLimits__Enabled"] = "false" });
+
+    /// <summary>
+    /// The gateway with its features on: a master key, so every request needs a key, and limits counted in
+    /// <paramref name="redis"/>. The key the load sends comes from <c>/key/generate</c> (stored in Redis, like a
+    /// user's), with limits so high that every request pays the whole check-and-count path without being refused.
+    /// </summary>
+    public static async Task<GatewayProcess> StartWithLimitsAsync(string repositoryRoot, Uri upstream, RedisProcess redis, HttpClient http)
+    {
+        var masterKey = "sk-bench-master-" + Guid.NewGuid().ToString("N");
+        var gateway = await StartAsync(repositoryRoot, upstream, new Dictionary<string, string>
+        {
+            ["ConnectionStrings__redis"] = redis.ConnectionString,
+            ["LITELLM_MASTER_KEY"] = masterKey,
+            // 5004 (Redis back) is Information; the rest of the gateway stays at Warning.
+            ["Logging__LogLevel__Onyx.Gateway.RateLimiting.UsageLimiter"] = "Information",
+        });
+        try
+        {
+            gateway.Redis = redis;
+            gateway.ApiKey = await gateway.GenerateKeyAsync(http, masterKey);
+            return gateway;
+        }
+        catch
+        {
+            await gateway.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static async Task<GatewayProcess> StartAsync(string repositoryRoot, Uri upstream, IReadOnlyDictionary<string, string> extraEnvironment)
     {
         var dll = Path.Combine(repositoryRoot, "Onyx.Gateway", "bin", "Release", "net10.0", "Onyx.Gateway.dll");
         if (!File.Exists(dll))
@@ -41,7 +103,7 @@ internal sealed class GatewayProcess : IAsyncDisposable
                 litellm_params: {"{"} model: "ollama/{Upstream.FastUpstream.Model}", api_base: "{upstream}" {"}"}
             """);
 
-        var port = FreePort();
+        var port = LoopbackPort.Free();
         var start = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
@@ -56,17 +118,33 @@ internal sealed class GatewayProcess : IAsyncDisposable
         start.Environment["Logging__LogLevel__Default"] = "Warning";
         start.Environment["Logging__LogLevel__Microsoft.Hosting.Lifetime"] = "Information";
         start.Environment.Remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        start.Environment.Remove("LITELLM_MASTER_KEY");
+        start.Environment.Remove("ConnectionStrings__redis");
         foreach (var (key, value) in extraEnvironment)
         {
             start.Environment[key] = value;
         }
 
         var process = Process.Start(start) ?? throw new InvalidOperationException("The gateway did not start.");
+        var gateway = new GatewayProcess(process, new Uri($"http://127.0.0.1:{port}/"), config);
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        // The call log's JSON lines are read and dropped, as a log shipper would take them.
+        // The call log's JSON lines are read and dropped, as a log shipper would take them; the limiter's changes of
+        // mode are counted.
         process.OutputDataReceived += (_, e) =>
         {
-            if (e.Data?.Contains("Application started", StringComparison.Ordinal) == true)
+            if (e.Data is not { } line)
+            {
+                return;
+            }
+            if (line.Contains(RedisLostEvent, StringComparison.Ordinal))
+            {
+                Interlocked.Increment(ref gateway._redisLost);
+            }
+            else if (line.Contains(RedisBackEvent, StringComparison.Ordinal))
+            {
+                Interlocked.Increment(ref gateway._redisBack);
+            }
+            else if (line.Contains("Application started", StringComparison.Ordinal))
             {
                 ready.TrySetResult();
             }
@@ -82,8 +160,49 @@ internal sealed class GatewayProcess : IAsyncDisposable
         process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"The gateway exited with {process.ExitCode}."));
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        return new GatewayProcess(process, new Uri($"http://127.0.0.1:{port}/"), config);
+        try
+        {
+            await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        catch
+        {
+            await gateway.DisposeAsync();
+            throw;
+        }
+        return gateway;
+    }
+
+    /// <summary>The <c>rate-limits</c> check of <c>GET /health</c>: its status and description.</summary>
+    public async Task<string> ReadRateLimitHealthAsync(HttpClient http)
+    {
+        using var response = await http.GetAsync(new Uri(BaseAddress, "health"));
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStreamAsync());
+        if (!json.RootElement.TryGetProperty("checks", out var checks) || !checks.TryGetProperty("rate-limits", out var check))
+        {
+            return $"no rate-limits check (HTTP {(int)response.StatusCode})";
+        }
+        var status = check.GetProperty("status").GetString();
+        return check.TryGetProperty("description", out var description) ? $"{status}: {description.GetString()}" : status ?? "";
+    }
+
+    private async Task<string> GenerateKeyAsync(HttpClient http, string masterKey)
+    {
+        var body = string.Create(CultureInfo.InvariantCulture,
+            $$"""{"user_id":"bench","key_alias":"onyx-benchmarks","rpm_limit":{{KeyRpmLimit}},"tpm_limit":{{KeyTpmLimit}}}""");
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(BaseAddress, "key/generate"))
+        {
+            Content = new StringContent(body, Encoding.UTF8, "application/json"),
+            Headers = { Authorization = new AuthenticationHeaderValue("Bearer", masterKey) },
+        };
+        using var response = await http.SendAsync(request);
+        var answer = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"POST /key/generate answered {(int)response.StatusCode}: {answer}");
+        }
+        using var json = JsonDocument.Parse(answer);
+        return json.RootElement.GetProperty("key").GetString()
+            ?? throw new InvalidOperationException("POST /key/generate answered without a key.");
     }
 
     public ProcessSample Sample() => ProcessSample.Read(_process.Id);
@@ -113,13 +232,6 @@ internal sealed class GatewayProcess : IAsyncDisposable
         }
         _process.Dispose();
         File.Delete(_configPath);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
 

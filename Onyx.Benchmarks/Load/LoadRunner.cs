@@ -1,12 +1,25 @@
 using System.Diagnostics;
+using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using Onyx.Benchmarks.Upstream;
 
 namespace Onyx.Benchmarks.Load;
 
-/// <summary>The figures of one scenario: both targets, and the gateway's peak memory during it.</summary>
-internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, TargetSummary Gateway, long GatewayPeakRssBytes, ProcessSample GatewayAtPeak);
+/// <summary>
+/// The figures of one scenario: both targets, the gateway's peak memory during it, and for a gateway that counts
+/// its limits in Redis, how the limiter fared.
+/// </summary>
+internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, TargetSummary Gateway, long GatewayPeakRssBytes, ProcessSample GatewayAtPeak,
+    LimiterState? Limiter = null);
+
+/// <summary>
+/// The limiter during one scenario's measured slices: how often the replica fell back to counting in memory because
+/// Redis was slow or gone (log event 5002; also counted during the warm-up) and came back (5004), the Lua scripts
+/// Redis ran for it (two per request counted in Redis: admit, then record its tokens), and its <c>rate-limits</c>
+/// health check at the end.
+/// </summary>
+internal sealed record LimiterState(int FallbacksToMemory, int BackToRedis, int FallbacksDuringWarmUp, long RedisScriptCalls, long RedisScriptMicroseconds, string HealthAtEnd);
 
 /// <summary>
 /// Drives a fixed concurrency for a fixed time, alternating short slices straight to the upstream and through
@@ -19,19 +32,25 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
 
     private static readonly MediaTypeHeaderValue Json = new("application/json");
 
+    /// <summary>Set on every answer the limiter admitted: its presence shows the limits really ran.</summary>
+    private const string RemainingRequestsHeader = "x-ratelimit-remaining-requests";
+
     public async Task<ScenarioResult> RunAsync(Scenario scenario, Action<string> progress)
     {
         await upstream.SetPacingAsync(http, scenario.Tokens, scenario.TokenDelay);
         var direct = new LatencyRecorder("direct");
         var through = new LatencyRecorder("gateway");
         var directTarget = new Target(new Uri(upstream.Root, "v1/chat/completions"), Body(FastUpstream.Model, scenario.Stream));
-        var gatewayTarget = new Target(new Uri(gateway.BaseAddress, "v1/chat/completions"), Body(Scenario.GatewayModel, scenario.Stream));
+        var gatewayTarget = GatewayTarget(scenario);
+        var lostBeforeWarmUp = gateway.RedisLostCount;
 
         // Warm both paths (JIT, connection pools), then measure.
         var warmUp = TimeSpan.FromSeconds(Math.Min(3, scenario.Slice.TotalSeconds));
         await SliceAsync(scenario, directTarget, new LatencyRecorder("warm-up"), warmUp);
         await SliceAsync(scenario, gatewayTarget, new LatencyRecorder("warm-up"), warmUp);
         gateway.ResetPeakRss();
+        var (lostBefore, backBefore) = (gateway.RedisLostCount, gateway.RedisBackCount);
+        var scriptsBefore = gateway.Redis is { } redis ? await redis.ScriptStatsAsync() : default;
 
         // The gateway's memory, read every half second; the largest reading shows what the peak is made of.
         var atPeak = gateway.Sample();
@@ -57,12 +76,19 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
             foreach (var (target, recorder) in order)
             {
                 var before = gateway.Sample();
+                var redisBefore = gateway.Redis?.Sample();
                 var started = Stopwatch.GetTimestamp();
                 await SliceAsync(scenario, target, recorder, scenario.Slice);
                 recorder.Wall += Stopwatch.GetElapsedTime(started);
                 recorder.GatewayCpu += gateway.Sample().CpuTime - before.CpuTime;
+                if (redisBefore is { } redisStart)
+                {
+                    recorder.RedisCpu += gateway.Redis!.Sample().CpuTime - redisStart.CpuTime;
+                }
             }
-            progress($"{scenario.Name}: slice {i + 1}/{slices}, direct {direct.Requests} req, gateway {through.Requests} req, errors {direct.Errors}/{through.Errors}");
+            var limiter = gateway.Redis is null ? ""
+                : $", 429s {through.Refused}, fallbacks to memory {gateway.RedisLostCount - lostBefore}";
+            progress($"{scenario.Name}: slice {i + 1}/{slices}, direct {direct.Requests} req, gateway {through.Requests} req, errors {direct.Errors}/{through.Errors}{limiter}");
         }
         await watching.CancelAsync();
         try
@@ -72,15 +98,30 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
         catch (OperationCanceledException)
         {
         }
-        return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes, atPeak);
+        LimiterState? state = null;
+        if (gateway.Redis is { } limitsRedis)
+        {
+            // Tokens are recorded just after each answer, off its path: let the last ones land.
+            await Task.Delay(TimeSpan.FromMilliseconds(500));
+            var scripts = await limitsRedis.ScriptStatsAsync() - scriptsBefore;
+            state = new LimiterState(gateway.RedisLostCount - lostBefore, gateway.RedisBackCount - backBefore, lostBefore - lostBeforeWarmUp,
+                scripts.Calls, scripts.Microseconds, await gateway.ReadRateLimitHealthAsync(http));
+        }
+        return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes, atPeak, state);
     }
 
     /// <summary>Runs the gateway alone at a fixed concurrency for <paramref name="duration"/>; for the soak.</summary>
     public async Task RunGatewayAsync(Scenario scenario, LatencyRecorder recorder, TimeSpan duration)
     {
         await upstream.SetPacingAsync(http, scenario.Tokens, scenario.TokenDelay);
-        await SliceAsync(scenario, new Target(new Uri(gateway.BaseAddress, "v1/chat/completions"), Body(Scenario.GatewayModel, scenario.Stream)), recorder, duration);
+        await SliceAsync(scenario, GatewayTarget(scenario), recorder, duration);
     }
+
+    /// <summary>Requests through the gateway carry its API key, if it has one; requests straight to the upstream never do.</summary>
+    private Target GatewayTarget(Scenario scenario) => new(
+        new Uri(gateway.BaseAddress, "v1/chat/completions"),
+        Body(Scenario.GatewayModel, scenario.Stream),
+        gateway.ApiKey is { } key ? new AuthenticationHeaderValue("Bearer", key) : null);
 
     private async Task SliceAsync(Scenario scenario, Target target, LatencyRecorder recorder, TimeSpan duration)
     {
@@ -101,19 +142,24 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
         var start = Stopwatch.GetTimestamp();
         try
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, target.Uri) { Content = new ByteArrayContent(target.Body) { Headers = { ContentType = Json } } };
+            using var request = new HttpRequestMessage(HttpMethod.Post, target.Uri)
+            {
+                Content = new ByteArrayContent(target.Body) { Headers = { ContentType = Json } },
+                Headers = { Authorization = target.Authorization },
+            };
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             if (!response.IsSuccessStatusCode)
             {
-                recorder.Error($"HTTP {(int)response.StatusCode}");
+                recorder.Error($"HTTP {(int)response.StatusCode}", refused: response.StatusCode == HttpStatusCode.TooManyRequests);
                 return;
             }
+            var limited = response.Headers.Contains(RemainingRequestsHeader);
             await using var body = await response.Content.ReadAsStreamAsync();
             if (!scenario.Stream)
             {
                 await body.CopyToAsync(Stream.Null);
                 var elapsed = Stopwatch.GetElapsedTime(start);
-                recorder.Record(elapsed, elapsed, stalled: false);
+                recorder.Record(elapsed, elapsed, stalled: false, limited);
                 return;
             }
             var (firstToken, done, stalled) = await ReadStreamAsync(body, start);
@@ -123,7 +169,7 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
                 recorder.Error(firstToken is null ? "stream without content" : "stream without [DONE]");
                 return;
             }
-            recorder.Record(firstToken.Value, total, stalled);
+            recorder.Record(firstToken.Value, total, stalled, limited);
         }
         catch (Exception ex) when (ex is HttpRequestException or IOException or TaskCanceledException)
         {
@@ -180,5 +226,5 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
          "messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"Write one short sentence about gateways."}]}
         """);
 
-    private sealed record Target(Uri Uri, byte[] Body);
+    private sealed record Target(Uri Uri, byte[] Body, AuthenticationHeaderValue? Authorization = null);
 }

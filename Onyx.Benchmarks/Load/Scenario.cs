@@ -5,4 +5,24 @@ internal sealed record Scenario(string Name, string Description, bool Stream, in
 {
     /// <summary>The alias the gateway's bench config serves from the OpenAI-compatible fake.</summary>
     public const string GatewayModel = "bench-openai";
+
+    private const string LimitsSuffix = "-limits";
+
+    /// <summary>
+    /// Runs on the gateway with its features on (API key, rate limits counted in Redis) instead of the one with
+    /// its limits off.
+    /// </summary>
+    public bool Limits { get; init; }
+
+    /// <summary>For a <see cref="Limits"/> scenario, the scenario it repeats with limits off (its cost is the difference).</summary>
+    public string? LimitsOffTwin { get; init; }
+
+    /// <summary>The same load against the gateway with its features on: named <c>&lt;name&gt;-limits</c>.</summary>
+    public Scenario WithLimits() => this with
+    {
+        Name = Name + LimitsSuffix,
+        Description = Description + ", API key and rate limits in Redis",
+        Limits = true,
+        LimitsOffTwin = Name,
+    };
 }

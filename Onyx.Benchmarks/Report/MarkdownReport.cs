@@ -35,7 +35,14 @@ internal static class MarkdownReport
         md.AppendLine($"- **Commit:** `{Git(repositoryRoot, "rev-parse --short HEAD")}`{(Git(repositoryRoot, "status --porcelain --untracked-files=no -- . :!docs").Length > 0 ? " (with uncommitted changes)" : "")}");
         md.AppendLine($"- **Machine:** {Environment.ProcessorCount} cores ({CpuModel()}), {MemoryGigabytes():0} GiB, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
         md.AppendLine($"- **Command:** `{command}`");
-        md.AppendLine("- **Gateway:** Release build, its own process, default settings, call log on (JSON lines to stdout, read and dropped).");
+        md.AppendLine("- **Gateway:** Release build, its own process, default settings except per-user rate limits off");
+        md.AppendLine("  (`Onyx__RateLimits__Enabled=false`; no key, open on loopback), call log on (JSON lines to stdout, read and dropped).");
+        if (load.Any(r => r.Scenario.Limits))
+        {
+            md.AppendLine("  The `-limits` scenarios run on a second gateway process with these features on: a master key");
+            md.AppendLine("  (`LITELLM_MASTER_KEY`), a key from `POST /key/generate` sent with every request, and per-user limits counted");
+            md.AppendLine($"  in a local `redis-server` (`ConnectionStrings__redis`); the key's limits (rpm {GatewayProcess.KeyRpmLimit}, tpm {GatewayProcess.KeyTpmLimit}) refuse nothing.");
+        }
         md.AppendLine();
         md.AppendLine($"![Time to first token, direct vs gateway]({chartFile})");
         md.AppendLine();
@@ -46,7 +53,8 @@ internal static class MarkdownReport
         md.AppendLine("(`-paced`: a token every 20 ms, the cores not saturated), where the difference is the gateway's own latency;");
         md.AppendLine("and with tokens sent as fast as possible (the cores saturated by load generator, upstream and gateway together),");
         md.AppendLine("where the difference is mostly queueing for the two cores behind the gateway's extra hop. Throughput ratios come");
-        md.AppendLine("from the unpaced scenarios, where the machine is the limit.");
+        md.AppendLine("from the unpaced scenarios, where the machine is the limit. The `-limits` scenarios hold the later features");
+        md.AppendLine("(API keys, rate limits in Redis) to the same targets.");
         md.AppendLine();
         md.AppendLine("| target | measured | |");
         md.AppendLine("|---|---|---|");
@@ -61,6 +69,12 @@ internal static class MarkdownReport
         {
             var ratio = result.Gateway.Throughput / result.Direct.Throughput;
             md.AppendLine($"| gateway throughput ≥ {Targets.MinThroughputRatio:P0} of direct ({result.Scenario.Name}) | {ratio:P1} | {Check(ratio >= Targets.MinThroughputRatio)} |");
+        }
+        foreach (var result in load.Where(r => r.Scenario.Limits))
+        {
+            var g = result.Gateway;
+            var clean = g.Refused == 0 && g.Errors == 0 && g.RateLimitHeaders == g.Requests;
+            md.AppendLine($"| {result.Scenario.Name}: no 429s, no errors, every answer admitted by the limiter | {g.Refused} × 429, {g.Errors - g.Refused} other errors, {g.RateLimitHeaders} of {g.Requests} answers with `x-ratelimit-*` headers | {Check(clean)} |");
         }
         if (slowStreams is not null)
         {
@@ -114,6 +128,8 @@ internal static class MarkdownReport
         }
         md.AppendLine();
 
+        WriteLimiterCost(md, load);
+
         if (soak is not null)
         {
             md.AppendLine("## Soak");
@@ -137,6 +153,74 @@ internal static class MarkdownReport
             md.AppendLine();
         }
         return md.ToString();
+    }
+
+    /// <summary>Each <c>-limits</c> scenario against its limits-off twin from the same run: what the limiter adds per request.</summary>
+    private static void WriteLimiterCost(StringBuilder md, IReadOnlyList<ScenarioResult> load)
+    {
+        var limited = load.Where(r => r.Scenario.Limits).ToList();
+        if (limited.Count == 0)
+        {
+            return;
+        }
+        md.AppendLine("## What the rate limiter costs");
+        md.AppendLine();
+        md.AppendLine("Each `-limits` scenario next to its twin with limits off, from this run: the twins run back to back, each");
+        md.AppendLine("against its own gateway process. With limits on, every request carries a generated API key (hashed and found in");
+        md.AppendLine("the replica's 30 s cache of the keys in Redis), is admitted by one Lua script in Redis on the request path, and");
+        md.AppendLine("after the call its tokens are added by a second script (off the response's path). Redis shares the two cores;");
+        md.AppendLine("its CPU time is counted per request too (at the paced scenarios' few requests per second, CPU per request is");
+        md.AppendLine("mostly the processes' background work). Δ = limits on − limits off; the direct rows of both scenarios in the");
+        md.AppendLine("table above show how much of a Δ is machine noise (the direct path is the same in both).");
+        md.AppendLine();
+        md.AppendLine("| scenario | gateway TTFT p50 off | on | **Δ** | TTFT p99 off | on | **Δ** | gateway req/s off | on | **on / off** | CPU µs/request off | on (gateway + Redis) | **Δ** |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var on in limited)
+        {
+            var g = on.Gateway;
+            var cpuOn = g.GatewayCpuMicrosecondsPerRequest + g.RedisCpuMicrosecondsPerRequest;
+            var onCpu = $"{F(cpuOn, 0)} ({F(g.GatewayCpuMicrosecondsPerRequest, 0)} + {F(g.RedisCpuMicrosecondsPerRequest, 0)})";
+            if (load.FirstOrDefault(r => r.Scenario.Name == on.Scenario.LimitsOffTwin) is not { } twin)
+            {
+                md.AppendLine($"| {on.Scenario.Name} (`{on.Scenario.LimitsOffTwin}` not in this run) | | {F(g.TtftP50, 3)} | | | {F(g.TtftP99, 3)} | | | {F(g.Throughput, 0)} | | | {onCpu} | |");
+                continue;
+            }
+            var off = twin.Gateway;
+            md.AppendLine($"| {on.Scenario.Name} vs {twin.Scenario.Name} | {F(off.TtftP50, 3)} | {F(g.TtftP50, 3)} | **{F(g.TtftP50 - off.TtftP50, 3, signed: true)}** " +
+                $"| {F(off.TtftP99, 3)} | {F(g.TtftP99, 3)} | **{F(g.TtftP99 - off.TtftP99, 3, signed: true)}** " +
+                $"| {F(off.Throughput, 0)} | {F(g.Throughput, 0)} | **{g.Throughput / off.Throughput:P1}** " +
+                $"| {F(off.GatewayCpuMicrosecondsPerRequest, 0)} | {onCpu} | **{F(cpuOn - off.GatewayCpuMicrosecondsPerRequest, 0, signed: true)}** |");
+        }
+        md.AppendLine();
+        md.AppendLine("Did every request pay the whole path? A request whose Redis answer takes longer than");
+        md.AppendLine("`Onyx:RateLimits:RedisTimeout` (50 ms) is decided in memory instead; after three such answers in a row the");
+        md.AppendLine("replica stops asking Redis and limits in memory until a ping (every second) finds it back: log events 5002 and");
+        md.AppendLine("5004, counted from the gateway's console log. Each request counted in Redis costs two Lua scripts (admit, then");
+        md.AppendLine("record its tokens), read from Redis's `INFO commandstats`: 2.00 scripts per answer means every request was");
+        md.AppendLine("counted in Redis, 1.50 that a quarter were counted in memory instead (a handful of warm-up requests may land");
+        md.AppendLine("in the count).");
+        md.AppendLine();
+        md.AppendLine("| scenario | gateway answers | 429s | other errors | answers with `x-ratelimit-*` headers | Redis scripts per answer | Redis µs per script | fell back to memory (5002) | back to Redis (5004) | 5002 during warm-up | `rate-limits` health at the end |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        foreach (var on in limited)
+        {
+            var g = on.Gateway;
+            if (on.Limiter is not { } l)
+            {
+                continue;
+            }
+            var perAnswer = g.Requests > 0 ? (double)l.RedisScriptCalls / g.Requests : double.NaN;
+            var perScript = l.RedisScriptCalls > 0 ? (double)l.RedisScriptMicroseconds / l.RedisScriptCalls : double.NaN;
+            md.AppendLine($"| {on.Scenario.Name} | {g.Requests} | {g.Refused} | {g.Errors - g.Refused} | {g.RateLimitHeaders} " +
+                $"| {F(perAnswer, 2)} | {F(perScript, 1)} | {l.FallbacksToMemory} | {l.BackToRedis} | {l.FallbacksDuringWarmUp} | {l.HealthAtEnd} |");
+        }
+        var twins = load.Where(r => !r.Scenario.Limits).ToList();
+        if (twins.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine($"With limits off, {twins.Sum(r => r.Gateway.RateLimitHeaders)} of {twins.Sum(r => r.Gateway.Requests)} gateway answers carried `x-ratelimit-*` headers (0: the limiter was really off).");
+        }
+        md.AppendLine();
     }
 
     private static string Check(bool ok) => ok ? "met" : "**missed**";

@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Globalization;
+using StackExchange.Redis;
+
+namespace Onyx.Benchmarks.Load;
+
+/// <summary>
+/// A throwaway <c>redis-server</c> on a free loopback port, without persistence, for the scenarios that run the
+/// gateway with its rate limits counted in Redis. Its own process, so its CPU time can be read like the gateway's.
+/// </summary>
+internal sealed class RedisProcess : IAsyncDisposable
+{
+    private const string Executable = "redis-server";
+    private const string ReadyLine = "Ready to accept connections";
+
+    private readonly Process _process;
+    private ConnectionMultiplexer? _connection;
+
+    private RedisProcess(Process process, int port)
+    {
+        _process = process;
+        Port = port;
+    }
+
+    public int Port { get; }
+
+    /// <summary>What the gateway's <c>ConnectionStrings:redis</c> gets.</summary>
+    public string ConnectionString => $"127.0.0.1:{Port}";
+
+    public static async Task<RedisProcess> StartAsync()
+    {
+        var port = LoopbackPort.Free();
+        var start = new ProcessStartInfo(Executable)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in new[] { "--port", port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        Process process;
+        try
+        {
+            process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start.");
+        }
+        catch (System.ComponentModel.Win32Exception ex)
+        {
+            throw new InvalidOperationException($"The '-limits' scenarios need {Executable} on the PATH (apt-get install redis-server): {ex.Message}", ex);
+        }
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data?.Contains(ReadyLine, StringComparison.Ordinal) == true)
+            {
+                ready.TrySetResult();
+            }
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (!string.IsNullOrEmpty(e.Data))
+            {
+                Console.Error.WriteLine("redis: " + e.Data);
+            }
+        };
+        process.EnableRaisingEvents = true;
+        process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"{Executable} exited with {process.ExitCode}."));
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var redis = new RedisProcess(process, port);
+        try
+        {
+            await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            // The benchmark's own connection, to read INFO (an admin command to StackExchange.Redis).
+            redis._connection = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString + ",allowAdmin=true").WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch
+        {
+            await redis.DisposeAsync();
+            throw;
+        }
+        return redis;
+    }
+
+    public ProcessSample Sample() => ProcessSample.Read(_process.Id);
+
+    /// <summary>
+    /// How many Lua scripts Redis has run so far (<c>EVAL</c> and <c>EVALSHA</c>, from <c>INFO commandstats</c>) and
+    /// the microseconds it spent in them. The gateway's limiter runs two per request counted in Redis.
+    /// </summary>
+    public async Task<ScriptStats> ScriptStatsAsync()
+    {
+        var server = _connection!.GetServer(_connection.GetEndPoints()[0]);
+        long calls = 0, microseconds = 0;
+        foreach (var (command, stats) in (await server.InfoAsync("commandstats")).SelectMany(g => g))
+        {
+            if (command is not ("cmdstat_eval" or "cmdstat_evalsha"))
+            {
+                continue;
+            }
+            // e.g. "calls=1234,usec=5678,usec_per_call=4.60,…"
+            foreach (var field in stats.Split(','))
+            {
+                switch (field.Split('=', 2))
+                {
+                    case ["calls", var value]:
+                        calls += long.Parse(value, CultureInfo.InvariantCulture);
+                        break;
+                    case ["usec", var value]:
+                        microseconds += long.Parse(value, CultureInfo.InvariantCulture);
+                        break;
+                }
+            }
+        }
+        return new ScriptStats(calls, microseconds);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_connection is not null)
+        {
+            await _connection.DisposeAsync();
+        }
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+}
+
+/// <summary>Lua scripts Redis ran, and the time it spent in them.</summary>
+internal readonly record struct ScriptStats(long Calls, long Microseconds)
+{
+    public static ScriptStats operator -(ScriptStats after, ScriptStats before) =>
+        new(after.Calls - before.Calls, after.Microseconds - before.Microseconds);
+}
