@@ -140,8 +140,8 @@ public sealed class RateLimitTests : IAsyncLifetime
         _gateway.Fallback.Fault = FakeFault.Status(500);
 
         using var failed = await SendAsync();
-        Assert.Equal(HttpStatusCode.BadGateway, failed.StatusCode);
-        await _gateway.Logs.WaitForAsync(r => r.EventId == 3001 && (int?)r["Status"] == 502, TimeSpan.FromSeconds(10));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
+        await _gateway.Logs.WaitForAsync(r => r.EventId == 3001 && (int?)r["Status"] == 503, TimeSpan.FromSeconds(10));
         _gateway.Primary.Fault = FakeFault.None;
 
         using var next = await SendAsync();

@@ -125,7 +125,7 @@ public sealed class FallbackTests : GatewayTest
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadGateway);
+        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
         Assert.Equal("all_deployments_failed", (string?)error["code"]);
         var message = (string)error["message"]!;
         Assert.Contains("together_ai/deepseek-ai/DeepSeek-V3 (http_500)", message);
@@ -194,7 +194,7 @@ public sealed class FallbackTests : GatewayTest
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback", stream: true)));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadGateway);
+        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
         Assert.Contains("ollama/mistral:7b-instruct (error_event)", (string)error["message"]!);
     }
 

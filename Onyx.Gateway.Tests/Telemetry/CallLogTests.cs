@@ -60,12 +60,12 @@ public sealed class CallLogTests : GatewayTest
         Gateway.Primary.Fault = FakeFault.Status(500);
         Gateway.Fallback.Fault = FakeFault.Status(500);
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
 
         var call = await CallRecord();
         Assert.Equal(false, call["Success"]);
-        Assert.Equal(502, call["Status"]);
-        Assert.Equal("upstream_error", call["errorType"]);
+        Assert.Equal(503, call["Status"]);
+        Assert.Equal("service_unavailable", call["errorType"]);
         Assert.Contains("Every deployment", (string)call["errorMessage"]!);
     }
 

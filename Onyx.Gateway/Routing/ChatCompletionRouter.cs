@@ -269,9 +269,11 @@ internal sealed class ChatCompletionRouter(
             call.Failed(null, false, StatusCodes.Status503ServiceUnavailable, error.Type, error.Message);
             throw new RoutingException(StatusCodes.Status503ServiceUnavailable, error, RetryAfter());
         }
-        var failed = new OpenAiError($"Every deployment of '{alias}' failed: {tried}.", OpenAiErrorTypes.Upstream, null, "all_deployments_failed");
-        call.Failed(lastTried, lastTried != chain[0], StatusCodes.Status502BadGateway, failed.Type, failed.Message);
-        throw new RoutingException(StatusCodes.Status502BadGateway, failed);
+        // Every provider is down for this request: a 503 (the service is unavailable, come back) rather than a 502,
+        // which clients read as one bad response worth retrying at once.
+        var failed = new OpenAiError($"Every deployment of '{alias}' failed: {tried}.", OpenAiErrorTypes.ServiceUnavailable, null, "all_deployments_failed");
+        call.Failed(lastTried, lastTried is not null && lastTried != chain[0], StatusCodes.Status503ServiceUnavailable, failed.Type, failed.Message);
+        throw new RoutingException(StatusCodes.Status503ServiceUnavailable, failed, RetryAfter() ?? TimeSpan.FromSeconds(1));
     }
 
     /// <summary>
