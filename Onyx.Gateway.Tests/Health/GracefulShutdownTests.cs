@@ -24,12 +24,12 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
 
-    /// <summary>Ten tokens 150 ms apart: a call that is still running well after the test has started the shutdown.</summary>
+    /// <summary>Ten tokens 250 ms apart: a call that is still running well after the test has started the shutdown.</summary>
     private static readonly FakeBehavior Paced = new()
     {
         Models = ["deepseek-ai/DeepSeek-V3"],
         Tokens = ["One", " two", " three", " four", " five", " six", " seven", " eight", " nine", " ten"],
-        TokenDelay = TimeSpan.FromMilliseconds(150),
+        TokenDelay = TimeSpan.FromMilliseconds(250),
     };
 
     private GatewayHost? _gateway;
@@ -209,8 +209,8 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         Assert.Equal(Paced.Text, Sse.Content(events));
         Assert.Equal("[DONE]", events[^1]);
         Assert.Equal(0, await gateway.WaitForExitAsync(Timeout));
-        Assert.Contains(gateway.Lines, line => line.Contains("Shutting down: draining 1 requests in flight", StringComparison.Ordinal));
-        Assert.Contains(gateway.Lines, line => line.Contains("1 requests finished, 0 were ended at the drain limit, 0 were still running", StringComparison.Ordinal));
+        Assert.Contains(gateway.Lines, line => line.Contains("requests in flight: 1, drain limit: 00:00:30", StringComparison.Ordinal));
+        Assert.Contains(gateway.Lines, line => line.Contains("finished 1, ended at the drain limit 0, still running at exit 0", StringComparison.Ordinal));
         Assert.Equal(1, primary.Calls);
     }
 

@@ -157,11 +157,11 @@ internal sealed partial class GracefulShutdown : IHostedService, IDisposable
     private static partial class Log
     {
         [LoggerMessage(7001, LogLevel.Information,
-            "Shutting down: draining {InFlight} requests in flight for at most {DrainTimeout}; new requests are refused and /health reports draining")]
+            "Shutting down: /health reports draining and new requests are refused; requests in flight: {InFlight}, drain limit: {DrainTimeout}")]
         public static partial void DrainStarted(ILogger logger, int inFlight, TimeSpan drainTimeout);
 
         [LoggerMessage(7002, LogLevel.Information,
-            "Drain ended after {ElapsedMs} ms: {Finished} requests finished, {Ended} were ended at the drain limit, {Unfinished} were still running at exit")]
+            "Drain ended after {ElapsedMs} ms: finished {Finished}, ended at the drain limit {Ended}, still running at exit {Unfinished}")]
         public static partial void DrainEnded(ILogger logger, double elapsedMs, int finished, int ended, int unfinished);
     }
 }
