@@ -26,7 +26,7 @@ internal sealed class ShutdownDrainMiddleware(RequestDelegate next, GracefulShut
         }
         if (!shutdown.TryEnter())
         {
-            await RefuseAsync(context, "The gateway is shutting down and takes no new requests. Retry: another replica will answer.");
+            await RefuseAsync(context, "The gateway is shutting down and takes no new requests. Retry the request.");
             return;
         }
 
@@ -52,7 +52,7 @@ internal sealed class ShutdownDrainMiddleware(RequestDelegate next, GracefulShut
             }
             if (drain.EndedAtDrainLimit && !context.Response.HasStarted)
             {
-                await RefuseAsync(context, "The gateway is shutting down and ended this request at its drain limit before an answer. Retry: another replica will answer.");
+                await RefuseAsync(context, "The gateway is shutting down and ended this request at its drain limit before an answer. Retry the request.");
             }
         }
         finally
