@@ -21,6 +21,7 @@ builder.AddModelRouting();
 builder.AddGatewayAuth();
 builder.AddRateLimiting();
 builder.AddGatewayHealth();
+builder.AddGracefulShutdown();
 builder.AddGatewayApi();
 
 var app = builder.Build();

@@ -23,6 +23,9 @@ public static class Extensions
     /// <summary>Tag for checks that only say the process is alive (served at <c>/alive</c>).</summary>
     public const string LiveTag = "live";
 
+    /// <summary>Tag for checks that say whether this instance should get new traffic (part of <c>/health</c>, not of <c>/alive</c>).</summary>
+    public const string ReadyTag = "ready";
+
     /// <summary>Meters and activity sources of Onyx's own code, exported next to the framework's.</summary>
     public const string OnyxTelemetryPrefix = "Onyx.";
 

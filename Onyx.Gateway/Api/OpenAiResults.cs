@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
+using Onyx.Gateway.Health;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;
@@ -18,11 +19,18 @@ internal sealed class OpenAiErrorResult(int statusCode, OpenAiError error, TimeS
 
 /// <summary>
 /// A streamed answer as OpenAI sends it: <c>data: {chunk}</c> events ending in <c>data: [DONE]</c> — or, when
-/// the upstream fails mid-answer, in an error event and no <c>[DONE]</c>, so no client mistakes a cut answer for a
-/// complete one. Events are flushed as soon as the upstream has nothing more ready, never held back.
+/// the upstream fails mid-answer or a shutdown's drain limit cuts it, in an error event and no <c>[DONE]</c>, so no
+/// client mistakes a cut answer for a complete one. Events are flushed as soon as the upstream has nothing more
+/// ready, never held back.
 /// </summary>
 internal sealed class ChatStreamResult(RoutedStream stream) : IResult
 {
+    private static readonly byte[] DrainLimitEvent = JsonSerializer.SerializeToUtf8Bytes(
+        new OpenAiErrorEnvelope(new OpenAiError(
+            "The answer was interrupted: the gateway is shutting down and this stream outlived its drain limit. The text received so far is incomplete.",
+            OpenAiErrorTypes.ServiceUnavailable, null, "stream_interrupted")),
+        OpenAiJsonContext.Default.OpenAiErrorEnvelope);
+
     public async Task ExecuteAsync(HttpContext httpContext)
     {
         await using var _ = stream;
@@ -72,7 +80,13 @@ internal sealed class ChatStreamResult(RoutedStream stream) : IResult
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
-            // The client went away; disposing the stream cancels the upstream and logs the call.
+            // The client went away, or the gateway is shutting down and reached its drain limit; disposing the stream
+            // cancels the upstream and logs the call. A client that is still there is told its answer is cut.
+            if (httpContext.Features.Get<ShutdownDrainFeature>() is { EndedAtDrainLimit: true } drain)
+            {
+                SseWriter.WriteEvent(writer, DrainLimitEvent);
+                await writer.FlushAsync(drain.ClientAborted);
+            }
         }
     }
 
