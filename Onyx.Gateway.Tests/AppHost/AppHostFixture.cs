@@ -34,6 +34,7 @@ public sealed class AppHostFixture : IAsyncLifetime
         _redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20));
 
         App = await StartAppHostAsync(
+            builder => AddFaultMatrixAliases(builder.CreateResourceBuilder<ProjectResource>("gateway")),
             "--Onyx:Infrastructure=external",
             $"--Onyx:External:Redis={_redis.ConnectionString}",
             $"--Onyx:External:OllamaUrl={Fallback.BaseUrl}",
@@ -41,6 +42,31 @@ public sealed class AppHostFixture : IAsyncLifetime
             $"--Parameters:together-api-key={TogetherKey}",
             $"--Parameters:master-key={MasterKey}");
         await WarmUpAsync();
+    }
+
+    /// <summary>
+    /// Aliases the fault matrix needs beside the story's two, each falling back to manus-fallback like every alias:
+    /// <c>matrix</c> and <c>matrix-429</c> on the fake primary (their own deployments, so their breakers are their
+    /// own), <c>matrix-refused</c> on a port nobody listens on, <c>matrix-unresolvable</c> on a host no DNS knows.
+    /// Breakers open only after 1 000 failures here, so one case's failures never decide another's route.
+    /// </summary>
+    private void AddFaultMatrixAliases(IResourceBuilder<ProjectResource> gateway)
+    {
+        var aliases = new (string Alias, string Model, string ApiBase)[]
+        {
+            ("matrix", "openai/matrix-model", Primary.BaseUrl.ToString()),
+            ("matrix-429", "openai/matrix-429", Primary.BaseUrl.ToString()),
+            ("matrix-refused", "openai/refused", "http://127.0.0.1:1/v1"),
+            ("matrix-unresolvable", "openai/unresolvable", "http://llm.invalid/v1"),
+        };
+        for (var i = 0; i < aliases.Length; i++)
+        {
+            var entry = $"model_list__{i + 2}__";
+            gateway.WithEnvironment(entry + "model_name", aliases[i].Alias)
+                .WithEnvironment(entry + "litellm_params__model", aliases[i].Model)
+                .WithEnvironment(entry + "litellm_params__api_base", aliases[i].ApiBase);
+        }
+        gateway.WithEnvironment("router_settings__allowed_fails", "1000");
     }
 
     /// <summary>
