@@ -94,6 +94,10 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         {
             errors.Add("Onyx:Routing:FailureWindow must be positive.");
         }
+        if (routing.QueueLimit < 0)
+        {
+            errors.Add("Onyx:Routing:QueueLimit must not be negative.");
+        }
         if (routing.RetryDeadline < TimeSpan.Zero)
         {
             errors.Add("Onyx:Routing:RetryDeadline must not be negative.");

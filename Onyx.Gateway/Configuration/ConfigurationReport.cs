@@ -23,6 +23,7 @@ internal sealed partial class ConfigurationReport(
         Pattern("model_list:*:litellm_params:temperature"),
         Pattern("model_list:*:litellm_params:resume_streams"),
         Pattern("model_list:*:litellm_params:hedge_after_ms"),
+        Pattern("model_list:*:litellm_params:max_parallel_requests"),
         Pattern("router_settings:routing_strategy"),
         Pattern("router_settings:allowed_fails"),
         Pattern("router_settings:fallback_models:*"),

@@ -117,6 +117,10 @@ internal sealed class LiteLlmParams
     /// </summary>
     [ConfigurationKeyName("hedge_after_ms")]
     public int? HedgeAfterMs { get; set; }
+
+    /// <summary>Calls this deployment may have in flight (LiteLLM's name); more wait in a bounded queue or go elsewhere.</summary>
+    [ConfigurationKeyName("max_parallel_requests")]
+    public int? MaxParallelRequests { get; set; }
 }
 
 internal sealed class RouterSettings

@@ -88,6 +88,12 @@ internal sealed class RoutingOptions
     /// </summary>
     public TimeSpan RetryDeadline { get; set; } = TimeSpan.FromSeconds(1.5);
 
+    /// <summary>
+    /// Calls that may wait for a slot on a deployment with <c>max_parallel_requests</c> (each for at most the
+    /// first-token limit); beyond it the deployment counts as overloaded and the next one is tried.
+    /// </summary>
+    public int QueueLimit { get; set; } = 100;
+
     /// <summary>Time allowed to open a TCP/TLS connection to an upstream.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(2);
 }

@@ -16,6 +16,7 @@ internal sealed class ChatCompletionRouter(
     RoutingTable routing,
     IEnumerable<IChatProvider> providers,
     CircuitBreakerRegistry breakers,
+    DeploymentSlots slots,
     IOptions<OnyxOptions> onyxOptions,
     IOptions<LiteLlmOptions> liteLlmOptions,
     TimeProvider time,
@@ -88,6 +89,12 @@ internal sealed class ChatCompletionRouter(
                 tried.Add($"{deployment.Id} (circuit open)");
                 continue;
             }
+            if (await slots.AcquireAsync(deployment, clientAborted) is not { } slot)
+            {
+                breaker.OnAbandoned(permit);
+                tried.Add($"{deployment.Id} (overloaded)");
+                continue;
+            }
             var provider = _providers[deployment.Provider.Protocol];
             var continuation = call.Request.WithPartialAnswer(partial, deployment.Provider.Continuation);
             var attempts = new (ChatRequest Request, string? Prefix)[] { (continuation, null), (call.Request, partial) };
@@ -100,7 +107,7 @@ internal sealed class ChatCompletionRouter(
                 try
                 {
                     var head = await StartStreamAsync(deployment, provider, request, context, timer, linked.Token, prefix);
-                    head.Adopt(timer, linked);
+                    head.Adopt(timer, linked, slot);
                     breaker.OnSuccess(permit);
                     var route = new RouteInfo(call.RequestId, call.Request.Model, deployment, Fallback: true, call.Attempts);
                     return new ResumedStream(route, head, context, prefix?.Length ?? 0);
@@ -111,6 +118,7 @@ internal sealed class ChatCompletionRouter(
                     timer.Dispose();
                     if (clientAborted.IsCancellationRequested)
                     {
+                        slot.Dispose();
                         breaker.OnAbandoned(permit);
                         throw new OperationCanceledException(clientAborted);
                     }
@@ -122,6 +130,7 @@ internal sealed class ChatCompletionRouter(
                         // It refuses the prefilled answer: ask it for the answer anew, to splice.
                         continue;
                     }
+                    slot.Dispose();
                     breaker.OnFailure(permit, failure.Reason);
                     tried.Add(failure.Message);
                     break;
@@ -196,6 +205,7 @@ internal sealed class ChatCompletionRouter(
 
         UpstreamException? lastFailure = null;
         Deployment? lastTried = null;
+        var overloaded = false;
         foreach (var deployment in Order(chain, alias))
         {
             if (raced?.Contains(deployment) == true)
@@ -216,6 +226,13 @@ internal sealed class ChatCompletionRouter(
                     call.Skipped(deployment, "circuit open");
                     break;
                 }
+                if (await slots.AcquireAsync(deployment, clientAborted) is not { } slot)
+                {
+                    breaker.OnAbandoned(permit);
+                    call.Skipped(deployment, "overloaded: max_parallel_requests reached and its queue full");
+                    overloaded = true;
+                    break;
+                }
 
                 call.AttemptStarted();
                 lastTried = deployment;
@@ -229,13 +246,14 @@ internal sealed class ChatCompletionRouter(
                     var route = new RouteInfo(call.RequestId, alias, deployment, deployment != chain[0], call.Attempts);
                     if (result is StreamHead head)
                     {
-                        // The stream keeps both sources: the timer becomes its idle timer.
-                        head.Adopt(timer, linked);
+                        // The stream keeps both sources (the timer becomes its idle timer) and its slot.
+                        head.Adopt(timer, linked, slot);
                     }
                     else
                     {
                         linked.Dispose();
                         timer.Dispose();
+                        slot.Dispose();
                     }
                     breaker.OnSuccess(permit);
                     return (route, result, context);
@@ -244,6 +262,7 @@ internal sealed class ChatCompletionRouter(
                 {
                     linked.Dispose();
                     timer.Dispose();
+                    slot.Dispose();
                     if (clientAborted.IsCancellationRequested)
                     {
                         breaker.OnAbandoned(permit);
@@ -267,7 +286,7 @@ internal sealed class ChatCompletionRouter(
             var error = new OpenAiError($"No deployment of '{alias}' is available right now: {tried}.",
                 OpenAiErrorTypes.ServiceUnavailable, null, "no_deployment_available");
             call.Failed(null, false, StatusCodes.Status503ServiceUnavailable, error.Type, error.Message);
-            throw new RoutingException(StatusCodes.Status503ServiceUnavailable, error, RetryAfter());
+            throw new RoutingException(StatusCodes.Status503ServiceUnavailable, error, RetryAfter() ?? (overloaded ? TimeSpan.FromSeconds(1) : null));
         }
         // Every provider is down for this request: a 503 (the service is unavailable, come back) rather than a 502,
         // which clients read as one bad response worth retrying at once.
@@ -314,7 +333,7 @@ internal sealed class ChatCompletionRouter(
 
     /// <summary>One stream attempt in flight, for hedging: its deployment, permit, timers and outcome.</summary>
     private sealed record Launched(Deployment Deployment, CircuitBreaker Breaker, CircuitPermit Permit, AttemptContext Context,
-        CancellationTokenSource Timer, CancellationTokenSource Linked, Task<StreamHead> Head);
+        CancellationTokenSource Timer, CancellationTokenSource Linked, Task<StreamHead> Head, IDisposable Slot);
 
     /// <summary>
     /// <c>hedge_after_ms</c>: starts the chain's first deployment and, if it has produced no token after
@@ -327,7 +346,7 @@ internal sealed class ChatCompletionRouter(
     {
         var timeoutReason = $"no first token within {_options.FirstTokenTimeout.TotalSeconds:0.###}s";
         var candidates = Order(chain, call.Request.Model).Where(d => d.IsAvailable).ToList();
-        if (candidates.Count < 2 || Launch(call, candidates[0], clientAborted) is not { } first)
+        if (candidates.Count < 2 || await LaunchAsync(call, candidates[0], clientAborted) is not { } first)
         {
             return null;
         }
@@ -339,7 +358,7 @@ internal sealed class ChatCompletionRouter(
         Launched? second = null;
         if (!first.Head.IsCompleted)
         {
-            second = Launch(call, candidates[1], clientAborted);
+            second = await LaunchAsync(call, candidates[1], clientAborted);
             if (second is not null)
             {
                 tried.Add(second.Deployment);
@@ -358,12 +377,13 @@ internal sealed class ChatCompletionRouter(
                     Abandon(loser);
                 }
                 var head = settled.Head.Result;
-                head.Adopt(settled.Timer, settled.Linked);
+                head.Adopt(settled.Timer, settled.Linked, settled.Slot);
                 settled.Breaker.OnSuccess(settled.Permit);
                 return (new RouteInfo(call.RequestId, call.Request.Model, settled.Deployment, settled.Deployment != chain[0], call.Attempts), head, settled.Context);
             }
             settled.Linked.Dispose();
             settled.Timer.Dispose();
+            settled.Slot.Dispose();
             if (clientAborted.IsCancellationRequested)
             {
                 settled.Breaker.OnAbandoned(settled.Permit);
@@ -390,7 +410,7 @@ internal sealed class ChatCompletionRouter(
         return null;
     }
 
-    private Launched? Launch(CallTracker call, Deployment deployment, CancellationToken clientAborted)
+    private async Task<Launched?> LaunchAsync(CallTracker call, Deployment deployment, CancellationToken clientAborted)
     {
         var breaker = breakers.For(deployment);
         if (!breaker.TryAcquire(out var permit))
@@ -398,12 +418,18 @@ internal sealed class ChatCompletionRouter(
             call.Skipped(deployment, "circuit open");
             return null;
         }
+        if (await slots.AcquireAsync(deployment, clientAborted) is not { } slot)
+        {
+            breaker.OnAbandoned(permit);
+            call.Skipped(deployment, "overloaded");
+            return null;
+        }
         call.AttemptStarted();
         var context = new AttemptContext(call.RequestId);
         var timer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
         var linked = CancellationTokenSource.CreateLinkedTokenSource(clientAborted, timer.Token);
         var head = StartStreamAsync(deployment, _providers[deployment.Provider.Protocol], call.Request, context, timer, linked.Token, prefix: null);
-        return new Launched(deployment, breaker, permit, context, timer, linked, head);
+        return new Launched(deployment, breaker, permit, context, timer, linked, head, slot);
     }
 
     /// <summary>The hedge's loser: cancelled at once; no verdict on its deployment.</summary>
@@ -419,6 +445,7 @@ internal sealed class ChatCompletionRouter(
             }
             loser.Linked.Dispose();
             loser.Timer.Dispose();
+            loser.Slot.Dispose();
         }, TaskScheduler.Default);
     }
 

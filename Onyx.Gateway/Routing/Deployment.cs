@@ -28,6 +28,9 @@ internal sealed class Deployment
     /// <summary>Whether a stream of this alias that breaks mid-answer is continued on the next deployment.</summary>
     public bool ResumeStreams { get; init; } = true;
 
+    /// <summary>Calls it may have in flight at once (none: no limit).</summary>
+    public int? MaxParallelRequests { get; init; }
+
     /// <summary>When set, a stream with no first token by then gets the next deployment started in parallel.</summary>
     public TimeSpan? HedgeAfter { get; init; }
 

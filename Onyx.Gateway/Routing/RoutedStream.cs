@@ -21,10 +21,14 @@ internal sealed class StreamHead(IAsyncEnumerator<StreamChunk> rest, List<Stream
 
     public CancellationTokenSource? Linked { get; private set; }
 
-    public void Adopt(CancellationTokenSource timer, CancellationTokenSource linked)
+    /// <summary>The deployment's slot (max_parallel_requests), held until the stream ends.</summary>
+    public IDisposable? Slot { get; private set; }
+
+    public void Adopt(CancellationTokenSource timer, CancellationTokenSource linked, IDisposable? slot = null)
     {
         Timer = timer;
         Linked = linked;
+        Slot = slot;
     }
 }
 
@@ -268,6 +272,7 @@ internal sealed class RoutedStream : IAsyncDisposable
         await attempt.Rest.DisposeAsync();
         attempt.Linked?.Dispose();
         attempt.Timer?.Dispose();
+        attempt.Slot?.Dispose();
     }
 
     public async ValueTask DisposeAsync()

@@ -73,6 +73,10 @@ internal sealed class RoutingTable
             {
                 errors.Add($"{key}:litellm_params:max_tokens must be at least 1.");
             }
+            if (entry.LiteLlmParams.MaxParallelRequests is < 1)
+            {
+                errors.Add($"{key}:litellm_params:max_parallel_requests must be at least 1.");
+            }
             if (entry.LiteLlmParams.HedgeAfterMs is < 1)
             {
                 errors.Add($"{key}:litellm_params:hedge_after_ms must be at least 1.");
@@ -121,6 +125,7 @@ internal sealed class RoutingTable
                 DefaultMaxTokens = entry.LiteLlmParams.MaxTokens,
                 DefaultTemperature = entry.LiteLlmParams.Temperature,
                 ResumeStreams = entry.LiteLlmParams.ResumeStreams ?? true,
+                MaxParallelRequests = entry.LiteLlmParams.MaxParallelRequests,
                 HedgeAfter = entry.LiteLlmParams.HedgeAfterMs is { } hedge ? TimeSpan.FromMilliseconds(hedge) : null,
                 UnavailableReason = unavailable,
             });
