@@ -9,7 +9,7 @@ public sealed class CircuitBreakerTests
     private readonly List<(CircuitState From, CircuitState To)> _transitions = [];
 
     private CircuitBreaker Create(int allowedFails = 3) =>
-        new("primary", allowedFails, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(60), _time, (_, from, to, _) => _transitions.Add((from, to)));
+        new("primary", allowedFails, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(60), _time, (_, from, to, _, _) => _transitions.Add((from, to)));
 
     private static void Fail(CircuitBreaker breaker)
     {

@@ -1,3 +1,5 @@
+using Onyx.Gateway.Cluster;
+
 namespace Onyx.Gateway.Resilience;
 
 internal static class ResilienceExtensions
@@ -5,6 +7,12 @@ internal static class ResilienceExtensions
     public static IHostApplicationBuilder AddGatewayResilience(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSingleton<CircuitBreakerRegistry>();
+        if (ClusterExtensions.HasRedis(builder.Configuration))
+        {
+            // Cluster-wide breakers: the registry follows the other replicas once started.
+            builder.Services.AddSingleton<RedisCircuitSync>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<CircuitBreakerRegistry>());
+        }
         return builder;
     }
 }

@@ -110,7 +110,7 @@ internal sealed class ChatCompletionRouter(
                 continue;
             }
             var breaker = breakers.For(deployment);
-            if (!breaker.TryAcquire(out var permit))
+            if (await breaker.TryAcquireAsync() is not (true, var permit))
             {
                 call.Skipped(deployment, "circuit open");
                 continue;
