@@ -106,6 +106,10 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         {
             errors.Add("Onyx:Routing:ConnectTimeout must be positive.");
         }
+        if (routing.BreakerRedisTimeout <= TimeSpan.Zero || routing.ProbeLease <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:BreakerRedisTimeout and ProbeLease must be positive.");
+        }
         if (options.Limits.MaxRequestBodyBytes < 1024)
         {
             errors.Add("Onyx:Limits:MaxRequestBodyBytes must be at least 1024.");

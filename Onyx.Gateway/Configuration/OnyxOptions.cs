@@ -96,6 +96,18 @@ internal sealed class RoutingOptions
 
     /// <summary>Time allowed to open a TCP/TLS connection to an upstream.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// With Redis: the longest a request waits for Redis to say whether this replica may send the cluster's one
+    /// half-open probe. After it the replica decides alone (it probes), as it would without Redis.
+    /// </summary>
+    public TimeSpan BreakerRedisTimeout { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>
+    /// With Redis: how long a replica's claim on the half-open probe holds. The probe's verdict normally ends it
+    /// sooner; the lease only matters when the replica dies mid-probe, and then another one probes after it.
+    /// </summary>
+    public TimeSpan ProbeLease { get; set; } = TimeSpan.FromSeconds(30);
 }
 
 internal sealed class ProviderOverride

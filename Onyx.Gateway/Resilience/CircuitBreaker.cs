@@ -10,6 +10,9 @@ internal enum CircuitState
 /// <summary>Permission to call a deployment. A probe is the single call let through a half-open breaker.</summary>
 internal readonly record struct CircuitPermit(bool IsProbe);
 
+/// <summary>A breaker's change of state; <paramref name="replica"/> names the other replica that caused it (null: this one).</summary>
+internal delegate void CircuitTransitionHandler(CircuitBreaker breaker, CircuitState from, CircuitState to, string reason, string? replica);
+
 /// <summary>
 /// One deployment's breaker, with LiteLLM's semantics: <c>allowed_fails</c> failures within the failure window
 /// open it; while open the deployment gets no traffic for the cooldown; then exactly one probe is let through —
@@ -20,6 +23,12 @@ internal readonly record struct CircuitPermit(bool IsProbe);
 /// and judges the outcome of a delegate it runs, whereas LiteLLM (and this gateway's config) count failures in a
 /// window, and a stream's outcome is only known after the call that started it has returned — at the first token
 /// or when the stream breaks. The state machine is small; time comes from <see cref="TimeProvider"/>.
+/// <para>
+/// With an <see cref="ICircuitSync"/> (the gateway has Redis) the breaker is cluster-wide: its own opens and its
+/// probe's verdicts are announced, the other replicas' are followed (<see cref="FollowOpen"/>,
+/// <see cref="FollowClose"/>), and a half-open probe is only sent once the replica has claimed it for the whole
+/// cluster (<see cref="TryAcquireAsync"/>). Whatever Redis does, the local state machine keeps deciding.
+/// </para>
 /// </remarks>
 internal sealed class CircuitBreaker
 {
@@ -29,13 +38,21 @@ internal sealed class CircuitBreaker
     private readonly TimeSpan _window;
     private readonly TimeSpan _cooldown;
     private readonly TimeProvider _time;
-    private readonly Action<CircuitBreaker, CircuitState, CircuitState, string>? _onTransition;
+    private readonly CircuitTransitionHandler? _onTransition;
+    private readonly ICircuitSync? _cluster;
     private CircuitState _state = CircuitState.Closed;
     private long _openUntil;
     private bool _probeInFlight;
 
+    // Cluster-wide only. The open this breaker is waiting out (its own or another replica's): Redis knows the
+    // latest, and a different one there means the breaker was re-opened elsewhere.
+    private string? _openId;
+
+    // Cluster-wide only: half-open, but another replica holds the probe until then (or until its verdict arrives).
+    private long _peerProbeUntil;
+
     public CircuitBreaker(string deploymentId, int allowedFails, TimeSpan window, TimeSpan cooldown, TimeProvider time,
-        Action<CircuitBreaker, CircuitState, CircuitState, string>? onTransition = null)
+        CircuitTransitionHandler? onTransition = null, ICircuitSync? cluster = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(allowedFails, 1);
         DeploymentId = deploymentId;
@@ -44,6 +61,7 @@ internal sealed class CircuitBreaker
         _cooldown = cooldown;
         _time = time;
         _onTransition = onTransition;
+        _cluster = cluster;
     }
 
     public string DeploymentId { get; }
@@ -94,13 +112,61 @@ internal sealed class CircuitBreaker
                 }
                 Transition(CircuitState.HalfOpen, "cooldown ended");
             }
-            if (_probeInFlight)
+            if (_probeInFlight || _time.GetTimestamp() < _peerProbeUntil)
             {
                 return false;
             }
             _probeInFlight = true;
             permit = new CircuitPermit(IsProbe: true);
             return true;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="TryAcquire"/>, and when that gives this replica the half-open probe and the breaker is
+    /// cluster-wide, the claim of that probe for the whole cluster. Only a probe waits for Redis, and only for the
+    /// sync's bound; every other call is decided at once, from memory.
+    /// </summary>
+    public ValueTask<(bool Acquired, CircuitPermit Permit)> TryAcquireAsync()
+    {
+        var acquired = TryAcquire(out var permit);
+        return acquired && permit.IsProbe && _cluster is not null
+            ? ClaimProbeAsync(permit)
+            : ValueTask.FromResult((acquired, permit));
+    }
+
+    private async ValueTask<(bool Acquired, CircuitPermit Permit)> ClaimProbeAsync(CircuitPermit probe)
+    {
+        string? openId;
+        lock (_gate)
+        {
+            openId = _openId;
+        }
+        var claim = await _cluster!.ClaimProbeAsync(DeploymentId, openId);
+        lock (_gate)
+        {
+            if (_state != CircuitState.HalfOpen || !_probeInFlight)
+            {
+                // Another replica's verdict arrived meanwhile (closed: an ordinary call; re-opened: no call).
+                if (claim.Verdict == ProbeVerdict.Won)
+                {
+                    _cluster.ProbeAbandoned(DeploymentId);
+                }
+                return (_state == CircuitState.Closed, default);
+            }
+            switch (claim.Verdict)
+            {
+                case ProbeVerdict.ProbingElsewhere:
+                    _probeInFlight = false;
+                    _peerProbeUntil = _time.GetTimestamp() + Ticks(claim.Remaining);
+                    return (false, default);
+                case ProbeVerdict.ReopenedElsewhere:
+                    _probeInFlight = false;
+                    FollowOpenLocked(claim.OpenId!, claim.Remaining, claim.Replica!);
+                    return (false, default);
+                default:
+                    return (true, probe);
+            }
         }
     }
 
@@ -112,7 +178,10 @@ internal sealed class CircuitBreaker
             {
                 _probeInFlight = false;
                 _failures.Clear();
+                _openId = null;
+                _peerProbeUntil = 0;
                 Transition(CircuitState.Closed, "probe succeeded");
+                _cluster?.Closed(DeploymentId);
             }
         }
     }
@@ -181,8 +250,11 @@ internal sealed class CircuitBreaker
                 return;
             }
             _failures.Clear();
+            _peerProbeUntil = 0;
             _openUntil = until;
             Transition(CircuitState.Open, reason);
+            // Every replica rests the deployment as long as the provider asked.
+            _openId = _cluster?.Opened(DeploymentId, TimeSpan.FromSeconds(Math.Clamp(duration.TotalSeconds, 0, MaxCoolDown.TotalSeconds)));
         }
     }
 
@@ -199,23 +271,82 @@ internal sealed class CircuitBreaker
         lock (_gate)
         {
             _probeInFlight = false;
+            _cluster?.ProbeAbandoned(DeploymentId);
         }
+    }
+
+    /// <summary>Another replica opened this deployment's breaker, for <paramref name="remaining"/> from now.</summary>
+    public void FollowOpen(string openId, TimeSpan remaining, string replica)
+    {
+        lock (_gate)
+        {
+            FollowOpenLocked(openId, remaining, replica);
+        }
+    }
+
+    /// <summary>Another replica's probe succeeded: the deployment takes traffic again.</summary>
+    /// <remarks>
+    /// Followed whatever this replica thought: a deployment that still fails here opens again with this replica's
+    /// own failures, and one replica's success is the verdict the cluster waited for.
+    /// </remarks>
+    public void FollowClose(string replica)
+    {
+        lock (_gate)
+        {
+            if (_state == CircuitState.Closed)
+            {
+                return;
+            }
+            _failures.Clear();
+            _probeInFlight = false;
+            _peerProbeUntil = 0;
+            _openId = null;
+            Transition(CircuitState.Closed, $"probe succeeded on replica {replica}", replica);
+        }
+    }
+
+    /// <summary>Another replica's probe ended with no verdict: the next call here may claim the probe.</summary>
+    public void FollowProbeReleased()
+    {
+        lock (_gate)
+        {
+            _peerProbeUntil = 0;
+        }
+    }
+
+    private void FollowOpenLocked(string openId, TimeSpan remaining, string replica)
+    {
+        var until = _time.GetTimestamp() + Ticks(remaining);
+        if (_state == CircuitState.Open && _openUntil >= until)
+        {
+            return; // Already open at least that long (e.g. opened here too, announced just after).
+        }
+        _failures.Clear();
+        _probeInFlight = false;
+        _peerProbeUntil = 0;
+        _openId = openId;
+        _openUntil = until;
+        Transition(CircuitState.Open, $"opened on replica {replica}", replica);
     }
 
     private void Open(string reason)
     {
         _failures.Clear();
-        _openUntil = _time.GetTimestamp() + (long)(_cooldown.TotalSeconds * _time.TimestampFrequency);
+        _peerProbeUntil = 0;
+        _openUntil = _time.GetTimestamp() + Ticks(_cooldown);
         Transition(CircuitState.Open, reason);
+        _openId = _cluster?.Opened(DeploymentId, _cooldown);
     }
 
-    private void Transition(CircuitState to, string reason)
+    private long Ticks(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
+
+    private void Transition(CircuitState to, string reason, string? replica = null)
     {
         var from = _state;
         _state = to;
         if (from != to)
         {
-            _onTransition?.Invoke(this, from, to, reason);
+            _onTransition?.Invoke(this, from, to, reason, replica);
         }
     }
 }

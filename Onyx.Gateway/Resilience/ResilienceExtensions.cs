@@ -1,3 +1,5 @@
+using Onyx.Gateway.Cluster;
+
 namespace Onyx.Gateway.Resilience;
 
 internal static class ResilienceExtensions
@@ -6,6 +8,12 @@ internal static class ResilienceExtensions
     {
         builder.Services.AddSingleton<CircuitBreakerRegistry>();
         builder.Services.AddSingleton<DeploymentSlots>();
+        if (ClusterExtensions.HasRedis(builder.Configuration))
+        {
+            // Cluster-wide breakers: the registry follows the other replicas once started.
+            builder.Services.AddSingleton<RedisCircuitSync>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<CircuitBreakerRegistry>());
+        }
         return builder;
     }
 }

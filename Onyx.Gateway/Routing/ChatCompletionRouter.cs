@@ -84,7 +84,7 @@ internal sealed class ChatCompletionRouter(
                 continue;
             }
             var breaker = breakers.For(deployment);
-            if (!breaker.TryAcquire(out var permit))
+            if (await breaker.TryAcquireAsync() is not (true, var permit))
             {
                 tried.Add($"{deployment.Id} (circuit open)");
                 continue;
@@ -221,7 +221,7 @@ internal sealed class ChatCompletionRouter(
             var breaker = breakers.For(deployment);
             for (var retry = 0; ; retry++)
             {
-                if (!breaker.TryAcquire(out var permit))
+                if (await breaker.TryAcquireAsync() is not (true, var permit))
                 {
                     call.Skipped(deployment, "circuit open");
                     break;
@@ -413,7 +413,7 @@ internal sealed class ChatCompletionRouter(
     private async Task<Launched?> LaunchAsync(CallTracker call, Deployment deployment, CancellationToken clientAborted)
     {
         var breaker = breakers.For(deployment);
-        if (!breaker.TryAcquire(out var permit))
+        if (await breaker.TryAcquireAsync() is not (true, var permit))
         {
             call.Skipped(deployment, "circuit open");
             return null;

@@ -44,8 +44,9 @@ internal sealed class GatewayMetrics
     public void AttemptFailed(string deployment, string reason) =>
         _attemptFailures.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.reason", reason } });
 
-    public void BreakerTransition(string deployment, CircuitState to) =>
-        _breakerTransitions.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.state", to.ToString() } });
+    /// <param name="followed">Whether another replica's announcement caused it (cluster-wide breakers).</param>
+    public void BreakerTransition(string deployment, CircuitState to, bool followed) =>
+        _breakerTransitions.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.state", to.ToString() }, { "onyx.cause", followed ? "replica" : "local" } });
 
     public void ObserveBreakers(Func<IEnumerable<CircuitBreaker>> breakers) =>
         _meter.CreateObservableGauge("onyx.gateway.circuit_breaker.state",
