@@ -147,7 +147,8 @@ public sealed class FaultMatrixTests(AppHostFixture fixture, ITestOutputHelper o
             case "429 with Retry-After" or "500" or "503" or "502 with an HTML body" or "malformed chunk" or "error in the first event":
                 AssertServedByFallback(response, text, fallback.Tokens);
                 Assert.Equal(1, primary.Calls);
-                Assert.True(firstToken < TimeSpan.FromSeconds(1), $"first token after {firstToken}");
+                // Failed over on the failure itself, not after waiting out the first-token limit.
+                Assert.True(firstToken < FirstTokenLimit, $"first token after {firstToken}");
                 if (fault == "429 with Retry-After")
                 {
                     // The deployment rests for the 30 s it was asked to: the next request does not call it.
@@ -160,7 +161,7 @@ public sealed class FaultMatrixTests(AppHostFixture fixture, ITestOutputHelper o
             case "connection refused" or "unresolvable host":
                 AssertServedByFallback(response, text, fallback.Tokens);
                 Assert.Equal(0, primary.Calls);
-                Assert.True(firstToken < FirstTokenLimit + TimeSpan.FromSeconds(1), $"first token after {firstToken}");
+                Assert.True(firstToken < FirstTokenLimit, $"first token after {firstToken}");
                 Row(fault, "fallback serves the answer (200)", firstToken, total);
                 break;
             case "hang before headers" or "headers then no body" or "slow first token":
@@ -179,7 +180,7 @@ public sealed class FaultMatrixTests(AppHostFixture fixture, ITestOutputHelper o
                 Assert.Contains(": onyx-resumed from=openai/matrix-model to=ollama/mistral:7b-instruct at_chars=9", text);
                 Assert.Equal(1, primary.Calls);
                 Assert.Equal(1, fallback.Calls);
-                Assert.True(firstToken < TimeSpan.FromSeconds(1), $"first token after {firstToken}");
+                Assert.True(firstToken < FirstTokenLimit, $"first token after {firstToken}");
                 if (fault == "stream stalled mid-answer")
                 {
                     // The stall limit, then the continuation (which has its own first-token limit).
@@ -204,7 +205,8 @@ public sealed class FaultMatrixTests(AppHostFixture fixture, ITestOutputHelper o
                 var error = JsonNode.Parse(text)!["error"]!;
                 Assert.Equal("all_deployments_failed", (string?)error["code"]);
                 Assert.NotNull(response.Headers.RetryAfter);
-                Assert.True(total < TimeSpan.FromSeconds(1), $"503 after {total}");
+                // At once: no first-token limit waited out.
+                Assert.True(total < FirstTokenLimit, $"503 after {total}");
                 Assert.Equal(1, fallback.Calls);
                 Row(fault, "503 all_deployments_failed with Retry-After, at once", firstToken, total);
                 break;

@@ -20,6 +20,31 @@ public sealed class ChatRequestTests
     }
 
     [Theory]
+    [InlineData("TrailingAssistant", 2, false)]
+    [InlineData("PrefixFlag", 2, true)]
+    [InlineData("Instruction", 3, false)]
+    public void AsksForTheContinuationOfAPartialAnswerEachProvidersWay(string styleName, int messages, bool prefixFlag)
+    {
+        var style = Enum.Parse<Onyx.Gateway.Providers.ContinuationStyle>(styleName);
+        Assert.True(ChatRequest.TryParse(JsonNode.Parse("""{"model":"m","stream":true,"messages":[{"role":"user","content":"Tell a story"}]}"""), out var request, out _));
+
+        var continuation = request.WithPartialAnswer("Once upon", style);
+
+        Assert.Equal(messages, continuation.Messages.Count);
+        var assistant = continuation.Messages[1]!;
+        Assert.Equal("assistant", (string?)assistant["role"]);
+        Assert.Equal("Once upon", (string?)assistant["content"]);
+        Assert.Equal(prefixFlag, assistant["prefix"] is not null && (bool)assistant["prefix"]!);
+        if (style == Onyx.Gateway.Providers.ContinuationStyle.Instruction)
+        {
+            Assert.Equal("user", (string?)continuation.Messages[2]!["role"]);
+        }
+        // The client's request is left as it was.
+        Assert.Single(request.Messages);
+        Assert.True(continuation.Stream);
+    }
+
+    [Theory]
     [InlineData("""[]""", null)]
     [InlineData("""{"messages":[{"role":"user","content":"x"}]}""", "model")]
     [InlineData("""{"model":"","messages":[{"role":"user","content":"x"}]}""", "model")]

@@ -12,37 +12,9 @@ namespace Onyx.Gateway.Tests.RateLimiting;
 /// Limits and keys shared through a real redis-server by gateways in this process acting as replicas — and what
 /// happens when that Redis stops, stalls and comes back.
 /// </summary>
-public sealed class SharedRateLimitTests : IAsyncLifetime
+public sealed class SharedRateLimitTests : ReplicasOnOneRedis
 {
-    private readonly List<GatewayHost> _gateways = [];
-    private RedisServerProcess _redis = null!;
-
-    public async Task InitializeAsync() => _redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20));
-
-    public async Task DisposeAsync()
-    {
-        foreach (var gateway in _gateways)
-        {
-            await gateway.DisposeAsync();
-        }
-        await _redis.DisposeAsync();
-    }
-
-    private async Task<GatewayHost> StartReplicaAsync(Dictionary<string, string?>? settings = null)
-    {
-        var all = new Dictionary<string, string?>
-        {
-            ["ConnectionStrings:redis"] = _redis.ConnectionString,
-            ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
-        };
-        foreach (var (key, value) in settings ?? [])
-        {
-            all[key] = value;
-        }
-        var gateway = await GatewayHost.StartAsync(all);
-        _gateways.Add(gateway);
-        return gateway;
-    }
+    protected override Dictionary<string, string?> ReplicaSettings => new() { ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey };
 
     [Fact]
     public async Task TwoReplicasTogetherAdmitExactlyTheLimit()
@@ -79,7 +51,7 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
         Assert.All(responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests), r => Assert.InRange(long.Parse(r.RetryAfterMs!), 1, 60_000));
         Assert.Equal(20, a.Primary.Calls + b.Primary.Calls);
 
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         var admitted = await redis.GetDatabase().SortedSetRangeByRankAsync("onyx:rl:{shared-user}:req");
         Assert.Equal(20, admitted.Length);
         // Each entry names the replica that admitted it: both did.
@@ -127,7 +99,7 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
         Assert.Equal("tokens", (string?)(await ErrorOf(refused, HttpStatusCode.TooManyRequests))["type"]);
 
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         Assert.Equal(2 * perCall, (long)await redis.GetDatabase().StringGetAsync("onyx:rl:{master}:toksum"));
     }
 
@@ -141,8 +113,8 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
             Assert.Equal("99", Header(before, "x-ratelimit-remaining-requests"));
         }
 
-        var port = _redis.Port;
-        await _redis.DisposeAsync();
+        var port = Redis.Port;
+        await Redis.DisposeAsync();
         for (var i = 0; i < 5; i++)
         {
             using var degraded = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
@@ -154,7 +126,7 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
         var health = await HealthAsync(client);
         Assert.Equal("Degraded", (string?)health["checks"]!["rate-limits"]!["status"]);
 
-        _redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20), port);
+        Redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20), port);
         await gateway.Logs.WaitForAsync(r => r.EventId == 5004, TimeSpan.FromSeconds(20));
 
         using (var shared = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
@@ -163,7 +135,7 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
             // The restarted Redis is empty: this is its first request.
             Assert.Equal("99", Header(shared, "x-ratelimit-remaining-requests"));
         }
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         Assert.Equal(1, await redis.GetDatabase().SortedSetLengthAsync("onyx:rl:{master}:req"));
         health = await HealthAsync(client);
         Assert.Equal("Healthy", (string?)health["checks"]!["rate-limits"]!["status"]);
@@ -174,7 +146,7 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
     {
         var gateway = await StartReplicaAsync(new() { ["Onyx:RateLimits:FailClosed"] = "true" });
         using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
-        await _redis.DisposeAsync();
+        await Redis.DisposeAsync();
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
@@ -192,7 +164,7 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
         (await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()))).Dispose();
 
         // Redis stops answering anyone for 3 s (this connection is closed only afterwards: closing waits out the pause).
-        await using var admin = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",allowAdmin=true");
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
         await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "3000", "ALL");
         // Three slow answers in a row: each request is decided in memory after 50 ms, and the third stops the
         // replica asking Redis until it answers again.
@@ -222,7 +194,7 @@ public sealed class SharedRateLimitTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
         }
 
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",allowAdmin=true");
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
         var server = redis.GetServer(redis.GetEndPoints()[0]);
         var database = redis.GetDatabase();
         var everything = new List<string>();

@@ -16,7 +16,7 @@ namespace Onyx.Gateway.Tests.Resilience;
 /// redis-server — and each replica on its own when that Redis stops or stalls. Each replica has its own fake
 /// primary, so a replica's primary call count says exactly what that replica sent upstream.
 /// </summary>
-public sealed class SharedCircuitBreakerTests : IAsyncLifetime
+public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
 {
     private const string PrimaryDeployment = "together_ai/deepseek-ai/DeepSeek-V3";
     private static readonly string OpenKey = $"onyx:breaker:{{{PrimaryDeployment}}}";
@@ -24,36 +24,11 @@ public sealed class SharedCircuitBreakerTests : IAsyncLifetime
     /// <summary>A breaker short enough to wait out in real time: Redis TTLs run on the server's clock, which no fake drives.</summary>
     private static readonly Dictionary<string, string?> ShortCooldown = new() { ["router_settings:cooldown_time"] = "1" };
 
-    private readonly List<GatewayHost> _gateways = [];
-    private RedisServerProcess _redis = null!;
-
-    public async Task InitializeAsync() => _redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20));
-
-    public async Task DisposeAsync()
+    protected override Dictionary<string, string?> ReplicaSettings => new()
     {
-        foreach (var gateway in _gateways)
-        {
-            await gateway.DisposeAsync();
-        }
-        await _redis.DisposeAsync();
-    }
-
-    private async Task<GatewayHost> StartReplicaAsync(Dictionary<string, string?>? settings = null)
-    {
-        var all = new Dictionary<string, string?>
-        {
-            ["ConnectionStrings:redis"] = _redis.ConnectionString,
-            // Only the breakers talk to Redis on a request's path here, so what a request waits for is theirs.
-            ["Onyx:RateLimits:Enabled"] = "false",
-        };
-        foreach (var (key, value) in settings ?? [])
-        {
-            all[key] = value;
-        }
-        var gateway = await GatewayHost.StartAsync(all);
-        _gateways.Add(gateway);
-        return gateway;
-    }
+        // Only the breakers talk to Redis on a request's path here, so what a request waits for is theirs.
+        ["Onyx:RateLimits:Enabled"] = "false",
+    };
 
     private static string ReplicaOf(GatewayHost gateway) => gateway.Services.GetRequiredService<ReplicaIdentity>().Id;
 
@@ -109,7 +84,7 @@ public sealed class SharedCircuitBreakerTests : IAsyncLifetime
     /// <summary>Watches the breakers' channel as another replica would, to know an announcement went out.</summary>
     private async Task<(ConnectionMultiplexer Connection, Func<string, Task<string>> Next)> WatchAnnouncementsAsync()
     {
-        var connection = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        var connection = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         var messages = await connection.GetSubscriber().SubscribeAsync(RedisChannel.Literal("onyx:breakers"));
         async Task<string> Next(string kind)
         {
@@ -148,7 +123,7 @@ public sealed class SharedCircuitBreakerTests : IAsyncLifetime
         Assert.StartsWith("circuit open until", await PrimaryHealthAsync(b));
 
         // Redis keeps the open for the cooldown, naming the replica that opened it.
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         var open = await redis.GetDatabase().StringGetWithExpiryAsync(OpenKey);
         Assert.StartsWith(ReplicaOf(a) + "#", open.Value.ToString());
         Assert.InRange(open.Expiry!.Value, TimeSpan.FromSeconds(50), TimeSpan.FromSeconds(60));
@@ -215,7 +190,7 @@ public sealed class SharedCircuitBreakerTests : IAsyncLifetime
             Assert.Equal("true", Header(r, "x-onyx-fallback"));
         });
         var prober = a.Primary.Calls == 4 ? a : b;
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         Assert.Equal(ReplicaOf(prober), (string?)await redis.GetDatabase().StringGetAsync(OpenKey + ":probe"));
 
         // The probe's client goes away: no verdict, and the claim is given up for the next replica.
@@ -251,7 +226,7 @@ public sealed class SharedCircuitBreakerTests : IAsyncLifetime
         using var onB = await ChatAsync(b);
         Assert.Equal("false", Header(onB, "x-onyx-fallback"));
         Assert.Equal(1, b.Primary.Calls);
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         Assert.False(await redis.GetDatabase().KeyExistsAsync(OpenKey));
     }
 
@@ -263,7 +238,7 @@ public sealed class SharedCircuitBreakerTests : IAsyncLifetime
         // A first request through each replica, so what is timed below is a warm gateway.
         (await ChatAsync(a)).Dispose();
         (await ChatAsync(b)).Dispose();
-        await _redis.DisposeAsync();
+        await Redis.DisposeAsync();
 
         a.Primary.FailNext(3, FakeFault.Status(500));
         for (var i = 0; i < 5; i++)
@@ -302,12 +277,12 @@ public sealed class SharedCircuitBreakerTests : IAsyncLifetime
     [Fact]
     public async Task AReplicaThatStartedWhileRedisWasDownFollowsTheOthersOnceItIsBack()
     {
-        var port = _redis.Port;
-        await _redis.DisposeAsync();
+        var port = Redis.Port;
+        await Redis.DisposeAsync();
         var late = await StartReplicaAsync();
         Assert.Single(late.Logs.Records, r => r.EventId == 2003);
 
-        _redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20), port);
+        Redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20), port);
         // Its connection comes back on its own; then it subscribes and reads the open breakers (none yet).
         await late.Logs.WaitForAsync(r => r.EventId == 2004, TimeSpan.FromSeconds(20));
         var other = await StartReplicaAsync();
@@ -329,7 +304,7 @@ public sealed class SharedCircuitBreakerTests : IAsyncLifetime
         await WaitUntilAsync(await OpenUntilAsync(a));
 
         // Redis stops answering anyone for 3 s (this connection is closed only afterwards: closing waits out the pause).
-        await using var admin = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",allowAdmin=true");
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
         await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "3000", "ALL");
         var clock = Stopwatch.StartNew();
         using var probe = await ChatAsync(a);

@@ -68,8 +68,14 @@ internal sealed class ChatStreamResult(RoutedStream stream) : IResult
                 {
                     foreach (var resume in stream.Resumes)
                     {
-                        // A comment line: SSE clients ignore it, people and tools reading the stream see it.
-                        SseWriter.WriteComment(writer, $"onyx-resumed from={resume.From} to={resume.To} at_chars={resume.AtChars} reason={resume.Reason}");
+                        // A comment line: SSE clients ignore it, people and tools reading the stream see it. Where
+                        // the protocol carries trailers (HTTP/2, HTTP/3), a trailer says it too.
+                        var where = $"from={resume.From} to={resume.To} at_chars={resume.AtChars} reason={resume.Reason}";
+                        SseWriter.WriteComment(writer, "onyx-resumed " + where);
+                        if (response.SupportsTrailers())
+                        {
+                            response.AppendTrailer("x-onyx-resumed", where);
+                        }
                     }
                     SseWriter.WriteEvent(writer, SseWriter.Done);
                     break;

@@ -1,0 +1,39 @@
+namespace Onyx.Gateway.Tests.TestHost;
+
+/// <summary>
+/// A test class whose gateways act as replicas of one deployment: each started in this process on its own port,
+/// all sharing one real redis-server, which a test may stop, restart on its port, or pause.
+/// </summary>
+public abstract class ReplicasOnOneRedis : IAsyncLifetime
+{
+    private readonly List<GatewayHost> _gateways = [];
+
+    protected RedisServerProcess Redis { get; set; } = null!;
+
+    /// <summary>Settings every replica of the class gets, under each test's own.</summary>
+    protected abstract Dictionary<string, string?> ReplicaSettings { get; }
+
+    public async Task InitializeAsync() => Redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20));
+
+    public async Task DisposeAsync()
+    {
+        foreach (var gateway in _gateways)
+        {
+            await gateway.DisposeAsync();
+        }
+        await Redis.DisposeAsync();
+    }
+
+    /// <summary>Starts one more replica on the shared Redis, with <paramref name="settings"/> over the class's.</summary>
+    protected async Task<GatewayHost> StartReplicaAsync(Dictionary<string, string?>? settings = null)
+    {
+        var all = new Dictionary<string, string?>(ReplicaSettings) { ["ConnectionStrings:redis"] = Redis.ConnectionString };
+        foreach (var (key, value) in settings ?? [])
+        {
+            all[key] = value;
+        }
+        var gateway = await GatewayHost.StartAsync(all);
+        _gateways.Add(gateway);
+        return gateway;
+    }
+}
