@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Onyx.AppHost.Configuration;
 using Onyx.AppHost.Infrastructure;
 using Onyx.AppHost.Ollama;
@@ -106,38 +107,35 @@ internal static class GatewayBuilderExtensions
     }
 
     /// <summary>
-    /// <c>LITELLM_MASTER_KEY</c> from the secret parameter <c>master-key</c>. When run without a value the gateway
-    /// gets no key and serves loopback callers without one (it says so at start); a published manifest always
-    /// asks for it, and a gateway listening beyond loopback refuses to start without it.
+    /// <c>LITELLM_MASTER_KEY</c> from the secret parameter <c>master-key</c>. Without a value the gateway gets no key
+    /// and serves loopback callers without one (it says so at start); a gateway listening beyond loopback refuses
+    /// to start without it.
     /// </summary>
-    private static IResourceBuilder<ProjectResource> WithMasterKey(this IResourceBuilder<ProjectResource> gateway)
-    {
-        var builder = gateway.ApplicationBuilder;
-        if (builder.ExecutionContext.IsRunMode && builder.Configuration.GetNonEmpty(OnyxConfiguration.MasterKeyParameter) is null)
-        {
-            builder.LogOnStart(GatewayLog.MasterKeyMissing);
-            return gateway;
-        }
-
-        var masterKey = builder.AddParameter(MasterKeyParameterName, secret: true);
-        return gateway.WithEnvironment("LITELLM_MASTER_KEY", masterKey);
-    }
+    private static IResourceBuilder<ProjectResource> WithMasterKey(this IResourceBuilder<ProjectResource> gateway) =>
+        gateway.WithSecret(MasterKeyParameterName, OnyxConfiguration.MasterKeyParameter, "LITELLM_MASTER_KEY", GatewayLog.MasterKeyMissing);
 
     /// <summary>
-    /// <c>TOGETHER_API_KEY</c> from the secret parameter <c>together-api-key</c>. When run without a value the
-    /// parameter is left out (Aspire would hold the gateway until someone types it in) and the primary deployment
-    /// is unavailable; a published manifest always asks for it.
+    /// <c>TOGETHER_API_KEY</c> from the secret parameter <c>together-api-key</c>. Without a value the primary
+    /// deployment is unavailable.
     /// </summary>
-    private static IResourceBuilder<ProjectResource> WithTogetherApiKey(this IResourceBuilder<ProjectResource> gateway)
+    private static IResourceBuilder<ProjectResource> WithTogetherApiKey(this IResourceBuilder<ProjectResource> gateway) =>
+        gateway.WithSecret(TogetherApiKeyParameterName, OnyxConfiguration.TogetherApiKeyParameter, "TOGETHER_API_KEY", GatewayLog.TogetherApiKeyMissing);
+
+    /// <summary>
+    /// An environment variable from a secret parameter. When run without a value the parameter is left out (Aspire
+    /// would hold the gateway until someone types it in) and <paramref name="logMissing"/> says so at start; a
+    /// published manifest always asks for it.
+    /// </summary>
+    private static IResourceBuilder<ProjectResource> WithSecret(this IResourceBuilder<ProjectResource> gateway, string parameterName,
+        string configurationKey, string environmentVariable, Action<ILogger> logMissing)
     {
         var builder = gateway.ApplicationBuilder;
-        if (builder.ExecutionContext.IsRunMode && builder.Configuration.GetNonEmpty(OnyxConfiguration.TogetherApiKeyParameter) is null)
+        if (builder.ExecutionContext.IsRunMode && builder.Configuration.GetNonEmpty(configurationKey) is null)
         {
-            builder.LogOnStart(GatewayLog.TogetherApiKeyMissing);
+            builder.LogOnStart(logMissing);
             return gateway;
         }
 
-        var apiKey = builder.AddParameter(TogetherApiKeyParameterName, secret: true);
-        return gateway.WithEnvironment("TOGETHER_API_KEY", apiKey);
+        return gateway.WithEnvironment(environmentVariable, builder.AddParameter(parameterName, secret: true));
     }
 }
