@@ -294,7 +294,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             var configuration = typeof(GracefulShutdownTests).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Release";
             var dll = Path.Combine(GatewayHost.RepositoryRoot, "Onyx.Gateway", "bin", configuration, "net10.0", "Onyx.Gateway.dll");
             Assert.True(File.Exists(dll), $"{dll} is missing: the test project's build builds it.");
-            var port = FreePort();
+            var port = LoopbackPort.Free();
             var start = new ProcessStartInfo("dotnet")
             {
                 RedirectStandardOutput = true,
@@ -396,13 +396,6 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
                 await _process.WaitForExitAsync();
             }
             _process.Dispose();
-        }
-
-        private static int FreePort()
-        {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            return ((IPEndPoint)listener.LocalEndpoint).Port;
         }
     }
 }

@@ -23,7 +23,7 @@ public sealed class RedisServerProcess : IAsyncDisposable
     /// <param name="port">A fixed port (to restart a stopped server where its clients expect it); a free one if not given.</param>
     public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null)
     {
-        var chosen = port ?? FreePort();
+        var chosen = port ?? LoopbackPort.Free();
         var start = new ProcessStartInfo("redis-server")
         {
             RedirectStandardOutput = true,
@@ -74,12 +74,5 @@ public sealed class RedisServerProcess : IAsyncDisposable
             await _process.WaitForExitAsync();
         }
         _process.Dispose();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
