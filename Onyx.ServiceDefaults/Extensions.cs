@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
@@ -50,19 +51,33 @@ public static class Extensions
 
     public static TBuilder ConfigureOpenTelemetry<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
-        builder.Logging.AddOpenTelemetry(logging =>
-        {
-            logging.IncludeFormattedMessage = true;
-            logging.IncludeScopes = true;
-        });
+        // Logs and traces go through OpenTelemetry only when something exports them (OTLP under Aspire, or
+        // "OpenTelemetry:Traces"/"OpenTelemetry:Logs" = true for another exporter a project adds). Without an
+        // exporter the pipelines would still build a log record and an Activity, with its tags, for every request
+        // and every upstream call, only to drop them: a cost on the hot path that buys nothing. Metrics are always
+        // collected (a project may scrape them itself).
+        var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        var logs = otlp || builder.Configuration.GetValue("OpenTelemetry:Logs", false);
+        var traces = otlp || builder.Configuration.GetValue("OpenTelemetry:Traces", false);
 
-        builder.Services.AddOpenTelemetry()
+        if (logs)
+        {
+            builder.Logging.AddOpenTelemetry(logging =>
+            {
+                logging.IncludeFormattedMessage = true;
+                logging.IncludeScopes = true;
+            });
+        }
+
+        var telemetry = builder.Services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddAspNetCoreInstrumentation()
                 .AddHttpClientInstrumentation()
                 .AddRuntimeInstrumentation()
-                .AddMeter(OnyxTelemetryPrefix + "*"))
-            .WithTracing(tracing => tracing
+                .AddMeter(OnyxTelemetryPrefix + "*"));
+        if (traces)
+        {
+            telemetry.WithTracing(tracing => tracing
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource(OnyxTelemetryPrefix + "*")
                 .AddAspNetCoreInstrumentation(aspnet =>
@@ -71,10 +86,11 @@ public static class Extensions
                         !context.Request.Path.StartsWithSegments(HealthEndpointPath)
                         && !context.Request.Path.StartsWithSegments(AlivenessEndpointPath))
                 .AddHttpClientInstrumentation());
+        }
 
-        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        if (otlp)
         {
-            builder.Services.AddOpenTelemetry().UseOtlpExporter();
+            telemetry.UseOtlpExporter();
         }
         return builder;
     }
