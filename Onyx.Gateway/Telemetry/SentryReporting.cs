@@ -32,6 +32,8 @@ internal static partial class SentryReporting
             options.Dsn = configuration[DsnKey];
             options.SendDefaultPii = false;
             options.MaxRequestBodySize = Sentry.Extensibility.RequestSize.None;
+            // A failed call's event is a message, not an exception: a thread-pool stack says nothing about it.
+            options.AttachStacktrace = false;
             // Traces go to OpenTelemetry; Sentry gets errors only.
             options.TracesSampleRate = 0;
             options.SetBeforeSend((sentryEvent, _) => Scrub(sentryEvent));
