@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Onyx.Gateway.Auth;
 using Onyx.Gateway.Telemetry;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
@@ -32,7 +33,7 @@ public sealed class SentryReportingTests : IAsyncLifetime
         {
             ["LITELLM_MASTER_KEY"] = MasterKey,
             [SentryReporting.DsnKey] = $"http://0123456789abcdef@127.0.0.1:{_sentry.Port}/42",
-        });
+        }, services => services.AddSingleton<IKeyStore, FailingSpendStore>());
     }
 
     public async Task DisposeAsync()
@@ -65,6 +66,43 @@ public sealed class SentryReportingTests : IAsyncLifetime
             Assert.DoesNotContain(MasterKey, sent, StringComparison.Ordinal);
             Assert.DoesNotContain(GatewayHost.TogetherKey, sent, StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public async Task AnUnhandledExceptionIsReportedScrubbed()
+    {
+        using var client = _gateway.CreateClient(MasterKey);
+        using var generated = await client.PostAsync("/key/generate", GatewayHost.Json("{}"));
+        var key = (string)System.Text.Json.Nodes.JsonNode.Parse(await generated.Content.ReadAsStringAsync())!["key"]!;
+        using var response = await client.GetAsync("/key/info?key=" + key);
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+
+        var envelope = await _sentry.WaitForAsync(e => e.Contains(FailingSpendStore.Message, StringComparison.Ordinal), TimeSpan.FromSeconds(15));
+        Assert.Contains("InvalidOperationException", envelope, StringComparison.Ordinal);
+        Assert.Contains("[Filtered]", envelope, StringComparison.Ordinal);
+        Assert.DoesNotContain(MasterKey, envelope, StringComparison.Ordinal);
+        Assert.DoesNotContain(key, envelope, StringComparison.Ordinal);
+    }
+
+    /// <summary>A key store whose spend read throws an exception the gateway does not expect (its message names a key).</summary>
+    private sealed class FailingSpendStore : IKeyStore
+    {
+        public const string Message = "spend store exploded";
+
+        private readonly InMemoryKeyStore _keys = new();
+
+        public Task<ApiKeyRecord?> FindAsync(string hash, CancellationToken cancellationToken) => _keys.FindAsync(hash, cancellationToken);
+
+        public Task SaveAsync(ApiKeyRecord record, CancellationToken cancellationToken) => _keys.SaveAsync(record, cancellationToken);
+
+        public Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken) => _keys.DeleteAsync(hash, cancellationToken);
+
+        public Task SubscribeAsync(Action<string> changed) => _keys.SubscribeAsync(changed);
+
+        public Task AddSpendAsync(IReadOnlyDictionary<string, decimal> costs, CancellationToken cancellationToken) => _keys.AddSpendAsync(costs, cancellationToken);
+
+        public Task<decimal> GetSpendAsync(string hash, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException($"{Message} while reading the spend of {MasterKey}");
     }
 
     [Fact]
