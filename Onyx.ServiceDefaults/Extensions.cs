@@ -21,6 +21,9 @@ public static class Extensions
     public const string HealthEndpointPath = "/health";
     public const string AlivenessEndpointPath = "/alive";
 
+    /// <summary>Where a service serves its metrics in Prometheus format (if it does).</summary>
+    public const string MetricsEndpointPath = "/metrics";
+
     /// <summary>Tag for checks that only say the process is alive (served at <c>/alive</c>).</summary>
     public const string LiveTag = "live";
 
@@ -81,10 +84,11 @@ public static class Extensions
                 .AddSource(builder.Environment.ApplicationName)
                 .AddSource(OnyxTelemetryPrefix + "*")
                 .AddAspNetCoreInstrumentation(aspnet =>
-                    // Probes are frequent and say nothing about traffic: keep them out of traces.
+                    // Probes and scrapes are frequent and say nothing about traffic: keep them out of traces.
                     aspnet.Filter = context =>
                         !context.Request.Path.StartsWithSegments(HealthEndpointPath)
-                        && !context.Request.Path.StartsWithSegments(AlivenessEndpointPath))
+                        && !context.Request.Path.StartsWithSegments(AlivenessEndpointPath)
+                        && !context.Request.Path.StartsWithSegments(MetricsEndpointPath))
                 .AddHttpClientInstrumentation());
         }
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;
+using Onyx.Gateway.Spend;
 
 namespace Onyx.Gateway.Tests.Configuration;
 
@@ -134,7 +135,32 @@ public sealed class LiteLlmConfigTests
         Assert.Single(alone);
     }
 
+    [Fact]
+    public void ReadsPricesPerTokenOrPerMillionFromLiteLlmParamsOrModelInfo()
+    {
+        var (table, errors) = Load("""
+            model_list:
+              - model_name: a
+                litellm_params: { model: "openai/x", api_base: "http://h1/v1", input_cost_per_token: 0.0000025, output_cost_per_token: 0.00001 }
+              - model_name: b
+                litellm_params: { model: "openai/y", api_base: "http://h2/v1" }
+                model_info: { input_cost_per_million_tokens: 0.6, output_cost_per_million_tokens: 1.7 }
+              - model_name: c
+                litellm_params: { model: "openai/z", api_base: "http://h3/v1", output_cost_per_million_tokens: 3 }
+              - model_name: d
+                litellm_params: { model: "openai/w", api_base: "http://h4/v1" }
+            """);
+        Assert.Empty(errors);
+        Assert.Equal(new Price(0.0000025m, 0.00001m), table.Deployments[0].Price);
+        Assert.Equal(new Price(0.0000006m, 0.0000017m), table.Deployments[1].Price);
+        Assert.Equal(new Price(0m, 0.000003m), table.Deployments[2].Price);
+        Assert.Null(table.Deployments[3].Price);
+        Assert.Equal(0.00007m, table.Deployments[0].Price!.CostOf(new(8, 5)));
+    }
+
     [Theory]
+    [InlineData("model_list:\n  - model_name: a\n    litellm_params: { model: \"openai/x\", input_cost_per_token: -1 }", "model_list:0:litellm_params:input_cost_per_token", "negative")]
+    [InlineData("model_list:\n  - model_name: a\n    litellm_params: { model: \"openai/x\", input_cost_per_token: 0.000001 }\n    model_info: { input_cost_per_million_tokens: 2 }", "model_list:0:litellm_params:input_cost_per_token and model_list:0:model_info:input_cost_per_million_tokens", "give one")]
     [InlineData("model_list:\n  - model_name: a\n    litellm_params: { model: \"bedrock/claude\" }", "model_list:0:litellm_params:model", "unknown provider prefix 'bedrock/'")]
     [InlineData("model_list:\n  - model_name: a\n    litellm_params: { model: \"gpt-4\" }", "model_list:0:litellm_params:model", "'<provider>/<model>'")]
     [InlineData("model_list:\n  - litellm_params: { model: \"openai/x\" }", "model_list:0:model_name", "required")]

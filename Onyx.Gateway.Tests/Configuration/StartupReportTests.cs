@@ -12,13 +12,23 @@ public sealed class StartupReportTests
         await using var gateway = await GatewayHost.StartAsync();
 
         var ignored = gateway.Logs.Records.Where(r => r.EventId == 1004).Select(r => (string?)r["Key"]).ToList();
-        Assert.Contains("litellm_settings:success_callback:0", ignored);
-        Assert.Contains("litellm_settings:failure_callback:0", ignored);
+        // success_callback ["prometheus"] is /metrics and failure_callback ["sentry"] is SENTRY_DSN: both acted on.
+        Assert.DoesNotContain("litellm_settings:success_callback:0", ignored);
+        Assert.DoesNotContain("litellm_settings:failure_callback:0", ignored);
         Assert.Contains("model_list:0:litellm_params:stream", ignored);
         Assert.Equal(ignored.Count, ignored.Distinct().Count());
         Assert.DoesNotContain("model_list:0:litellm_params:model", ignored);
         Assert.DoesNotContain("litellm_settings:rate_limit:rpm", ignored);
         Assert.DoesNotContain("general_settings:master_key", ignored);
+    }
+
+    [Fact]
+    public async Task LogsACallbackItDoesNotSupport()
+    {
+        await using var gateway = await GatewayHost.StartAsync(new() { ["litellm_settings:success_callback:0"] = "langfuse" });
+
+        var ignored = gateway.Logs.Records.Where(r => r.EventId == 1004).Select(r => (string?)r["Key"]).ToList();
+        Assert.Contains("litellm_settings:success_callback:0", ignored);
     }
 
     [Fact]

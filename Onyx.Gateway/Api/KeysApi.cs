@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Routing;
+using Onyx.Gateway.Spend;
 
 namespace Onyx.Gateway.Api;
 
@@ -82,7 +83,7 @@ internal static partial class KeysApi
         return TypedResults.Ok(new GeneratedKey(key, record));
     }
 
-    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Info(HttpContext context, KeyRegistry keys, string? key)
+    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Info(HttpContext context, KeyRegistry keys, SpendTracker spend, string? key)
     {
         var caller = context.GetCaller();
         string hash;
@@ -103,9 +104,21 @@ internal static partial class KeysApi
             return new OpenAiErrorResult(StatusCodes.Status403Forbidden,
                 new OpenAiError("A key may read only its own info; other keys need the master key.", OpenAiErrorTypes.Permission, "key", "master_key_required"));
         }
-        return await keys.FindAsync(hash, context.RequestAborted) is { } record
-            ? TypedResults.Ok(new KeyInfo(record.Hash, record))
-            : NotFound();
+        if (await keys.FindAsync(hash, context.RequestAborted) is not { } record)
+        {
+            return NotFound();
+        }
+        decimal? spent;
+        try
+        {
+            spent = await spend.GetAsync(hash, context.RequestAborted);
+        }
+        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+        {
+            // The key's record answers the question; its spend is left out while the store cannot be read.
+            spent = null;
+        }
+        return TypedResults.Ok(new KeyInfo(record.Hash, record with { Spend = spent }));
     }
 
     internal static async Task<Results<Ok<DeletedKeys>, OpenAiErrorResult>> Delete(HttpContext context, KeyRegistry keys)

@@ -33,6 +33,9 @@ internal sealed record ApiKeyRecord
     /// <summary><c>config</c> for keys declared in the config file (which the API cannot delete), else <c>api</c>.</summary>
     [JsonPropertyName("source")] public string Source { get; init; } = "api";
 
+    /// <summary>What the key's calls have cost so far, in US dollars: filled in by <c>/key/info</c>, never stored here.</summary>
+    [JsonPropertyName("spend")] public decimal? Spend { get; init; }
+
     public bool ExpiredAt(DateTimeOffset now) => Expires is { } expires && expires <= now;
 }
 

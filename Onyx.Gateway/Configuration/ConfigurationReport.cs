@@ -24,6 +24,14 @@ internal sealed partial class ConfigurationReport(
         Pattern("model_list:*:litellm_params:resume_streams"),
         Pattern("model_list:*:litellm_params:hedge_after_ms"),
         Pattern("model_list:*:litellm_params:max_parallel_requests"),
+        Pattern("model_list:*:litellm_params:input_cost_per_token"),
+        Pattern("model_list:*:litellm_params:output_cost_per_token"),
+        Pattern("model_list:*:litellm_params:input_cost_per_million_tokens"),
+        Pattern("model_list:*:litellm_params:output_cost_per_million_tokens"),
+        Pattern("model_list:*:model_info:input_cost_per_token"),
+        Pattern("model_list:*:model_info:output_cost_per_token"),
+        Pattern("model_list:*:model_info:input_cost_per_million_tokens"),
+        Pattern("model_list:*:model_info:output_cost_per_million_tokens"),
         Pattern("router_settings:routing_strategy"),
         Pattern("router_settings:allowed_fails"),
         Pattern("router_settings:fallback_models:*"),
@@ -67,7 +75,7 @@ internal sealed partial class ConfigurationReport(
         }
         foreach (var key in FileKeys())
         {
-            if (Implemented.Any(p => p.IsMatch(key)))
+            if (Implemented.Any(p => p.IsMatch(key)) || IsSupportedCallback(key))
             {
                 continue;
             }
@@ -78,6 +86,20 @@ internal sealed partial class ConfigurationReport(
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// <c>success_callback: ["prometheus"]</c> is <c>/metrics</c> (served whatever the file says) and
+    /// <c>failure_callback: ["sentry"]</c> is Sentry (active when <c>SENTRY_DSN</c> is set); other callbacks are not.
+    /// </summary>
+    private bool IsSupportedCallback(string key) => (Callback().Match(key), configuration[key]) switch
+    {
+        ({ Success: true } match, "prometheus") when match.Groups[1].Value == "success" => true,
+        ({ Success: true } match, "sentry") when match.Groups[1].Value == "failure" => true,
+        _ => false,
+    };
+
+    [GeneratedRegex(@"^litellm_settings:(success|failure)_callback:\d+$")]
+    private static partial Regex Callback();
 
     private IEnumerable<string> FileKeys()
     {

@@ -74,9 +74,34 @@ internal sealed class ModelListEntry
 
     [ConfigurationKeyName("litellm_params")]
     public LiteLlmParams LiteLlmParams { get; set; } = new();
+
+    /// <summary>LiteLLM's metadata of a deployment; Onyx reads its prices from here too.</summary>
+    [ConfigurationKeyName("model_info")]
+    public ModelInfo ModelInfo { get; set; } = new();
 }
 
-internal sealed class LiteLlmParams
+/// <summary>
+/// A deployment's price, in US dollars: LiteLLM's per-token names, or Onyx's per-million-token ones (the way
+/// providers list prices). Accepted in <c>litellm_params</c> and in <c>model_info</c>.
+/// </summary>
+internal abstract class PriceFields
+{
+    [ConfigurationKeyName("input_cost_per_token")]
+    public decimal? InputCostPerToken { get; set; }
+
+    [ConfigurationKeyName("output_cost_per_token")]
+    public decimal? OutputCostPerToken { get; set; }
+
+    [ConfigurationKeyName("input_cost_per_million_tokens")]
+    public decimal? InputCostPerMillionTokens { get; set; }
+
+    [ConfigurationKeyName("output_cost_per_million_tokens")]
+    public decimal? OutputCostPerMillionTokens { get; set; }
+}
+
+internal sealed class ModelInfo : PriceFields;
+
+internal sealed class LiteLlmParams : PriceFields
 {
     /// <summary>Provider prefix and the provider's model id: <c>together_ai/deepseek-ai/DeepSeek-V3</c>.</summary>
     [ConfigurationKeyName("model")]

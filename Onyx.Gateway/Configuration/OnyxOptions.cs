@@ -23,6 +23,17 @@ internal sealed class OnyxOptions
     public RateLimitOptions RateLimits { get; set; } = new();
 
     public AuthOptions Auth { get; set; } = new();
+
+    public MetricsOptions Metrics { get; set; } = new();
+}
+
+internal sealed class MetricsOptions
+{
+    /// <summary>Serve <c>GET /metrics</c> in Prometheus text format (OTLP export under Aspire is separate and always on).</summary>
+    public bool Prometheus { get; set; } = true;
+
+    /// <summary>Let only the master key read <c>/metrics</c> (off by default: scrapers seldom have a key).</summary>
+    public bool RequireMasterKey { get; set; }
 }
 
 internal sealed class RateLimitOptions

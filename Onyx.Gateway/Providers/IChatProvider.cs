@@ -36,4 +36,7 @@ internal sealed class AttemptContext(string requestId)
 
     /// <summary>The model name the upstream reported.</summary>
     public string? ResponseModel { get; set; }
+
+    /// <summary>The attempt's span (null when nobody listens); the upstream HTTP request's span is its child.</summary>
+    public System.Diagnostics.Activity? Activity { get; init; }
 }

@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
+using Onyx.Gateway.Spend;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
@@ -7,16 +9,21 @@ namespace Onyx.Gateway.Routing;
 /// <summary>Who a call is made for, and what to tell when it ends (its total tokens, for the rate limiter).</summary>
 internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? Finished = null)
 {
+    /// <summary>The API key's hash, whose spend the call's cost is added to (none for the master key or an open gateway).</summary>
+    public string? KeyHash { get; init; }
+
     public static CallOwner Unknown { get; } = new(null, null);
 }
 
 /// <summary>
-/// Follows one client request through its attempts and writes its call log record, metrics and attempt events
-/// exactly once, whichever way it ends.
+/// Follows one client request through its attempts and writes its call log record, metrics, spans, cost and attempt
+/// events exactly once, whichever way it ends.
 /// </summary>
-internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics, TokenEstimator estimator)
+internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics,
+    TokenEstimator estimator, SpendTracker spend)
 {
     private readonly long _started = time.GetTimestamp();
+    private readonly Activity? _activity = GatewayTracing.StartCall(request, requestId);
     private readonly List<string> _tried = [];
     private List<ResumedAt>? _resumes;
     private bool _finished;
@@ -34,20 +41,34 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
 
     public TimeSpan Elapsed => time.GetElapsedTime(_started);
 
-    public void Skipped(Deployment deployment, string reason) => _tried.Add($"{deployment.Id} ({reason})");
+    public void Skipped(Deployment deployment, string reason)
+    {
+        _tried.Add($"{deployment.Id} ({reason})");
+        GatewayTracing.Skipped(_activity, deployment, reason);
+    }
 
-    public void AttemptStarted() => Attempts++;
+    /// <summary>Counts an attempt on <paramref name="deployment"/> and starts its span (the current one from here on).</summary>
+    public AttemptContext AttemptStarted(Deployment deployment)
+    {
+        Attempts++;
+        return new AttemptContext(RequestId) { Activity = GatewayTracing.StartAttempt(_activity, deployment, Attempts) };
+    }
 
     /// <summary>The answer broke on <paramref name="from"/> after <paramref name="atChars"/> characters and continues on <paramref name="to"/>.</summary>
-    public void Resumed(Deployment from, Deployment to, int atChars, string reason) =>
+    public void Resumed(Deployment from, Deployment to, int atChars, string reason)
+    {
         (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, atChars, reason));
+        metrics.Resumed(Request.Model, from.Id, to.Id, reason);
+        GatewayTracing.Resumed(_activity, from, to, atChars, reason);
+    }
 
     public void FirstToken() => TimeToFirstToken ??= Elapsed;
 
-    public void AttemptFailed(Deployment deployment, UpstreamException failure)
+    public void AttemptFailed(Deployment deployment, UpstreamException failure, AttemptContext context)
     {
         _tried.Add($"{deployment.Id} ({failure.Reason})");
-        metrics.AttemptFailed(deployment.Id, failure.Reason);
+        metrics.UpstreamError(deployment.Id, GatewayTracing.Kind(failure.Kind), failure.Reason);
+        GatewayTracing.AttemptFailed(context, failure);
         log.Write(new LlmAttemptRecord
         {
             Timestamp = time.GetUtcNow(),
@@ -79,8 +100,11 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         var tokens = usage ?? Estimate(context);
         // What counts against the caller's token limit: what a provider reported, or — without a report — the
         // estimate, but only if a model produced something; a call that failed before any token costs nothing.
-        owner.Finished?.Invoke(usage is not null || error is null || TimeToFirstToken is not null ? tokens.Total : 0);
-        log.Write(new LlmCallRecord
+        var charged = usage is not null || error is null || TimeToFirstToken is not null;
+        owner.Finished?.Invoke(charged ? tokens.Total : 0);
+        // The same rule for money: a call that failed before any token was produced costs nothing.
+        decimal? cost = deployment?.Price is { } price ? (charged ? price.CostOf(tokens) : 0) : null;
+        var record = new LlmCallRecord
         {
             Timestamp = time.GetUtcNow(),
             RequestId = RequestId,
@@ -100,8 +124,20 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
             Fallback = fallback,
             Attempts = Attempts,
             Resumed = _resumes,
-        });
+            CostUsd = cost,
+        };
+        log.Write(record);
+        GatewayTracing.EndAttempt(context, error is null ? "success" : "failed", tokens, error?.Type);
+        GatewayTracing.EndCall(_activity, record);
         metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
+        if (cost is { } spent && deployment is not null)
+        {
+            metrics.Cost(Request.Model, deployment.Id, spent);
+            if (owner.KeyHash is { } key)
+            {
+                spend.Add(key, spent);
+            }
+        }
         if (deployment is not null)
         {
             metrics.Completed(deployment.Provider.Prefix, Request.Model, context?.ResponseModel, elapsed, TimeToFirstToken,

@@ -3,6 +3,7 @@ using Onyx.Gateway.Configuration;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Resilience;
+using Onyx.Gateway.Spend;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
@@ -22,7 +23,8 @@ internal sealed class ChatCompletionRouter(
     TimeProvider time,
     CallLog callLog,
     GatewayMetrics metrics,
-    TokenEstimator estimator)
+    TokenEstimator estimator,
+    SpendTracker spend)
 {
     /// <summary>LiteLLM's default request timeout is far longer; ten minutes bounds a non-streaming attempt.</summary>
     private static readonly TimeSpan DefaultAttemptTimeout = TimeSpan.FromMinutes(10);
@@ -100,8 +102,7 @@ internal sealed class ChatCompletionRouter(
             var attempts = new (ChatRequest Request, string? Prefix)[] { (continuation, null), (call.Request, partial) };
             foreach (var (request, prefix) in attempts)
             {
-                call.AttemptStarted();
-                var context = new AttemptContext(call.RequestId);
+                var context = call.AttemptStarted(deployment);
                 var timer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
                 var linked = CancellationTokenSource.CreateLinkedTokenSource(clientAborted, timer.Token);
                 try
@@ -120,11 +121,12 @@ internal sealed class ChatCompletionRouter(
                     {
                         slot.Dispose();
                         breaker.OnAbandoned(permit);
+                        GatewayTracing.EndAttempt(context, "client_closed");
                         throw new OperationCanceledException(clientAborted);
                     }
                     var failure = ex as UpstreamException ?? new UpstreamException(FailureKind.Timeout,
                         $"{deployment.Id}: no first token of the continuation within {_options.FirstTokenTimeout.TotalSeconds:0.###}s");
-                    call.AttemptFailed(deployment, failure);
+                    call.AttemptFailed(deployment, failure, context);
                     if (failure.IsClientError && prefix is null)
                     {
                         // It refuses the prefilled answer: ask it for the answer anew, to splice.
@@ -187,7 +189,7 @@ internal sealed class ChatCompletionRouter(
         }
     }
 
-    private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) => new(request, requestId, owner, time, callLog, metrics, estimator);
+    private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) => new(request, requestId, owner, time, callLog, metrics, estimator, spend);
 
     private delegate Task<T> Attempt<T>(Deployment deployment, IChatProvider provider, AttemptContext context, CancellationTokenSource timer, CancellationToken token);
 
@@ -234,9 +236,8 @@ internal sealed class ChatCompletionRouter(
                     break;
                 }
 
-                call.AttemptStarted();
                 lastTried = deployment;
-                var context = new AttemptContext(call.RequestId);
+                var context = call.AttemptStarted(deployment);
                 // The timer is bound to the TimeProvider, so tests drive first-token and attempt timeouts with a fake clock.
                 var timer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
                 var linked = CancellationTokenSource.CreateLinkedTokenSource(clientAborted, timer.Token);
@@ -327,7 +328,7 @@ internal sealed class ChatCompletionRouter(
         {
             breaker.OnFailure(permit, failure.Reason);
         }
-        call.AttemptFailed(deployment, failure);
+        call.AttemptFailed(deployment, failure, context);
         return failure;
     }
 
@@ -424,8 +425,7 @@ internal sealed class ChatCompletionRouter(
             call.Skipped(deployment, "overloaded");
             return null;
         }
-        call.AttemptStarted();
-        var context = new AttemptContext(call.RequestId);
+        var context = call.AttemptStarted(deployment);
         var timer = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
         var linked = CancellationTokenSource.CreateLinkedTokenSource(clientAborted, timer.Token);
         var head = StartStreamAsync(deployment, _providers[deployment.Provider.Protocol], call.Request, context, timer, linked.Token, prefix: null);
@@ -437,6 +437,7 @@ internal sealed class ChatCompletionRouter(
     {
         loser.Timer.Cancel();
         loser.Breaker.OnAbandoned(loser.Permit);
+        GatewayTracing.EndAttempt(loser.Context, "abandoned");
         _ = loser.Head.ContinueWith(async t =>
         {
             if (t.IsCompletedSuccessfully)

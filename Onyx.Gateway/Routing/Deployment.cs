@@ -1,4 +1,5 @@
 using Onyx.Gateway.Providers;
+using Onyx.Gateway.Spend;
 
 namespace Onyx.Gateway.Routing;
 
@@ -38,6 +39,9 @@ internal sealed class Deployment
     public string? UnavailableReason { get; init; }
 
     public bool IsAvailable => UnavailableReason is null;
+
+    /// <summary>What its tokens cost (from the config's price table); null when the config names no price.</summary>
+    public Price? Price { get; init; }
 
     /// <summary>Where chat requests go: the protocol's chat path on <see cref="ApiBase"/>, worked out once.</summary>
     public Uri ChatEndpoint => _chatEndpoint ??= Provider.Protocol == ProviderProtocol.OllamaNative

@@ -147,7 +147,7 @@ internal sealed class RoutedStream : IAsyncDisposable
             }
 
             _breakers.For(Route.Deployment).OnFailure(default, failure.Reason);
-            _call.AttemptFailed(Route.Deployment, failure);
+            _call.AttemptFailed(Route.Deployment, failure, _context);
             if (_continue is null || _toolCall)
             {
                 throw Fail(failure, _toolCall ? "a tool call was in flight, so the answer cannot be continued" : null);

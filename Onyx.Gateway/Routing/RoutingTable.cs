@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Providers;
+using Onyx.Gateway.Spend;
 
 namespace Onyx.Gateway.Routing;
 
@@ -85,6 +86,7 @@ internal sealed class RoutingTable
             {
                 errors.Add($"{key}:litellm_params:temperature must be between 0 and 2.");
             }
+            var price = Price.Resolve(entry, key, errors);
 
             var explicitBase = EnvironmentReferences.Resolve(entry.LiteLlmParams.ApiBase, configuration);
             var baseText = explicitBase
@@ -128,6 +130,7 @@ internal sealed class RoutingTable
                 MaxParallelRequests = entry.LiteLlmParams.MaxParallelRequests,
                 HedgeAfter = entry.LiteLlmParams.HedgeAfterMs is { } hedge ? TimeSpan.FromMilliseconds(hedge) : null,
                 UnavailableReason = unavailable,
+                Price = price,
             });
             if (!aliases.Contains(entry.ModelName, StringComparer.Ordinal))
             {

@@ -31,6 +31,8 @@ internal sealed record LlmCallRecord
     [JsonPropertyName("attempts")] public required int Attempts { get; init; }
     /// <summary>Where a streamed answer broke and which deployment continued it (absent when it never broke).</summary>
     [JsonPropertyName("resumed")] public IReadOnlyList<ResumedAt>? Resumed { get; init; }
+    /// <summary>What the call cost in US dollars, from its deployment's price (absent when the config names no price).</summary>
+    [JsonPropertyName("cost_usd")] public decimal? CostUsd { get; init; }
 }
 
 internal sealed record ResumedAt(
@@ -85,8 +87,11 @@ internal sealed partial class CallLog : BackgroundService
         FullMode = BoundedChannelFullMode.Wait,
     });
 
-    public CallLog(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options)
+    private readonly FailureReporter _failures;
+
+    public CallLog(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options, FailureReporter failures)
     {
+        _failures = failures;
         _logger = loggerFactory.CreateLogger(Category);
         _stdout = options.Value.CallLog.Stdout;
     }
@@ -97,8 +102,10 @@ internal sealed partial class CallLog : BackgroundService
             record.Stream, record.Tokens.Prompt, record.Tokens.Completion, record.Tokens.Total, record.Tokens.Estimated,
             record.LatencyMs, record.TtftMs, record.Success, record.Status, record.Error?.Type, record.Error?.Message,
             record.Fallback, record.Attempts,
-            record.Resumed is { } resumes ? string.Join("; ", resumes.Select(r => $"{r.From} -> {r.To} at {r.AtChars} chars ({r.Reason})")) : null);
+            record.Resumed is { } resumes ? string.Join("; ", resumes.Select(r => $"{r.From} -> {r.To} at {r.AtChars} chars ({r.Reason})")) : null,
+            record.CostUsd);
         Enqueue(record);
+        _failures.Report(record);
     }
 
     public void Write(LlmAttemptRecord record)
@@ -161,7 +168,8 @@ internal sealed partial class CallLog : BackgroundService
             "LLM call {RequestId} {Alias} -> {Deployment}: success={Success} status={Status} latency_ms={LatencyMs} ttft_ms={TtftMs} tokens={TotalTokens}")]
         public static partial void Call(ILogger logger, string requestId, string alias, string? userId, string? keyName, string? deployment, string? providerModel,
             string? responseModel, bool stream, int promptTokens, int completionTokens, int totalTokens, bool tokensEstimated,
-            double latencyMs, double? ttftMs, bool success, int status, string? errorType, string? errorMessage, bool fallback, int attempts, string? resumed);
+            double latencyMs, double? ttftMs, bool success, int status, string? errorType, string? errorMessage, bool fallback, int attempts, string? resumed,
+            decimal? costUsd);
 
         [LoggerMessage(3002, LogLevel.Warning,
             "LLM attempt failed {RequestId} {Alias} -> {Deployment} (attempt {Attempt}): {Reason}: {Message} after {ElapsedMs} ms")]

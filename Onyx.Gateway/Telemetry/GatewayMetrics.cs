@@ -14,7 +14,10 @@ internal sealed class GatewayMetrics
 
     private readonly Meter _meter;
     private readonly Counter<long> _requests;
-    private readonly Counter<long> _attemptFailures;
+    private readonly Counter<long> _upstreamErrors;
+    private readonly Counter<long> _fallbacks;
+    private readonly Counter<long> _resumes;
+    private readonly Counter<double> _cost;
     private readonly Counter<long> _breakerTransitions;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _timeToFirstToken;
@@ -26,23 +29,41 @@ internal sealed class GatewayMetrics
     {
         _meter = meterFactory.Create(MeterName);
         _requests = _meter.CreateCounter<long>("onyx.gateway.requests", "{request}", "LLM requests by alias, deployment and outcome");
-        _attemptFailures = _meter.CreateCounter<long>("onyx.gateway.attempt.failures", "{attempt}", "Failed upstream attempts by deployment and reason");
+        _upstreamErrors = _meter.CreateCounter<long>("onyx.gateway.upstream.errors", "{error}", "Failed upstream attempts by deployment, error kind and reason");
+        _fallbacks = _meter.CreateCounter<long>("onyx.gateway.fallbacks", "{request}", "Requests answered (or last tried) by a deployment other than the alias's first");
+        _resumes = _meter.CreateCounter<long>("onyx.gateway.stream.resumes", "{resume}", "Streams that broke mid-answer and were continued on another deployment");
+        // The unit is an annotation ({USD}) so the Prometheus name stays onyx_gateway_cost_total.
+        _cost = _meter.CreateCounter<double>("onyx.gateway.cost", "{USD}", "What calls cost in US dollars, from the deployments' prices, by alias and deployment");
         _breakerTransitions = _meter.CreateCounter<long>("onyx.gateway.circuit_breaker.transitions", "{transition}", "Circuit breaker state changes");
         _duration = _meter.CreateHistogram("gen_ai.client.operation.duration", "s", "GenAI operation duration",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92] });
-        _timeToFirstToken = _meter.CreateHistogram("gen_ai.server.time_to_first_token", "s", "Time to the first token of a streamed answer",
+        _timeToFirstToken = _meter.CreateHistogram("gen_ai.client.operation.time_to_first_chunk", "s", "Time to the first chunk of a streamed answer",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0] });
         _tokens = _meter.CreateHistogram<long>("gen_ai.client.token.usage", "{token}", "Tokens used per call, by token type",
-            advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576] });
+            advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864] });
         _activeStreams = _meter.CreateUpDownCounter<long>("onyx.gateway.streams.active", "{stream}", "Streams in flight");
         _rateLimited = _meter.CreateCounter<long>("onyx.gateway.rate_limit.refusals", "{request}", "Requests refused by a rate limit, by limit, scope and alias");
     }
 
-    public void Request(string alias, string? deployment, string outcome, bool fallback) =>
+    public void Request(string alias, string? deployment, string outcome, bool fallback)
+    {
         _requests.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment ?? "none" }, { "onyx.outcome", outcome }, { "onyx.fallback", fallback } });
+        if (fallback)
+        {
+            _fallbacks.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment ?? "none" }, { "onyx.outcome", outcome } });
+        }
+    }
 
-    public void AttemptFailed(string deployment, string reason) =>
-        _attemptFailures.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.reason", reason } });
+    /// <param name="kind">connect, timeout, status, auth, … (<see cref="GatewayTracing.Kind"/>).</param>
+    /// <param name="reason">The finer label: <c>http_503</c>, <c>timeout</c>, <c>stream_broken</c>, …</param>
+    public void UpstreamError(string deployment, string kind, string reason) =>
+        _upstreamErrors.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.error.kind", kind }, { "onyx.reason", reason } });
+
+    public void Resumed(string alias, string from, string to, string reason) =>
+        _resumes.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.from", from }, { "onyx.to", to }, { "onyx.reason", reason } });
+
+    public void Cost(string alias, string deployment, decimal usd) =>
+        _cost.Add((double)usd, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment } });
 
     /// <param name="followed">Whether another replica's announcement caused it (cluster-wide breakers).</param>
     public void BreakerTransition(string deployment, CircuitState to, bool followed) =>

@@ -1,0 +1,84 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Onyx.Gateway.Tests.Fakes;
+using Onyx.Gateway.Tests.TestHost;
+
+namespace Onyx.Gateway.Tests.Spend;
+
+/// <summary>
+/// Cost per call from the config's price table: in the call log, and summed per key in <c>/key/info</c> across the
+/// replicas of one Redis.
+/// </summary>
+public sealed class SpendTests : ReplicasOnOneRedis
+{
+    private const string MasterKey = "sk-master-spend-8e21f0";
+
+    /// <summary>12 prompt tokens at $1.25/M and 4 completion tokens at $2.50/M (the fake's usage report).</summary>
+    private static readonly decimal CallCost = 12 * 1.25m / 1_000_000 + FakeBehavior.DefaultTokens.Count * 2.5m / 1_000_000;
+
+    protected override Dictionary<string, string?> ReplicaSettings => new()
+    {
+        ["LITELLM_MASTER_KEY"] = MasterKey,
+        ["model_list:0:litellm_params:input_cost_per_million_tokens"] = "1.25",
+        ["model_list:0:litellm_params:output_cost_per_million_tokens"] = "2.5",
+    };
+
+    [Fact]
+    public async Task KeyInfoShowsTheSpendOfTheKeysCallsOnEveryReplica()
+    {
+        var first = await StartReplicaAsync();
+        var second = await StartReplicaAsync();
+        using var admin = first.CreateClient(MasterKey);
+        using var generated = await admin.PostAsync("/key/generate", GatewayHost.Json("""{"user_id":"team-spend"}"""));
+        var key = (string)JsonNode.Parse(await generated.Content.ReadAsStringAsync())!["key"]!;
+        using var other = admin.PostAsync("/key/generate", GatewayHost.Json("{}"));
+
+        using var onFirst = first.CreateClient(key);
+        using var onSecond = second.CreateClient(key);
+        foreach (var (client, stream) in new[] { (onFirst, false), (onFirst, true), (onSecond, false) })
+        {
+            using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: stream)));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            await response.Content.ReadAsStringAsync();
+        }
+
+        var call = await first.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(10));
+        Assert.Equal(CallCost, call["costUsd"]);
+
+        // Spend is written off the request path: poll until both replicas' calls are in.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        decimal spend;
+        while (true)
+        {
+            using var info = await onSecond.GetAsync("/key/info");
+            Assert.Equal(HttpStatusCode.OK, info.StatusCode);
+            spend = (decimal)JsonNode.Parse(await info.Content.ReadAsStringAsync())!["info"]!["spend"]!;
+            if (spend == 3 * CallCost || DateTime.UtcNow > deadline)
+            {
+                break;
+            }
+            await Task.Delay(20);
+        }
+        Assert.Equal(3 * CallCost, spend);
+
+        // Another key has spent nothing.
+        var otherKey = (string)JsonNode.Parse(await (await other).Content.ReadAsStringAsync())!["key"]!;
+        using var otherInfo = await first.CreateClient(otherKey).GetAsync("/key/info");
+        Assert.Equal(0m, (decimal)JsonNode.Parse(await otherInfo.Content.ReadAsStringAsync())!["info"]!["spend"]!);
+    }
+
+    [Fact]
+    public async Task ACallThatFailedBeforeAnyTokenCostsNothing()
+    {
+        // The fallback has a price too: the record names the last deployment tried.
+        var gateway = await StartReplicaAsync(new() { ["model_list:1:model_info:input_cost_per_token"] = "0.000001" });
+        gateway.Primary.Fault = FakeFault.Status(500);
+        gateway.Fallback.Fault = FakeFault.Status(500);
+        using var admin = gateway.CreateClient(MasterKey);
+        using var response = await admin.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+
+        var call = await gateway.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(10));
+        Assert.Equal(0m, call["costUsd"]);
+    }
+}
