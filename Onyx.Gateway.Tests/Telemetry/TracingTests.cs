@@ -16,6 +16,9 @@ public sealed class TracingTests : GatewayTest
 {
     private readonly Spans _spans = new();
 
+    // Traces are built only where something exports them: here, the in-memory exporter.
+    protected override Dictionary<string, string?> Settings => new() { ["OpenTelemetry:Traces"] = "true" };
+
     protected override Action<IServiceCollection> Services => services =>
         services.ConfigureOpenTelemetryTracerProvider(tracing => tracing.AddInMemoryExporter(_spans));
 
