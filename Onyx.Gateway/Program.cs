@@ -7,12 +7,14 @@ using Onyx.Gateway.Providers;
 using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Routing;
+using Onyx.Gateway.Security;
 using Onyx.Gateway.Telemetry;
 
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.AddGatewayConfiguration();
+builder.AddGatewaySecurity();
 builder.AddGatewayTelemetry();
 builder.AddCluster();
 builder.AddProviders();
@@ -26,6 +28,7 @@ builder.AddGatewayApi();
 
 var app = builder.Build();
 
+app.UseGatewaySecurity();
 app.UseOpenAiErrors();
 app.UseAuthentication();
 app.UseAuthorization();

@@ -74,6 +74,21 @@ internal sealed class ModelListEntry
 
     [ConfigurationKeyName("litellm_params")]
     public LiteLlmParams LiteLlmParams { get; set; } = new();
+
+    [ConfigurationKeyName("model_info")]
+    public ModelInfo ModelInfo { get; set; } = new();
+}
+
+/// <summary>LiteLLM's <c>model_info</c>: what the model behind a deployment can do.</summary>
+internal sealed class ModelInfo
+{
+    /// <summary>The most output tokens the model gives; a request asking for more is refused with 400.</summary>
+    [ConfigurationKeyName("max_output_tokens")]
+    public int? MaxOutputTokens { get; set; }
+
+    /// <summary>LiteLLM's older name for <see cref="MaxOutputTokens"/> (used when that is not set).</summary>
+    [ConfigurationKeyName("max_tokens")]
+    public int? MaxTokens { get; set; }
 }
 
 internal sealed class LiteLlmParams
