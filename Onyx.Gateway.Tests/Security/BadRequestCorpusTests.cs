@@ -28,6 +28,8 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
             { "not an object", "[1,2,3]", 400, null, "invalid_request" },
             { "deeply nested", Body(",\"x\":" + new string('[', 100) + new string(']', 100)), 400, null, "invalid_json" },
             { "trailing garbage", Body() + "}", 400, null, "invalid_json" },
+            { "duplicate property", """{"model":"manus-fallback","model":"manus-primary","messages":[{"role":"user","content":"hi"}]}""", 400, null, "invalid_json" },
+            { "lone surrogate in a property name", Body(",\"a\\uD800\":1"), 400, null, "invalid_json" },
             { "lone surrogate", Body(messages: """[{"role":"user","content":"a\uD800b"}]"""), 400, "messages[0].content", "invalid_value" },
             // Model and messages.
             { "no model", """{"messages":[{"role":"user","content":"hi"}]}""", 400, "model", "invalid_value" },

@@ -108,7 +108,7 @@ internal static partial class ChatCompletionsApi
         }
         if (httpRequest.ContentLength > limits.MaxRequestBodyBytes)
         {
-            return (null, TooLarge(limits.MaxRequestBodyBytes));
+            return (null, TooLarge(context, limits.MaxRequestBodyBytes));
         }
         JsonNode? node;
         try
@@ -122,9 +122,16 @@ internal static partial class ChatCompletionsApi
             // System.Text.Json's message names the path and byte position where the body broke, and quotes none of it.
             return (null, Invalid(StatusCodes.Status400BadRequest, $"The request body is not valid JSON: {ex.Message}", null, "invalid_json"));
         }
+        catch (InvalidOperationException)
+        {
+            // The parser's duplicate-property check decodes every property name, and throws this (not a
+            // JsonException) on a name holding a lone surrogate escape (found by the fuzz test).
+            return (null, Invalid(StatusCodes.Status400BadRequest,
+                "The request body contains a property name that is not valid UTF-16 (a lone surrogate escape).", null, "invalid_json"));
+        }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return (null, TooLarge(limits.MaxRequestBodyBytes));
+            return (null, TooLarge(context, limits.MaxRequestBodyBytes));
         }
         catch (BadHttpRequestException ex)
         {
@@ -160,8 +167,16 @@ internal static partial class ChatCompletionsApi
             $"'{param}' is {asked}, more than the {limit} output tokens model '{request.Model}' can give.", param, "invalid_value");
     }
 
-    private static OpenAiErrorResult TooLarge(long maxBodyBytes) => Invalid(StatusCodes.Status413PayloadTooLarge,
-        $"The request body is larger than the gateway's limit of {maxBodyBytes} bytes.", null, "request_too_large");
+    /// <summary>
+    /// The 413, with <c>Connection: close</c>: the rest of the body is never read, so the connection cannot carry
+    /// another request — without the header a client would reuse it and see its next request fail.
+    /// </summary>
+    private static OpenAiErrorResult TooLarge(HttpContext context, long maxBodyBytes)
+    {
+        context.Response.Headers.Connection = "close";
+        return Invalid(StatusCodes.Status413PayloadTooLarge,
+            $"The request body is larger than the gateway's limit of {maxBodyBytes} bytes.", null, "request_too_large");
+    }
 
     private static OpenAiErrorResult Invalid(int status, string message, string? param, string code) =>
         new(status, new OpenAiError(message, OpenAiErrorTypes.InvalidRequest, param, code));
