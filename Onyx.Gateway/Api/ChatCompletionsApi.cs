@@ -120,7 +120,9 @@ internal static partial class ChatCompletionsApi
         catch (JsonException ex)
         {
             // System.Text.Json's message names the path and byte position where the body broke, and quotes none of it.
-            return (null, Invalid(StatusCodes.Status400BadRequest, $"The request body is not valid JSON: {ex.Message}", null, "invalid_json"));
+            // (Its advice to the programmer — "Change the reader options." — means nothing to a client.)
+            var detail = ex.Message.Replace(" Change the reader options.", "", StringComparison.Ordinal);
+            return (null, Invalid(StatusCodes.Status400BadRequest, $"The request body is not valid JSON: {detail}", null, "invalid_json"));
         }
         catch (InvalidOperationException)
         {
