@@ -7,6 +7,7 @@ using Onyx.Gateway.Providers;
 using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Routing;
+using Onyx.Gateway.Security;
 using Onyx.Gateway.Spend;
 using Onyx.Gateway.Telemetry;
 
@@ -14,6 +15,7 @@ var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.AddGatewayConfiguration();
+builder.AddGatewaySecurity();
 builder.AddGatewayTelemetry();
 builder.AddCluster();
 builder.AddProviders();
@@ -28,6 +30,7 @@ builder.AddGatewayApi();
 
 var app = builder.Build();
 
+app.UseGatewaySecurity();
 app.UseOpenAiErrors();
 app.UseAuthentication();
 app.UseAuthorization();

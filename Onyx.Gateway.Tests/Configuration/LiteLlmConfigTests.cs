@@ -118,6 +118,36 @@ public sealed class LiteLlmConfigTests
     }
 
     [Fact]
+    public void AnAliasMayAskForNoMoreOutputTokensThanTheSmallestLimitInItsChain()
+    {
+        var (table, errors) = Load("""
+            model_list:
+              - { model_name: a, litellm_params: { model: "openai/x", api_base: "http://h1/v1" }, model_info: { max_output_tokens: 8192 } }
+              - { model_name: b, litellm_params: { model: "openai/y", api_base: "http://h2/v1" }, model_info: { max_tokens: 2048 } }
+              - { model_name: c, litellm_params: { model: "openai/z", api_base: "http://h3/v1" } }
+            router_settings:
+              fallbacks: [{ a: [b] }]
+            """);
+        Assert.Empty(errors);
+        Assert.Equal(2048, table.MaxOutputTokens("a"));
+        Assert.Equal(2048, table.MaxOutputTokens("b"));
+        Assert.Null(table.MaxOutputTokens("c"));
+        Assert.Null(table.MaxOutputTokens("unknown"));
+    }
+
+    [Fact]
+    public void ADefaultMaxTokensAboveTheModelsLimitIsAConfigError()
+    {
+        var (_, errors) = Load("""
+            model_list:
+              - { model_name: a, litellm_params: { model: "openai/x", api_base: "http://h1/v1", max_tokens: 5000 }, model_info: { max_output_tokens: 4096 } }
+              - { model_name: b, litellm_params: { model: "openai/y", api_base: "http://h2/v1" }, model_info: { max_output_tokens: 0 } }
+            """);
+        Assert.Contains("model_list:0:litellm_params:max_tokens (5000) is more than model_info:max_output_tokens (4096).", errors);
+        Assert.Contains("model_list:1:model_info:max_output_tokens must be at least 1.", errors);
+    }
+
+    [Fact]
     public void SupportsLiteLlmsFallbacksListForm()
     {
         var (table, errors) = Load("""

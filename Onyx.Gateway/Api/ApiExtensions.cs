@@ -1,7 +1,4 @@
 using Microsoft.AspNetCore.Diagnostics;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.Options;
-using Onyx.Gateway.Configuration;
 using Onyx.Gateway.OpenAi;
 
 namespace Onyx.Gateway.Api;
@@ -14,11 +11,6 @@ internal static class ApiExtensions
         {
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJsonContext.Default);
             json.SerializerOptions.TypeInfoResolverChain.Insert(1, KeysJsonContext.Default);
-        });
-        builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<OnyxOptions>>((kestrel, onyx) =>
-        {
-            kestrel.AddServerHeader = false;
-            kestrel.Limits.MaxRequestBodySize = onyx.Value.Limits.MaxRequestBodyBytes;
         });
         return builder;
     }

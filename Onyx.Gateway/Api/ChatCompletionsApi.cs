@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.OpenAi;
@@ -20,7 +21,7 @@ internal static partial class ChatCompletionsApi
     public const string AttemptsHeader = "x-onyx-attempts";
     public const string RequestIdHeader = "x-request-id";
 
-    private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64 };
+    private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64, AllowDuplicateProperties = false };
 
     public static IEndpointRouteBuilder MapChatCompletionsApi(this IEndpointRouteBuilder app)
     {
@@ -30,10 +31,10 @@ internal static partial class ChatCompletionsApi
     }
 
     internal static async Task<Results<OpenAiErrorResult, FileContentHttpResult, ChatStreamResult>> CreateChatCompletion(
-        HttpContext context, ChatCompletionRouter router, UsageLimiter limiter, IOptions<OnyxOptions> options)
+        HttpContext context, ChatCompletionRouter router, RoutingTable routing, UsageLimiter limiter, IOptions<OnyxOptions> options)
     {
         var requestId = RequestId(context);
-        var (request, error) = await ReadRequestAsync(context, options.Value.Limits.MaxRequestBodyBytes);
+        var (request, error) = await ReadRequestAsync(context, options.Value.Limits);
         if (error is not null)
         {
             return error;
@@ -43,6 +44,10 @@ internal static partial class ChatCompletionsApi
         {
             return new OpenAiErrorResult(StatusCodes.Status403Forbidden, new OpenAiError(
                 $"This API key may not use the model '{request.Model}'.", OpenAiErrorTypes.Permission, "model", "model_not_allowed"));
+        }
+        if (CheckOutputLimit(request, routing) is { } tooMany)
+        {
+            return tooMany;
         }
 
         var limit = await limiter.AdmitAsync(caller, request, context.RequestAborted);
@@ -93,37 +98,87 @@ internal static partial class ChatCompletionsApi
         headers[AttemptsHeader] = route.Attempts.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static async Task<(ChatRequest? Request, OpenAiErrorResult? Error)> ReadRequestAsync(HttpContext context, long maxBodyBytes)
+    private static async Task<(ChatRequest? Request, OpenAiErrorResult? Error)> ReadRequestAsync(HttpContext context, LimitsOptions limits)
     {
         var httpRequest = context.Request;
-        if (httpRequest.ContentType is { } contentType && !contentType.Contains("json", StringComparison.OrdinalIgnoreCase))
+        if (!IsJson(httpRequest.ContentType))
         {
-            return (null, Invalid(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json, not '{contentType}'.", null, "unsupported_media_type"));
+            var given = httpRequest.ContentType is { } contentType ? $"not '{Shorten(contentType)}'" : "and none was given";
+            return (null, Invalid(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json (UTF-8), {given}.", null, "unsupported_media_type"));
         }
-        if (httpRequest.ContentLength > maxBodyBytes)
+        if (httpRequest.ContentLength > limits.MaxRequestBodyBytes)
         {
-            return (null, TooLarge(maxBodyBytes));
+            return (null, TooLarge(context, limits.MaxRequestBodyBytes));
         }
         JsonNode? node;
         try
         {
+            // Kestrel enforces MaxRequestBodySize while this reads (a chunked body too), and its minimum data rate
+            // cuts off a client that trickles the body.
             node = await JsonNode.ParseAsync(httpRequest.Body, documentOptions: ParseOptions, cancellationToken: context.RequestAborted);
         }
         catch (JsonException ex)
         {
-            return (null, Invalid(StatusCodes.Status400BadRequest, $"The request body is not valid JSON: {ex.Message}", null, "invalid_json"));
+            // System.Text.Json's message names the path and byte position where the body broke, and quotes none of it.
+            // (Its advice to the programmer — "Change the reader options." — means nothing to a client.)
+            var detail = ex.Message.Replace(" Change the reader options.", "", StringComparison.Ordinal);
+            return (null, Invalid(StatusCodes.Status400BadRequest, $"The request body is not valid JSON: {detail}", null, "invalid_json"));
+        }
+        catch (InvalidOperationException)
+        {
+            // The parser's duplicate-property check decodes every property name, and throws this (not a
+            // JsonException) on a name holding a lone surrogate escape (found by the fuzz test).
+            return (null, Invalid(StatusCodes.Status400BadRequest,
+                "The request body contains a property name that is not valid UTF-16 (a lone surrogate escape).", null, "invalid_json"));
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return (null, TooLarge(maxBodyBytes));
+            return (null, TooLarge(context, limits.MaxRequestBodyBytes));
         }
-        return ChatRequest.TryParse(node, out var request, out var error)
+        catch (BadHttpRequestException ex)
+        {
+            // The body could not be read: it arrived too slowly (408; Kestrel closes the connection) or broke off.
+            return (null, Invalid(ex.StatusCode, $"The request body could not be read: {ex.Message}", null, "bad_request_body"));
+        }
+        return ChatRequest.TryParse(node, limits.MaxMessages, out var request, out var error)
             ? (request, null)
             : (null, new OpenAiErrorResult(StatusCodes.Status400BadRequest, error));
     }
 
-    private static OpenAiErrorResult TooLarge(long maxBodyBytes) => Invalid(StatusCodes.Status413PayloadTooLarge,
-        $"The request body is larger than the gateway's limit of {maxBodyBytes} bytes.", null, "request_too_large");
+    /// <summary><c>application/json</c> or <c>application/*+json</c>, in UTF-8 (the only charset JSON may use).</summary>
+    private static bool IsJson(string? contentType) =>
+        MediaTypeHeaderValue.TryParse(contentType, out var media)
+        && (media.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+            || (media.Type.Equals("application", StringComparison.OrdinalIgnoreCase) && media.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase)))
+        && (!media.Charset.HasValue || media.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || media.Charset.Equals("utf8", StringComparison.OrdinalIgnoreCase));
+
+    private static string Shorten(string text) => text.Length <= 100 ? text : string.Concat(text.AsSpan(0, 100), "…");
+
+    /// <summary>
+    /// A request for more output tokens than a deployment that may serve it can give is refused up front: that
+    /// deployment would answer 400, or a fallback would quietly give a shorter answer than asked for.
+    /// </summary>
+    private static OpenAiErrorResult? CheckOutputLimit(ChatRequest request, RoutingTable routing)
+    {
+        if (request.RequestedMaxTokens is not { } asked || routing.MaxOutputTokens(request.Model) is not { } limit || asked <= limit)
+        {
+            return null;
+        }
+        var param = request.Body["max_completion_tokens"] is not null ? "max_completion_tokens" : "max_tokens";
+        return Invalid(StatusCodes.Status400BadRequest,
+            $"'{param}' is {asked}, more than the {limit} output tokens model '{request.Model}' can give.", param, "invalid_value");
+    }
+
+    /// <summary>
+    /// The 413, with <c>Connection: close</c>: the rest of the body is never read, so the connection cannot carry
+    /// another request — without the header a client would reuse it and see its next request fail.
+    /// </summary>
+    private static OpenAiErrorResult TooLarge(HttpContext context, long maxBodyBytes)
+    {
+        context.Response.Headers.Connection = "close";
+        return Invalid(StatusCodes.Status413PayloadTooLarge,
+            $"The request body is larger than the gateway's limit of {maxBodyBytes} bytes.", null, "request_too_large");
+    }
 
     private static OpenAiErrorResult Invalid(int status, string message, string? param, string code) =>
         new(status, new OpenAiError(message, OpenAiErrorTypes.InvalidRequest, param, code));

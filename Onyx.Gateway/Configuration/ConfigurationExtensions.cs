@@ -114,6 +114,17 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         {
             errors.Add("Onyx:Limits:MaxRequestBodyBytes must be at least 1024.");
         }
+        if (options.Limits.MaxMessages < 1)
+        {
+            errors.Add("Onyx:Limits:MaxMessages must be at least 1.");
+        }
+        foreach (var origin in options.Cors.AllowedOrigins)
+        {
+            if (!Uri.TryCreate(origin, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.AbsolutePath != "/" || origin.EndsWith('/'))
+            {
+                errors.Add($"Onyx:Cors:AllowedOrigins must list origins like 'https://app.example.com' (scheme, host, optional port; no path); got '{origin}'.");
+            }
+        }
         var limits = options.RateLimits;
         if (limits.Window <= TimeSpan.Zero)
         {

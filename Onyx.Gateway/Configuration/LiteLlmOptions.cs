@@ -75,7 +75,7 @@ internal sealed class ModelListEntry
     [ConfigurationKeyName("litellm_params")]
     public LiteLlmParams LiteLlmParams { get; set; } = new();
 
-    /// <summary>LiteLLM's metadata of a deployment; Onyx reads its prices from here too.</summary>
+    /// <summary>LiteLLM's metadata of a deployment: what its model can do, and (Onyx reads them here too) its prices.</summary>
     [ConfigurationKeyName("model_info")]
     public ModelInfo ModelInfo { get; set; } = new();
 }
@@ -99,7 +99,17 @@ internal abstract class PriceFields
     public decimal? OutputCostPerMillionTokens { get; set; }
 }
 
-internal sealed class ModelInfo : PriceFields;
+/// <summary>LiteLLM's <c>model_info</c>: what the model behind a deployment can do, and its price.</summary>
+internal sealed class ModelInfo : PriceFields
+{
+    /// <summary>The most output tokens the model gives; a request asking for more is refused with 400.</summary>
+    [ConfigurationKeyName("max_output_tokens")]
+    public int? MaxOutputTokens { get; set; }
+
+    /// <summary>LiteLLM's older name for <see cref="MaxOutputTokens"/> (used when that is not set).</summary>
+    [ConfigurationKeyName("max_tokens")]
+    public int? MaxTokens { get; set; }
+}
 
 internal sealed class LiteLlmParams : PriceFields
 {

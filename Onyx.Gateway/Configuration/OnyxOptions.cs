@@ -18,6 +18,8 @@ internal sealed class OnyxOptions
 
     public LimitsOptions Limits { get; set; } = new();
 
+    public CorsOptions Cors { get; set; } = new();
+
     public CallLogOptions CallLog { get; set; } = new();
 
     public RateLimitOptions RateLimits { get; set; } = new();
@@ -129,7 +131,18 @@ internal sealed class ProviderOverride
 
 internal sealed class LimitsOptions
 {
+    /// <summary>The largest request body (413 beyond it), enforced by Kestrel while the body is read, chunked or not.</summary>
     public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>The most messages one chat request may carry (400 beyond it).</summary>
+    public int MaxMessages { get; set; } = OpenAi.ChatRequest.DefaultMaxMessages;
+}
+
+/// <summary>Cross-origin access for browser clients: off unless origins are listed.</summary>
+internal sealed class CorsOptions
+{
+    /// <summary>Origins (<c>https://app.example.com</c>) whose pages may call the gateway; empty: no CORS headers at all.</summary>
+    public List<string> AllowedOrigins { get; set; } = [];
 }
 
 internal sealed class CallLogOptions

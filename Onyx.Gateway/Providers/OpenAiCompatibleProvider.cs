@@ -154,7 +154,7 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
     }
 
     /// <summary>
-    /// The client's body with the deployment's model, its defaults where the client set none, and usage asked for
+    /// The client's OpenAI chat fields (<see cref="ChatRequest.ForwardedFields"/>) with the deployment's model, its defaults where the client set none, and usage asked for
     /// in streams (the gateway needs it for the call log; the router passes it on only if the client asked).
     /// </summary>
     internal static byte[] BuildBody(Deployment deployment, ChatRequest request, bool stream)
@@ -166,7 +166,8 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
             json.WriteString("model", deployment.ProviderModel);
             foreach (var (name, value) in request.Body)
             {
-                if (name is "model" or "stream" or "stream_options")
+                // Only OpenAI's own chat fields go up (model, stream and stream_options are written here).
+                if (!ChatRequest.ForwardedFields.Contains(name))
                 {
                     continue;
                 }

@@ -46,7 +46,7 @@ internal static class UpstreamErrors
     public static UpstreamException ErrorEvent(Deployment deployment, ReadOnlySpan<byte> json) =>
         new(FailureKind.ErrorEvent, $"{deployment.Id} reported an error: {Summarize(ExtractMessage(json.ToArray(), null) ?? "unknown error", deployment)}");
 
-    /// <summary>Shortens a provider's message and removes the deployment's key and base URL from it.</summary>
+    /// <summary>Shortens a provider's message and removes the deployment's key, base URL and host:port from it.</summary>
     public static string Summarize(string detail, Deployment deployment)
     {
         var text = detail.ReplaceLineEndings(" ").Trim();
@@ -54,7 +54,8 @@ internal static class UpstreamErrors
         {
             text = text.Replace(key, "[redacted]", StringComparison.Ordinal);
         }
-        text = text.Replace(deployment.Origin, "[upstream]", StringComparison.OrdinalIgnoreCase);
+        text = text.Replace(deployment.Origin, "[upstream]", StringComparison.OrdinalIgnoreCase)
+            .Replace(deployment.ApiBase.Authority, "[upstream]", StringComparison.OrdinalIgnoreCase);
         return text.Length <= MaxMessageLength ? text : string.Concat(text.AsSpan(0, MaxMessageLength), "…");
     }
 

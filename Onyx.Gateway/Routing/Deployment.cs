@@ -24,6 +24,9 @@ internal sealed class Deployment
 
     public int? DefaultMaxTokens { get; init; }
 
+    /// <summary><c>model_info.max_output_tokens</c>: the most output tokens the model can give (none: unknown).</summary>
+    public int? MaxOutputTokens { get; init; }
+
     public double? DefaultTemperature { get; init; }
 
     /// <summary>Whether a stream of this alias that breaks mid-answer is continued on the next deployment.</summary>

@@ -31,6 +31,14 @@ internal sealed class RoutingTable
 
     public bool TryGetChain(string alias, out Deployment[] chain) => _chains.TryGetValue(alias, out chain!);
 
+    /// <summary>
+    /// The most output tokens a request for <paramref name="alias"/> may ask for: the smallest
+    /// <c>model_info.max_output_tokens</c> in its chain (fallbacks included, since any of them may serve it);
+    /// null when none declares one or the alias is unknown.
+    /// </summary>
+    public int? MaxOutputTokens(string alias) =>
+        _chains.TryGetValue(alias, out var chain) ? chain.Min(d => d.MaxOutputTokens) : null;
+
     /// <summary>Builds the table, or returns the configuration errors, each naming the offending key.</summary>
     public static RoutingTable Build(LiteLlmOptions options, OnyxOptions onyx, IConfiguration configuration, out List<string> errors)
     {
@@ -73,6 +81,15 @@ internal sealed class RoutingTable
             if (entry.LiteLlmParams.MaxTokens is < 1)
             {
                 errors.Add($"{key}:litellm_params:max_tokens must be at least 1.");
+            }
+            var maxOutput = entry.ModelInfo.MaxOutputTokens ?? entry.ModelInfo.MaxTokens;
+            if (maxOutput is < 1)
+            {
+                errors.Add($"{key}:model_info:max_output_tokens must be at least 1.");
+            }
+            else if (entry.LiteLlmParams.MaxTokens > maxOutput)
+            {
+                errors.Add($"{key}:litellm_params:max_tokens ({entry.LiteLlmParams.MaxTokens}) is more than model_info:max_output_tokens ({maxOutput}).");
             }
             if (entry.LiteLlmParams.MaxParallelRequests is < 1)
             {
@@ -125,6 +142,7 @@ internal sealed class RoutingTable
                 ApiBase = apiBase,
                 ApiKey = apiKey,
                 DefaultMaxTokens = entry.LiteLlmParams.MaxTokens,
+                MaxOutputTokens = maxOutput,
                 DefaultTemperature = entry.LiteLlmParams.Temperature,
                 ResumeStreams = entry.LiteLlmParams.ResumeStreams ?? true,
                 MaxParallelRequests = entry.LiteLlmParams.MaxParallelRequests,
