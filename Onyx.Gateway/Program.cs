@@ -1,4 +1,5 @@
 using Onyx.Gateway.Api;
+using Onyx.Gateway.Audit;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
@@ -20,6 +21,7 @@ builder.AddGatewayResilience();
 builder.AddModelRouting();
 builder.AddGatewayAuth();
 builder.AddRateLimiting();
+builder.AddAuditTrail();
 builder.AddGatewayHealth();
 builder.AddGracefulShutdown();
 builder.AddGatewayApi();
@@ -33,5 +35,6 @@ app.MapDefaultEndpoints();
 app.MapModelsApi();
 app.MapChatCompletionsApi();
 app.MapKeysApi();
+app.MapAuditApi();
 
 app.Run();

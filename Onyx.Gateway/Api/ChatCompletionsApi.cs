@@ -54,7 +54,7 @@ internal static partial class ChatCompletionsApi
             return new OpenAiErrorResult(status, refusal, retryAfter);
         }
 
-        var owner = new CallOwner(caller.UserId, caller.KeyName, limit.Lease is { } lease ? lease.Complete : null);
+        var owner = new CallOwner(caller.UserId, caller.KeyName, limit.Lease is { } lease ? lease.Complete : null, context.Connection.RemoteIpAddress?.ToString());
         var streaming = false;
         try
         {

@@ -1,24 +1,32 @@
+using Onyx.Gateway.Audit;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 
-/// <summary>Who a call is made for, and what to tell when it ends (its total tokens, for the rate limiter).</summary>
-internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? Finished = null)
+/// <summary>
+/// Who a call is made for (and from which address, for the audit trail), and what to tell when it ends (its total
+/// tokens, for the rate limiter).
+/// </summary>
+internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? Finished = null, string? ClientAddress = null)
 {
     public static CallOwner Unknown { get; } = new(null, null);
 }
 
 /// <summary>
-/// Follows one client request through its attempts and writes its call log record, metrics and attempt events
-/// exactly once, whichever way it ends.
+/// Follows one client request through its attempts and writes its call log record, metrics, attempt events and
+/// audit record exactly once, whichever way it ends.
 /// </summary>
-internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics, TokenEstimator estimator)
+internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics,
+    TokenEstimator estimator, AuditWriter audit)
 {
     private readonly long _started = time.GetTimestamp();
     private readonly List<string> _tried = [];
+    private readonly List<AuditAttempt> _attempts = [];
     private List<ResumedAt>? _resumes;
+    private string? _answerBefore;
+    private int _answerSkipped;
     private bool _finished;
 
     public string RequestId { get; } = requestId;
@@ -34,19 +42,30 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
 
     public TimeSpan Elapsed => time.GetElapsedTime(_started);
 
-    public void Skipped(Deployment deployment, string reason) => _tried.Add($"{deployment.Id} ({reason})");
+    public void Skipped(Deployment deployment, string reason)
+    {
+        _tried.Add($"{deployment.Id} ({reason})");
+        _attempts.Add(new AuditAttempt(deployment.Id, "skipped", reason, null, Milliseconds(Elapsed)));
+    }
 
     public void AttemptStarted() => Attempts++;
 
-    /// <summary>The answer broke on <paramref name="from"/> after <paramref name="atChars"/> characters and continues on <paramref name="to"/>.</summary>
-    public void Resumed(Deployment from, Deployment to, int atChars, string reason) =>
-        (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, atChars, reason));
+    /// <summary>
+    /// The answer broke on <paramref name="from"/> after <paramref name="partial"/> and continues on <paramref name="to"/>,
+    /// whose text counts from its <paramref name="skippedChars"/>th character (what it reproduced of the partial answer).
+    /// </summary>
+    public void Resumed(Deployment from, Deployment to, string partial, int skippedChars, string reason)
+    {
+        (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, partial.Length, reason));
+        (_answerBefore, _answerSkipped) = (partial, skippedChars);
+    }
 
     public void FirstToken() => TimeToFirstToken ??= Elapsed;
 
     public void AttemptFailed(Deployment deployment, UpstreamException failure)
     {
         _tried.Add($"{deployment.Id} ({failure.Reason})");
+        _attempts.Add(new AuditAttempt(deployment.Id, "failed", failure.Reason, failure.StatusCode, Milliseconds(Elapsed)));
         metrics.AttemptFailed(deployment.Id, failure.Reason);
         log.Write(new LlmAttemptRecord
         {
@@ -61,14 +80,15 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         });
     }
 
-    public void Succeeded(RouteInfo route, TokenUsage? usage, AttemptContext context) =>
-        Finish(route.Deployment, route.Fallback, 200, null, usage, context);
+    /// <param name="answer">A non-streamed answer's text (a stream's is in <paramref name="context"/>).</param>
+    public void Succeeded(RouteInfo route, TokenUsage? usage, AttemptContext context, string? answer = null) =>
+        Finish(route.Deployment, route.Fallback, 200, null, usage, context, answer);
 
     /// <summary>The call failed (<paramref name="deployment"/> is the last one that answered, if any).</summary>
     public void Failed(Deployment? deployment, bool fallback, int status, string errorType, string message, TokenUsage? usage = null, AttemptContext? context = null) =>
-        Finish(deployment, fallback, status, new CallError(errorType, message), usage, context);
+        Finish(deployment, fallback, status, new CallError(errorType, message), usage, context, null);
 
-    private void Finish(Deployment? deployment, bool fallback, int status, CallError? error, TokenUsage? usage, AttemptContext? context)
+    private void Finish(Deployment? deployment, bool fallback, int status, CallError? error, TokenUsage? usage, AttemptContext? context, string? answer)
     {
         if (_finished)
         {
@@ -80,9 +100,13 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         // What counts against the caller's token limit: what a provider reported, or — without a report — the
         // estimate, but only if a model produced something; a call that failed before any token costs nothing.
         owner.Finished?.Invoke(usage is not null || error is null || TimeToFirstToken is not null ? tokens.Total : 0);
+        var now = time.GetUtcNow();
+        var tokenCounts = new TokenCounts(tokens.Prompt, tokens.Completion, tokens.Total, tokens.Estimated);
+        var latencyMs = Milliseconds(elapsed);
+        double? ttftMs = TimeToFirstToken is { } ttft ? Milliseconds(ttft) : null;
         log.Write(new LlmCallRecord
         {
-            Timestamp = time.GetUtcNow(),
+            Timestamp = now,
             RequestId = RequestId,
             Alias = Request.Model,
             UserId = owner.UserId,
@@ -91,15 +115,46 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
             ProviderModel = deployment?.ProviderModel,
             ResponseModel = context?.ResponseModel,
             Stream = Request.Stream,
-            Tokens = new TokenCounts(tokens.Prompt, tokens.Completion, tokens.Total, tokens.Estimated),
-            LatencyMs = Milliseconds(elapsed),
-            TtftMs = TimeToFirstToken is { } ttft ? Milliseconds(ttft) : null,
+            Tokens = tokenCounts,
+            LatencyMs = latencyMs,
+            TtftMs = ttftMs,
             Success = error is null,
             Status = status,
             Error = error,
             Fallback = fallback,
             Attempts = Attempts,
             Resumed = _resumes,
+        });
+        if (deployment is not null && (error is null || _attempts is not [.., var last] || last.Deployment != deployment.Id || last.Outcome != "failed"))
+        {
+            // The deployment the call ended on, unless its failure is already the last attempt recorded.
+            _attempts.Add(new AuditAttempt(deployment.Id, error is null ? "success" : error.Type, null, status, latencyMs));
+        }
+        audit.Write(new AuditRecord
+        {
+            AuditId = Guid.CreateVersion7(now).ToString("N"),
+            Timestamp = now,
+            RequestId = RequestId,
+            Replica = audit.Replica,
+            KeyName = owner.KeyName,
+            UserId = owner.UserId,
+            EndUser = Request.User,
+            ClientAddress = owner.ClientAddress,
+            Alias = Request.Model,
+            Stream = Request.Stream,
+            Status = status,
+            Success = error is null,
+            Error = error,
+            Deployment = deployment?.Id,
+            ResponseModel = context?.ResponseModel,
+            Fallback = fallback,
+            Attempts = _attempts.ToArray(),
+            Tokens = tokenCounts,
+            CostUsd = null,
+            LatencyMs = latencyMs,
+            TtftMs = ttftMs,
+            Resumed = _resumes,
+            Content = audit.IncludeContent ? new AuditContent(Request.Messages, answer ?? Answer(context)) : null,
         });
         metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
         if (deployment is not null)
@@ -118,6 +173,18 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         }
         var completion = context is null ? 0 : estimator.Count(context.CompletionText.ToString());
         return new TokenUsage(estimator.CountPrompt(Request.Messages), completion, Estimated: true);
+    }
+
+    /// <summary>The text the client received: what it had when the answer was resumed, and the rest from the last attempt.</summary>
+    private string? Answer(AttemptContext? context)
+    {
+        if (context is null)
+        {
+            return _answerBefore;
+        }
+        var text = context.CompletionText;
+        var skipped = Math.Min(_answerSkipped, text.Length);
+        return _answerBefore + text.ToString(skipped, text.Length - skipped);
     }
 
     private static double Milliseconds(TimeSpan span) => Math.Round(span.TotalMilliseconds, 2);
