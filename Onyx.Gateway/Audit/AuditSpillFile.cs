@@ -155,7 +155,14 @@ internal sealed class AuditSpillFile : IDisposable
     {
         lock (_gate)
         {
-            File.Delete(Path);
+            try
+            {
+                File.Delete(Path);
+            }
+            catch (IOException)
+            {
+                // Its directory is gone already: so is the file.
+            }
             _file.Dispose();
         }
     }

@@ -31,6 +31,7 @@ internal sealed partial class AuditWriter : BackgroundService
     private DateTimeOffset _nextReplay;
     private bool _redisDown;
     private int _overflowReported;
+    private int _disposed;
 
     public AuditWriter(IOptions<AuditOptions> options, ReplicaIdentity replica, AuditMetrics metrics, TimeProvider time,
         ILogger<AuditWriter> logger, RedisAuditStream? redis = null)
@@ -271,6 +272,11 @@ internal sealed partial class AuditWriter : BackgroundService
 
     public override void Dispose()
     {
+        // Registered as itself and as a hosted service: disposed twice.
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
         base.Dispose();
         var empty = !_spill.HasPending;
         if (empty)
