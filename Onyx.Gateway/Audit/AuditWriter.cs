@@ -49,10 +49,18 @@ internal sealed partial class AuditWriter : BackgroundService
             FullMode = BoundedChannelFullMode.Wait,
         });
 
-        Directory.CreateDirectory(_options.SpillDirectory);
         var path = Path.Combine(_options.SpillDirectory, Replica + SpillFileExtension);
-        _spill = AuditSpillFile.TryOpen(path)
-            ?? throw new OptionsValidationException(AuditOptions.SectionName, typeof(AuditOptions), [$"Onyx:Audit:SpillDirectory: '{path}' is held by another process."]);
+        try
+        {
+            Directory.CreateDirectory(_options.SpillDirectory);
+            _spill = AuditSpillFile.TryOpen(path) ?? throw new IOException($"'{path}' is held by another process.");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // No half-working start: a gateway that could not keep its records when Redis goes away must not serve.
+            throw new OptionsValidationException(AuditOptions.SectionName, typeof(AuditOptions),
+                [$"Onyx:Audit:SpillDirectory: cannot write the spill file '{path}': {ex.Message}"]);
+        }
         // Files no live process holds were left by replicas that are gone: this one replays them.
         foreach (var file in Directory.EnumerateFiles(_options.SpillDirectory, "*" + SpillFileExtension).Order(StringComparer.Ordinal))
         {
