@@ -1,11 +1,11 @@
 using System.Net;
-using System.Text;
 using System.Text.Json.Nodes;
 using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 using StackExchange.Redis;
 using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
+using static Onyx.Gateway.Tests.RateLimiting.SharedRateLimitTests;
 
 namespace Onyx.Gateway.Tests.Audit;
 
@@ -358,13 +358,5 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         var body = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, body);
         return JsonNode.Parse(body)!;
-    }
-
-    private static async Task<string> GenerateAsync(GatewayHost gateway, string body)
-    {
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
-        using var response = await admin.PostAsync("/key/generate", GatewayHost.Json(body));
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        return (string)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["key"]!;
     }
 }
