@@ -103,6 +103,29 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     }
 
     [Fact]
+    public async Task RequestsRefusedBeforeRoutingAreAuditedWithTheirReason()
+    {
+        var gateway = await StartReplicaAsync(new() { ["Onyx:RateLimits:RedisTimeout"] = "00:00:10", ["Onyx:Auth:RedisTimeout"] = "00:00:10" });
+        var key = await GenerateAsync(gateway, """{"user_id":"limited","rpm_limit":1,"models":["manus-primary"]}""");
+        using var client = gateway.CreateClient(key);
+        var codes = new List<string?>();
+        foreach (var (model, status) in new[] { ("manus-primary", HttpStatusCode.OK), ("manus-fallback", HttpStatusCode.Forbidden), ("manus-primary", HttpStatusCode.TooManyRequests) })
+        {
+            using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model)));
+            Assert.Equal(status, response.StatusCode);
+            codes.Add(status == HttpStatusCode.OK ? null : (string?)(await ErrorOf(response, status))["code"]);
+        }
+
+        var records = (await WaitForEntriesAsync(3)).Select(Record).ToList();
+        Assert.Equal([200, 403, 429], records.Select(r => (int)r["status"]!));
+        Assert.Equal(["manus-primary", "manus-fallback", "manus-primary"], records.Select(r => (string)r["alias"]!));
+        Assert.All(records, r => Assert.Equal("limited", (string)r["user_id"]!));
+        Assert.Equal(codes.Skip(1), records.Skip(1).Select(r => (string?)r["error"]!["type"]));
+        Assert.All(records.Skip(1), r => Assert.Empty(r["attempts"]!.AsArray()));
+        Assert.Equal(1, gateway.Primary.Calls);
+    }
+
+    [Fact]
     public async Task WithIncludeContentTheRecordHoldsTheMessagesAndTheAnswer()
     {
         // The LiteLLM-style switch in the config file's general_settings.

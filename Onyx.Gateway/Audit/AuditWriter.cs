@@ -1,6 +1,8 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Cluster;
+using Onyx.Gateway.OpenAi;
+using Onyx.Gateway.Telemetry;
 using StackExchange.Redis;
 
 namespace Onyx.Gateway.Audit;
@@ -95,7 +97,16 @@ internal sealed partial class AuditWriter : BackgroundService
         {
             return;
         }
-        _spill.Append([record]);
+        try
+        {
+            _spill.Append([record]);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Only a call still running after the host's shutdown timeout, when the process is going away.
+            Log.LostAtExit(_logger, record.RequestId);
+            return;
+        }
         _metrics.Written(1, "spill_file");
         if (Interlocked.Exchange(ref _overflowReported, 1) == 0)
         {
@@ -108,6 +119,33 @@ internal sealed partial class AuditWriter : BackgroundService
     /// at most 2 s, then the file), and a record still in memory when the process exits would be lost.
     /// </summary>
     public override Task StopAsync(CancellationToken cancellationToken) => base.StopAsync(CancellationToken.None);
+
+    /// <summary>Records a request refused before routing (403 model not allowed, 429 rate limit): no deployment tried.</summary>
+    public void Refused(string requestId, ChatRequest request, string userId, string? keyName, string? clientAddress, int status, OpenAiError error)
+    {
+        var now = _time.GetUtcNow();
+        Write(new AuditRecord
+        {
+            AuditId = Guid.CreateVersion7(now).ToString("N"),
+            Timestamp = now,
+            RequestId = requestId,
+            Replica = Replica,
+            KeyName = keyName,
+            UserId = userId,
+            EndUser = request.User,
+            ClientAddress = clientAddress,
+            Alias = request.Model,
+            Stream = request.Stream,
+            Status = status,
+            Success = false,
+            Error = new CallError(error.Code ?? error.Type, error.Message),
+            Fallback = false,
+            Attempts = [],
+            Tokens = new TokenCounts(0, 0, 0, Estimated: false),
+            LatencyMs = 0,
+            Content = IncludeContent ? new AuditContent(request.Messages, null) : null,
+        });
+    }
 
     public override Task StartAsync(CancellationToken cancellationToken)
     {
@@ -323,6 +361,9 @@ internal sealed partial class AuditWriter : BackgroundService
 
         [LoggerMessage(8007, LogLevel.Information, "Audit: {Files} spill files with unreplayed records found in {SpillDirectory}; replaying them")]
         public static partial void LeftoverFound(ILogger logger, int files, string spillDirectory);
+
+        [LoggerMessage(8009, LogLevel.Error, "Audit: the record of request {RequestId} ended after the writer had closed at exit, and is lost")]
+        public static partial void LostAtExit(ILogger logger, string requestId);
 
         [LoggerMessage(8008, LogLevel.Information, "Audit: shutdown wrote the {Count} queued records; {PendingBytes} bytes of spilled records wait in {SpillPath} for the next start")]
         public static partial void Flushed(ILogger logger, int count, long pendingBytes, string spillPath);
