@@ -253,6 +253,29 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     }
 
     [Fact]
+    public async Task AFullQueueSpillsToTheFileInsteadOfDroppingAndAllIsReplayed()
+    {
+        const int Total = 8;
+        var gateway = await StartReplicaAsync(new() { ["Onyx:Audit:QueueCapacity"] = "1", ["Onyx:Audit:BatchSize"] = "1" });
+        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        // Redis holds writes for two seconds: the writer waits on its first record, the queue's one place fills, and
+        // the requests after it put their records in the spill file themselves.
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
+        await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "2000", "WRITE");
+        for (var i = 0; i < Total; i++)
+        {
+            using var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+        Assert.Single(gateway.Logs.Records, r => r.EventId == 8005);
+
+        var records = (await WaitForEntriesAsync(Total)).Select(Record).ToList();
+        Assert.Equal(Total, records.Select(r => (string)r["audit_id"]!).Distinct().Count());
+        await gateway.Logs.WaitForAsync(r => r.EventId == 8003, Deadline);
+        await AssertStaysAsync(Total);
+    }
+
+    [Fact]
     public async Task TheMasterKeyPagesThroughTheTrailNewestFirstFilteredByUserAndTime()
     {
         var gateway = await StartReplicaAsync();

@@ -43,4 +43,11 @@ public sealed class AuditWithoutRedisTests
             Directory.Delete(spill, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task ABadIncludeContentValueStopsTheStartNamingTheKey()
+    {
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => GatewayHost.StartAsync(new() { ["general_settings:audit:include_content"] = "maybe" }));
+        Assert.Contains("general_settings:audit:include_content must be true or false; got 'maybe'", error.ToString(), StringComparison.Ordinal);
+    }
 }
