@@ -149,6 +149,27 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     }
 
     [Fact]
+    public async Task TheAnswerOfAResumedStreamIsTheOneTheClientReceived()
+    {
+        var gateway = await StartReplicaAsync(new() { ["Onyx:Audit:IncludeContent"] = "true" });
+        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        // Cut after "Once upon"; the fallback refuses the prefilled continuation, is asked anew, and its answer is
+        // spliced after what the client already had.
+        gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
+        gateway.Fallback.Update(b => b with { Tokens = ["Once", " upon", " a", " time", " there"], RejectsPrefill = true });
+        using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        var received = Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync()));
+
+        var record = Record(Assert.Single(await WaitForEntriesAsync(1)));
+        Assert.Equal("Once upon a time there", received);
+        Assert.Equal(received, (string)record["content"]!["answer"]!);
+        Assert.Equal("""[{"from":"together_ai/deepseek-ai/DeepSeek-V3","to":"ollama/mistral:7b-instruct","at_chars":9,"reason":"stream_broken"}]""",
+            record["resumed"]!.ToJsonString());
+        // The refused prefill is an attempt of its own.
+        Assert.Equal(["failed:stream_broken", "failed:http_400", "success:"], record["attempts"]!.AsArray().Select(a => $"{a!["outcome"]}:{a["reason"]}"));
+    }
+
+    [Fact]
     public async Task RedisKilledMidBurstAndRestartedStillHoldsEachRecordOnceInOrder()
     {
         const int Total = 30;
