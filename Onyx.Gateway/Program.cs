@@ -1,4 +1,5 @@
 using Onyx.Gateway.Api;
+using Onyx.Gateway.Audit;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
@@ -24,6 +25,7 @@ builder.AddModelRouting();
 builder.AddGatewayAuth();
 builder.AddRateLimiting();
 builder.AddSpendTracking();
+builder.AddAuditTrail();
 builder.AddGatewayHealth();
 builder.AddGracefulShutdown();
 builder.AddGatewayApi();
@@ -39,5 +41,6 @@ app.MapGatewayMetrics();
 app.MapModelsApi();
 app.MapChatCompletionsApi();
 app.MapKeysApi();
+app.MapAuditApi();
 
 app.Run();

@@ -227,7 +227,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
     }
 
-    private static async Task<string> GenerateAsync(GatewayHost gateway, string body)
+    internal static async Task<string> GenerateAsync(GatewayHost gateway, string body)
     {
         using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
         using var response = await admin.PostAsync("/key/generate", GatewayHost.Json(body));

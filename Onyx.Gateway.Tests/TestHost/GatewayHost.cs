@@ -21,10 +21,14 @@ public sealed class GatewayHost : IAsyncDisposable
 {
     public const string TogetherKey = "sk-together-test-3f9a1c";
 
-    private readonly WebApplicationFactory<GatewayAssembly> _factory;
+    public const string SpillDirectoryKey = "Onyx:Audit:SpillDirectory";
 
-    private GatewayHost(FakeOpenAiProvider primary, FakeOllamaProvider fallback, WebApplicationFactory<GatewayAssembly> factory, LogCapture logs)
+    private readonly WebApplicationFactory<GatewayAssembly> _factory;
+    private readonly string? _ownSpillDirectory;
+
+    private GatewayHost(FakeOpenAiProvider primary, FakeOllamaProvider fallback, WebApplicationFactory<GatewayAssembly> factory, LogCapture logs, string? ownSpillDirectory)
     {
+        _ownSpillDirectory = ownSpillDirectory;
         Primary = primary;
         Fallback = fallback;
         _factory = factory;
@@ -60,11 +64,15 @@ public sealed class GatewayHost : IAsyncDisposable
             ["services:ollama:http:0"] = fallback.BaseUrl.ToString(),
             ["Onyx:Routing:FirstTokenTimeout"] = "00:00:01",
             ["Onyx:CallLog:Stdout"] = "false",
+            // Each gateway its own audit spill directory, so no test replays another's leftover records.
+            [SpillDirectoryKey] = Path.Combine(Path.GetTempPath(), "onyx-tests", Guid.NewGuid().ToString("N")),
         };
+        var ownSpillDirectory = all[SpillDirectoryKey];
         foreach (var (key, value) in settings ?? [])
         {
             all[key] = value;
         }
+        ownSpillDirectory = all[SpillDirectoryKey] == ownSpillDirectory ? ownSpillDirectory : null;
 
         var factory = new WebApplicationFactory<GatewayAssembly>().WithWebHostBuilder(web =>
         {
@@ -97,9 +105,10 @@ public sealed class GatewayHost : IAsyncDisposable
             }
             await primary.DisposeAsync();
             await fallback.DisposeAsync();
+            DeleteDirectory(ownSpillDirectory);
             throw;
         }
-        var host = new GatewayHost(primary, fallback, factory, logs);
+        var host = new GatewayHost(primary, fallback, factory, logs, ownSpillDirectory);
         var addresses = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         host.BaseAddress = new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal)
             .Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
@@ -127,6 +136,15 @@ public sealed class GatewayHost : IAsyncDisposable
         await _factory.DisposeAsync();
         await Primary.DisposeAsync();
         await Fallback.DisposeAsync();
+        DeleteDirectory(_ownSpillDirectory);
+    }
+
+    private static void DeleteDirectory(string? path)
+    {
+        if (path is not null && Directory.Exists(path))
+        {
+            Directory.Delete(path, recursive: true);
+        }
     }
 
     private static string FindRepositoryRoot()

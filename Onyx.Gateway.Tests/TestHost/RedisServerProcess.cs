@@ -21,7 +21,11 @@ public sealed class RedisServerProcess : IAsyncDisposable
     public string ConnectionString => $"127.0.0.1:{Port}";
 
     /// <param name="port">A fixed port (to restart a stopped server where its clients expect it); a free one if not given.</param>
-    public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null)
+    /// <param name="dataDirectory">
+    /// Persist every write there (append-only file, fsync'd per write), so a server killed and restarted on the same
+    /// directory has what it had; no persistence if not given.
+    /// </param>
+    public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null, string? dataDirectory = null)
     {
         var chosen = port ?? LoopbackPort.Free();
         var start = new ProcessStartInfo("redis-server")
@@ -30,7 +34,8 @@ public sealed class RedisServerProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { "--port", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" })
+        string[] persistence = dataDirectory is null ? ["--appendonly", "no"] : ["--dir", dataDirectory, "--appendonly", "yes", "--appendfsync", "always"];
+        foreach (var arg in new[] { "--port", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "" }.Concat(persistence))
         {
             start.ArgumentList.Add(arg);
         }

@@ -13,7 +13,10 @@ public abstract class ReplicasOnOneRedis : IAsyncLifetime
     /// <summary>Settings every replica of the class gets, under each test's own.</summary>
     protected abstract Dictionary<string, string?> ReplicaSettings { get; }
 
-    public async Task InitializeAsync() => Redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20));
+    /// <summary>Where Redis persists its data (so it survives a kill and restart); none unless a class says so.</summary>
+    protected virtual string? RedisDataDirectory => null;
+
+    public async Task InitializeAsync() => Redis = await RedisServerProcess.StartAsync(TimeSpan.FromSeconds(20), dataDirectory: RedisDataDirectory);
 
     public async Task DisposeAsync()
     {

@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
+using Onyx.Gateway.Audit;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.OpenAi;
@@ -31,7 +32,7 @@ internal static partial class ChatCompletionsApi
     }
 
     internal static async Task<Results<OpenAiErrorResult, FileContentHttpResult, ChatStreamResult>> CreateChatCompletion(
-        HttpContext context, ChatCompletionRouter router, RoutingTable routing, UsageLimiter limiter, IOptions<OnyxOptions> options)
+        HttpContext context, ChatCompletionRouter router, RoutingTable routing, UsageLimiter limiter, AuditWriter audit, IOptions<OnyxOptions> options)
     {
         var requestId = RequestId(context);
         var (request, error) = await ReadRequestAsync(context, options.Value.Limits);
@@ -40,10 +41,12 @@ internal static partial class ChatCompletionsApi
             return error;
         }
         var caller = context.GetCaller();
+        var clientAddress = context.Connection.RemoteIpAddress?.ToString();
         if (!caller.MayUse(request!.Model))
         {
-            return new OpenAiErrorResult(StatusCodes.Status403Forbidden, new OpenAiError(
-                $"This API key may not use the model '{request.Model}'.", OpenAiErrorTypes.Permission, "model", "model_not_allowed"));
+            var forbidden = new OpenAiError($"This API key may not use the model '{request.Model}'.", OpenAiErrorTypes.Permission, "model", "model_not_allowed");
+            audit.Refused(requestId, request, caller.UserId, caller.KeyName, clientAddress, StatusCodes.Status403Forbidden, forbidden);
+            return new OpenAiErrorResult(StatusCodes.Status403Forbidden, forbidden);
         }
         if (CheckOutputLimit(request, routing) is { } tooMany)
         {
@@ -56,10 +59,11 @@ internal static partial class ChatCompletionsApi
         {
             context.Response.Headers[AliasHeader] = request.Model;
             var (status, refusal, retryAfter) = limit.Refusal();
+            audit.Refused(requestId, request, caller.UserId, caller.KeyName, clientAddress, status, refusal);
             return new OpenAiErrorResult(status, refusal, retryAfter);
         }
 
-        var owner = new CallOwner(caller.UserId, caller.KeyName, limit.Lease is { } lease ? lease.Complete : null) { KeyHash = caller.KeyHash };
+        var owner = new CallOwner(caller.UserId, caller.KeyName, limit.Lease is { } lease ? lease.Complete : null, clientAddress) { KeyHash = caller.KeyHash };
         var streaming = false;
         try
         {

@@ -46,6 +46,7 @@ internal sealed partial class ConfigurationReport(
         Pattern("general_settings:master_key"),
         Pattern("general_settings:keys:*:*"),
         Pattern("general_settings:keys:*:models:*"),
+        Pattern("general_settings:audit:include_content"),
         Pattern("Onyx:**"),
     ];
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Onyx.Gateway.Audit;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Spend;
@@ -6,8 +7,11 @@ using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 
-/// <summary>Who a call is made for, and what to tell when it ends (its total tokens, for the rate limiter).</summary>
-internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? Finished = null)
+/// <summary>
+/// Who a call is made for (and from which address, for the audit trail), and what to tell when it ends (its total
+/// tokens, for the rate limiter).
+/// </summary>
+internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? Finished = null, string? ClientAddress = null)
 {
     /// <summary>The API key's hash, whose spend the call's cost is added to (none for the master key or an open gateway).</summary>
     public string? KeyHash { get; init; }
@@ -16,16 +20,19 @@ internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? 
 }
 
 /// <summary>
-/// Follows one client request through its attempts and writes its call log record, metrics, spans, cost and attempt
-/// events exactly once, whichever way it ends.
+/// Follows one client request through its attempts and writes its call log record, metrics, spans, cost, attempt
+/// events and audit record exactly once, whichever way it ends.
 /// </summary>
 internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics,
-    TokenEstimator estimator, SpendTracker spend)
+    TokenEstimator estimator, SpendTracker spend, AuditWriter audit)
 {
     private readonly long _started = time.GetTimestamp();
     private readonly Activity? _activity = GatewayTracing.StartCall(request, requestId);
     private readonly List<string> _tried = [];
+    private readonly List<AuditAttempt> _attempts = [];
     private List<ResumedAt>? _resumes;
+    private string? _answerBefore;
+    private int _answerSkipped;
     private bool _finished;
 
     public string RequestId { get; } = requestId;
@@ -45,6 +52,7 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     {
         _tried.Add($"{deployment.Id} ({reason})");
         GatewayTracing.Skipped(_activity, deployment, reason);
+        _attempts.Add(new AuditAttempt(deployment.Id, "skipped", reason, null, Milliseconds(Elapsed)));
     }
 
     /// <summary>Counts an attempt on <paramref name="deployment"/> and starts its span (the current one from here on).</summary>
@@ -54,12 +62,16 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         return new AttemptContext(RequestId) { Activity = GatewayTracing.StartAttempt(_activity, deployment, Attempts) };
     }
 
-    /// <summary>The answer broke on <paramref name="from"/> after <paramref name="atChars"/> characters and continues on <paramref name="to"/>.</summary>
-    public void Resumed(Deployment from, Deployment to, int atChars, string reason)
+    /// <summary>
+    /// The answer broke on <paramref name="from"/> after <paramref name="partial"/> and continues on <paramref name="to"/>,
+    /// whose text counts from its <paramref name="skippedChars"/>th character (what it reproduced of the partial answer).
+    /// </summary>
+    public void Resumed(Deployment from, Deployment to, string partial, int skippedChars, string reason)
     {
-        (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, atChars, reason));
+        (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, partial.Length, reason));
+        (_answerBefore, _answerSkipped) = (partial, skippedChars);
         metrics.Resumed(Request.Model, from.Id, to.Id, reason);
-        GatewayTracing.Resumed(_activity, from, to, atChars, reason);
+        GatewayTracing.Resumed(_activity, from, to, partial.Length, reason);
     }
 
     public void FirstToken() => TimeToFirstToken ??= Elapsed;
@@ -67,6 +79,7 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     public void AttemptFailed(Deployment deployment, UpstreamException failure, AttemptContext context)
     {
         _tried.Add($"{deployment.Id} ({failure.Reason})");
+        _attempts.Add(new AuditAttempt(deployment.Id, "failed", failure.Reason, failure.StatusCode, Milliseconds(Elapsed)));
         metrics.UpstreamError(deployment.Id, GatewayTracing.Kind(failure.Kind), failure.Reason);
         GatewayTracing.AttemptFailed(context, failure);
         log.Write(new LlmAttemptRecord
@@ -82,14 +95,15 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         });
     }
 
-    public void Succeeded(RouteInfo route, TokenUsage? usage, AttemptContext context) =>
-        Finish(route.Deployment, route.Fallback, 200, null, usage, context);
+    /// <param name="answer">A non-streamed answer's text (a stream's is in <paramref name="context"/>).</param>
+    public void Succeeded(RouteInfo route, TokenUsage? usage, AttemptContext context, string? answer = null) =>
+        Finish(route.Deployment, route.Fallback, 200, null, usage, context, answer);
 
     /// <summary>The call failed (<paramref name="deployment"/> is the last one that answered, if any).</summary>
     public void Failed(Deployment? deployment, bool fallback, int status, string errorType, string message, TokenUsage? usage = null, AttemptContext? context = null) =>
-        Finish(deployment, fallback, status, new CallError(errorType, message), usage, context);
+        Finish(deployment, fallback, status, new CallError(errorType, message), usage, context, null);
 
-    private void Finish(Deployment? deployment, bool fallback, int status, CallError? error, TokenUsage? usage, AttemptContext? context)
+    private void Finish(Deployment? deployment, bool fallback, int status, CallError? error, TokenUsage? usage, AttemptContext? context, string? answer)
     {
         if (_finished)
         {
@@ -104,9 +118,13 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         owner.Finished?.Invoke(charged ? tokens.Total : 0);
         // The same rule for money: a call that failed before any token was produced costs nothing.
         decimal? cost = deployment?.Price is { } price ? (charged ? price.CostOf(tokens) : 0) : null;
+        var now = time.GetUtcNow();
+        var tokenCounts = new TokenCounts(tokens.Prompt, tokens.Completion, tokens.Total, tokens.Estimated);
+        var latencyMs = Milliseconds(elapsed);
+        double? ttftMs = TimeToFirstToken is { } ttft ? Milliseconds(ttft) : null;
         var record = new LlmCallRecord
         {
-            Timestamp = time.GetUtcNow(),
+            Timestamp = now,
             RequestId = RequestId,
             Alias = Request.Model,
             UserId = owner.UserId,
@@ -115,9 +133,9 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
             ProviderModel = deployment?.ProviderModel,
             ResponseModel = context?.ResponseModel,
             Stream = Request.Stream,
-            Tokens = new TokenCounts(tokens.Prompt, tokens.Completion, tokens.Total, tokens.Estimated),
-            LatencyMs = Milliseconds(elapsed),
-            TtftMs = TimeToFirstToken is { } ttft ? Milliseconds(ttft) : null,
+            Tokens = tokenCounts,
+            LatencyMs = latencyMs,
+            TtftMs = ttftMs,
             Success = error is null,
             Status = status,
             Error = error,
@@ -129,6 +147,37 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         log.Write(record);
         GatewayTracing.EndAttempt(context, error is null ? "success" : "failed", tokens, error?.Type);
         GatewayTracing.EndCall(_activity, record);
+        if (deployment is not null && (error is null || _attempts is not [.., var last] || last.Deployment != deployment.Id || last.Outcome != "failed"))
+        {
+            // The deployment the call ended on, unless its failure is already the last attempt recorded.
+            _attempts.Add(new AuditAttempt(deployment.Id, error is null ? "success" : error.Type, null, status, latencyMs));
+        }
+        audit.Write(new AuditRecord
+        {
+            AuditId = Guid.CreateVersion7(now).ToString("N"),
+            Timestamp = now,
+            RequestId = RequestId,
+            Replica = audit.Replica,
+            KeyName = owner.KeyName,
+            UserId = owner.UserId,
+            EndUser = Request.User,
+            ClientAddress = owner.ClientAddress,
+            Alias = Request.Model,
+            Stream = Request.Stream,
+            Status = status,
+            Success = error is null,
+            Error = error,
+            Deployment = deployment?.Id,
+            ResponseModel = context?.ResponseModel,
+            Fallback = fallback,
+            Attempts = _attempts.ToArray(),
+            Tokens = tokenCounts,
+            CostUsd = cost,
+            LatencyMs = latencyMs,
+            TtftMs = ttftMs,
+            Resumed = _resumes,
+            Content = audit.IncludeContent ? new AuditContent(Request.Messages, answer ?? Answer(context)) : null,
+        });
         metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
         if (cost is { } spent && deployment is not null)
         {
@@ -154,6 +203,18 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         }
         var completion = context is null ? 0 : estimator.Count(context.CompletionText.ToString());
         return new TokenUsage(estimator.CountPrompt(Request.Messages), completion, Estimated: true);
+    }
+
+    /// <summary>The text the client received: what it had when the answer was resumed, and the rest from the last attempt.</summary>
+    private string? Answer(AttemptContext? context)
+    {
+        if (context is null)
+        {
+            return _answerBefore;
+        }
+        var text = context.CompletionText;
+        var skipped = Math.Min(_answerSkipped, text.Length);
+        return _answerBefore + text.ToString(skipped, text.Length - skipped);
     }
 
     private static double Milliseconds(TimeSpan span) => Math.Round(span.TotalMilliseconds, 2);

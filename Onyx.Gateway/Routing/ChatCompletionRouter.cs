@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Onyx.Gateway.Audit;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
@@ -24,7 +25,8 @@ internal sealed class ChatCompletionRouter(
     CallLog callLog,
     GatewayMetrics metrics,
     TokenEstimator estimator,
-    SpendTracker spend)
+    SpendTracker spend,
+    AuditWriter audit)
 {
     /// <summary>LiteLLM's default request timeout is far longer; ten minutes bounds a non-streaming attempt.</summary>
     private static readonly TimeSpan DefaultAttemptTimeout = TimeSpan.FromMinutes(10);
@@ -44,7 +46,7 @@ internal sealed class ChatCompletionRouter(
             timer.CancelAfter(_attemptTimeout);
             return await provider.CompleteAsync(deployment, request, context, token);
         }, "no answer within the attempt timeout");
-        call.Succeeded(route, result.Usage, context);
+        call.Succeeded(route, result.Usage, context, result.CompletionText);
         return new RoutedCompletion(route, result.Body);
     }
 
@@ -189,7 +191,8 @@ internal sealed class ChatCompletionRouter(
         }
     }
 
-    private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) => new(request, requestId, owner, time, callLog, metrics, estimator, spend);
+    private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) =>
+        new(request, requestId, owner, time, callLog, metrics, estimator, spend, audit);
 
     private delegate Task<T> Attempt<T>(Deployment deployment, IChatProvider provider, AttemptContext context, CancellationTokenSource timer, CancellationToken token);
 

@@ -164,7 +164,7 @@ internal sealed class RoutedStream : IAsyncDisposable
             }
             _prior = Add(_prior, _usage ?? _call.Estimate(_context));
             _resumes.Add(new ResumeInfo(Route.Deployment.Id, resumed.Route.Deployment.Id, partial.Length, failure.Reason));
-            _call.Resumed(Route.Deployment, resumed.Route.Deployment, partial.Length, failure.Reason);
+            _call.Resumed(Route.Deployment, resumed.Route.Deployment, partial, resumed.SkippedChars, failure.Reason);
             await DisposeAttemptAsync(_current);
             (Route, _current, _context, _skippedChars, _sentBefore, _usage) = (resumed.Route, resumed.Head, resumed.Context, resumed.SkippedChars, partial, null);
             _roleSent = true;

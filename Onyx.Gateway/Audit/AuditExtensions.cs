@@ -1,0 +1,40 @@
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Cluster;
+using StackExchange.Redis;
+
+namespace Onyx.Gateway.Audit;
+
+internal static class AuditExtensions
+{
+    /// <summary>
+    /// The audit trail: one record per LLM request, written off the hot path to a Redis stream (to this replica's
+    /// spill file while Redis is unreachable, or always without Redis), read back by <c>GET /audit</c>.
+    /// </summary>
+    public static IHostApplicationBuilder AddAuditTrail(this IHostApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        var configuration = builder.Configuration;
+        services.AddOptions<AuditOptions>().Bind(configuration.GetSection(AuditOptions.SectionName)).ValidateOnStart()
+            .PostConfigure(options =>
+            {
+                // LiteLLM-style `general_settings: audit: include_content: true` in the config file, unless the Onyx
+                // setting says otherwise.
+                if (configuration[AuditOptions.SectionName + ":IncludeContent"] is null && configuration[AuditOptions.LiteLlmIncludeContentKey] is { } value)
+                {
+                    options.IncludeContent = bool.TryParse(value, out var include) ? include
+                        : throw new OptionsValidationException(AuditOptions.LiteLlmIncludeContentKey, typeof(AuditOptions),
+                            [$"{AuditOptions.LiteLlmIncludeContentKey} must be true or false; got '{value}'."]);
+                }
+            });
+        services.AddSingleton<IValidateOptions<AuditOptions>, AuditOptionsValidator>();
+        services.AddSingleton<AuditMetrics>();
+        if (ClusterExtensions.HasRedis(configuration))
+        {
+            services.AddSingleton(sp => new RedisAuditStream(sp.GetRequiredService<IConnectionMultiplexer>(),
+                sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<TimeProvider>()));
+        }
+        services.AddSingleton<AuditWriter>();
+        services.AddHostedService(sp => sp.GetRequiredService<AuditWriter>());
+        return builder;
+    }
+}

@@ -1,0 +1,45 @@
+using System.Diagnostics.Metrics;
+
+namespace Onyx.Gateway.Audit;
+
+/// <summary>The audit writer's own instruments (meter <see cref="MeterName"/>, exported with the other Onyx meters).</summary>
+internal sealed class AuditMetrics : IDisposable
+{
+    public const string MeterName = "Onyx.Gateway.Audit";
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _written;
+    private readonly Counter<long> _replayed;
+    private readonly Counter<long> _duplicates;
+
+    public AuditMetrics(IMeterFactory meters)
+    {
+        _meter = meters.Create(MeterName);
+        _written = _meter.CreateCounter<long>("onyx.audit.records", "{record}",
+            "Audit records written, by destination: redis, or spill_file while Redis is unreachable (or not configured).");
+        _replayed = _meter.CreateCounter<long>("onyx.audit.replayed", "{record}", "Spilled audit records replayed into Redis.");
+        _duplicates = _meter.CreateCounter<long>("onyx.audit.duplicates_skipped", "{record}",
+            "Replayed audit records Redis already had (a write whose answer was lost), skipped.");
+    }
+
+    public void Written(int count, string destination) =>
+        _written.Add(count, new KeyValuePair<string, object?>("onyx.audit.destination", destination));
+
+    public void Replayed(int count, int duplicates)
+    {
+        _replayed.Add(count);
+        if (duplicates > 0)
+        {
+            _duplicates.Add(duplicates);
+        }
+    }
+
+    /// <summary>Observes the writer's queue depth and the spill file's unreplayed bytes.</summary>
+    public void Observe(Func<long> queueDepth, Func<long> spillBytes)
+    {
+        _meter.CreateObservableGauge("onyx.audit.queue.depth", queueDepth, "{record}", "Audit records waiting in memory for the writer.");
+        _meter.CreateObservableGauge("onyx.audit.spill.bytes", spillBytes, "By", "Bytes of spilled audit records not yet replayed into Redis.");
+    }
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,371 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Cluster;
+using Onyx.Gateway.OpenAi;
+using Onyx.Gateway.Telemetry;
+using StackExchange.Redis;
+
+namespace Onyx.Gateway.Audit;
+
+/// <summary>
+/// Moves audit records from the requests to Redis off the hot path, and loses none. A request only enqueues its
+/// record (<see cref="Write"/>); this background loop writes what has queued up in batches. While Redis is
+/// unreachable (or not configured) batches go to this replica's spill file, fsync'd, and every
+/// <see cref="AuditOptions.RetryInterval"/> the loop replays the file into Redis, in order, before anything newer
+/// is written there; the replay is idempotent (<see cref="RedisAuditStream"/>). At start-up it replays the files
+/// replicas that are gone left behind; at shutdown, after the server has drained, it writes what is still queued.
+/// </summary>
+internal sealed partial class AuditWriter : BackgroundService
+{
+    public const string SpillFileExtension = ".jsonl";
+
+    /// <summary>The most a shutdown waits for Redis before the queued records go to the spill file instead.</summary>
+    private static readonly TimeSpan ShutdownWriteTimeout = TimeSpan.FromSeconds(2);
+
+    private readonly RedisAuditStream? _redis;
+    private readonly AuditOptions _options;
+    private readonly AuditMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger<AuditWriter> _logger;
+    private readonly Channel<AuditRecord> _queue;
+    private readonly AuditSpillFile _spill;
+    private readonly List<AuditSpillFile> _orphans = [];
+    private DateTimeOffset _nextReplay;
+    private bool _redisDown;
+    private int _overflowReported;
+    private int _disposed;
+
+    public AuditWriter(IOptions<AuditOptions> options, ReplicaIdentity replica, AuditMetrics metrics, TimeProvider time,
+        ILogger<AuditWriter> logger, RedisAuditStream? redis = null)
+    {
+        _options = options.Value;
+        _redis = redis;
+        _metrics = metrics;
+        _time = time;
+        _logger = logger;
+        Replica = replica.Id;
+        IncludeContent = _options.IncludeContent;
+        _queue = Channel.CreateBounded<AuditRecord>(new BoundedChannelOptions(_options.QueueCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+
+        var path = Path.Combine(_options.SpillDirectory, Replica + SpillFileExtension);
+        try
+        {
+            Directory.CreateDirectory(_options.SpillDirectory);
+            _spill = AuditSpillFile.TryOpen(path) ?? throw new IOException($"'{path}' is held by another process.");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // No half-working start: a gateway that could not keep its records when Redis goes away must not serve.
+            throw new OptionsValidationException(AuditOptions.SectionName, typeof(AuditOptions),
+                [$"Onyx:Audit:SpillDirectory: cannot write the spill file '{path}': {ex.Message}"]);
+        }
+        // Files no live process holds were left by replicas that are gone: this one replays them.
+        foreach (var file in Directory.EnumerateFiles(_options.SpillDirectory, "*" + SpillFileExtension).Order(StringComparer.Ordinal))
+        {
+            if (file != path && AuditSpillFile.TryOpen(file) is { } orphan)
+            {
+                if (orphan.HasPending)
+                {
+                    _orphans.Add(orphan);
+                }
+                else
+                {
+                    orphan.Delete();
+                }
+            }
+        }
+        _metrics.Observe(() => _queue.Reader.Count, () => _spill.PendingBytes);
+    }
+
+    /// <summary>Record the request's messages and answer (<see cref="AuditOptions.IncludeContent"/>).</summary>
+    public bool IncludeContent { get; }
+
+    /// <summary>This replica, as the records name it.</summary>
+    public string Replica { get; }
+
+    /// <summary>
+    /// Queues a record; never waits for Redis. When the queue is full (Redis slow and a burst), the record is
+    /// appended to the spill file right here instead: a file write on this request, rather than a lost record.
+    /// </summary>
+    public void Write(AuditRecord record)
+    {
+        if (_queue.Writer.TryWrite(record))
+        {
+            return;
+        }
+        try
+        {
+            _spill.Append([record]);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Only a call still running after the host's shutdown timeout, when the process is going away.
+            Log.LostAtExit(_logger, record.RequestId);
+            return;
+        }
+        _metrics.Written(1, "spill_file");
+        if (Interlocked.Exchange(ref _overflowReported, 1) == 0)
+        {
+            Log.QueueFull(_logger, _options.QueueCapacity, _spill.Path);
+        }
+    }
+
+    /// <summary>
+    /// Waits for the final flush whatever the host's shutdown token says: it is bounded by itself (one Redis write of
+    /// at most 2 s, then the file), and a record still in memory when the process exits would be lost.
+    /// </summary>
+    public override Task StopAsync(CancellationToken cancellationToken) => base.StopAsync(CancellationToken.None);
+
+    /// <summary>Records a request refused before routing (403 model not allowed, 429 rate limit): no deployment tried.</summary>
+    public void Refused(string requestId, ChatRequest request, string userId, string? keyName, string? clientAddress, int status, OpenAiError error)
+    {
+        var now = _time.GetUtcNow();
+        Write(new AuditRecord
+        {
+            AuditId = Guid.CreateVersion7(now).ToString("N"),
+            Timestamp = now,
+            RequestId = requestId,
+            Replica = Replica,
+            KeyName = keyName,
+            UserId = userId,
+            EndUser = request.User,
+            ClientAddress = clientAddress,
+            Alias = request.Model,
+            Stream = request.Stream,
+            Status = status,
+            Success = false,
+            Error = new CallError(error.Code ?? error.Type, error.Message),
+            Fallback = false,
+            Attempts = [],
+            Tokens = new TokenCounts(0, 0, 0, Estimated: false),
+            LatencyMs = 0,
+            Content = IncludeContent ? new AuditContent(request.Messages, null) : null,
+        });
+    }
+
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (_redis is null)
+        {
+            Log.NoRedis(_logger, _spill.Path);
+        }
+        else if (_orphans.Count > 0 || _spill.HasPending)
+        {
+            Log.LeftoverFound(_logger, _orphans.Count + (_spill.HasPending ? 1 : 0), _options.SpillDirectory);
+        }
+        return base.StartAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var batch = new List<AuditRecord>(_options.BatchSize);
+        Task<bool>? ready = null;
+        try
+        {
+            while (true)
+            {
+                if (_redis is not null && (_orphans.Count > 0 || _spill.HasPending) && _time.GetUtcNow() >= _nextReplay)
+                {
+                    await ReplayAsync(_redis, stoppingToken);
+                }
+                ready ??= _queue.Reader.WaitToReadAsync(stoppingToken).AsTask();
+                if (!ready.IsCompleted && _redis is not null && (_orphans.Count > 0 || _spill.HasPending))
+                {
+                    // Records are spilled: wake for the next replay even if nothing new comes.
+                    using var timer = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    var wait = _nextReplay - _time.GetUtcNow();
+                    await Task.WhenAny(ready, Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, _time, timer.Token));
+                    await timer.CancelAsync();
+                    if (!ready.IsCompleted)
+                    {
+                        continue;
+                    }
+                }
+                if (!await ready)
+                {
+                    break;
+                }
+                ready = null;
+                while (batch.Count < _options.BatchSize && _queue.Reader.TryRead(out var record))
+                {
+                    batch.Add(record);
+                }
+                await WriteAsync(batch, _options.WriteTimeout, stoppingToken);
+                batch.Clear();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Shutting down: the server has drained, so every finished call's record is queued. Write them below.
+        }
+        await FlushAsync(batch);
+    }
+
+    /// <summary>Writes what is still queued, to Redis if it answers soon, else to the spill file.</summary>
+    private async Task FlushAsync(List<AuditRecord> batch)
+    {
+        // A record arriving after this (a request ended past the host's shutdown timeout) goes to the file in Write.
+        _queue.Writer.TryComplete();
+        var flushed = batch.Count;
+        while (_queue.Reader.TryRead(out var record))
+        {
+            batch.Add(record);
+            flushed++;
+            if (batch.Count == _options.BatchSize)
+            {
+                await WriteAsync(batch, ShutdownWriteTimeout, CancellationToken.None);
+                batch.Clear();
+            }
+        }
+        await WriteAsync(batch, ShutdownWriteTimeout, CancellationToken.None);
+        Log.Flushed(_logger, flushed, _spill.PendingBytes, _spill.Path);
+    }
+
+    /// <summary>To Redis when it is there and nothing older is waiting in the file; otherwise to the file.</summary>
+    private async Task WriteAsync(List<AuditRecord> batch, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (batch.Count == 0)
+        {
+            return;
+        }
+        if (_redis is not null && !_spill.HasPending && !_redisDown)
+        {
+            try
+            {
+                await _redis.AddAsync(batch, timeout, cancellationToken);
+                _metrics.Written(batch.Count, "redis");
+                return;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                RedisFailed(ex);
+            }
+        }
+        _spill.Append(batch);
+        _metrics.Written(batch.Count, "spill_file");
+    }
+
+    /// <summary>The files of gone replicas first (older records), then this replica's own, each from where it stopped.</summary>
+    private async Task ReplayAsync(RedisAuditStream redis, CancellationToken cancellationToken)
+    {
+        try
+        {
+            foreach (var orphan in _orphans.ToList())
+            {
+                var (replayed, duplicates) = await ReplayFileAsync(redis, orphan, cancellationToken);
+                orphan.Delete();
+                _orphans.Remove(orphan);
+                Log.Replayed(_logger, replayed, duplicates, orphan.Path);
+            }
+            while (_spill.HasPending)
+            {
+                var (replayed, duplicates) = await ReplayFileAsync(redis, _spill, cancellationToken);
+                if (_spill.TryTruncate())
+                {
+                    Log.Replayed(_logger, replayed, duplicates, _spill.Path);
+                }
+            }
+            if (_redisDown)
+            {
+                _redisDown = false;
+                Log.RedisBack(_logger);
+            }
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            RedisFailed(ex);
+        }
+    }
+
+    private async Task<(int Replayed, int Duplicates)> ReplayFileAsync(RedisAuditStream redis, AuditSpillFile file, CancellationToken cancellationToken)
+    {
+        int replayed = 0, duplicates = 0;
+        while (true)
+        {
+            var (records, end) = file.ReadNext(_options.BatchSize, out var unreadable);
+            if (unreadable > 0)
+            {
+                Log.Unreadable(_logger, unreadable, file.Path);
+            }
+            if (records.Count > 0)
+            {
+                var added = await redis.AddAsync(records, _options.WriteTimeout, cancellationToken);
+                _metrics.Replayed(added, records.Count - added);
+                replayed += added;
+                duplicates += records.Count - added;
+            }
+            file.Confirm(end);
+            if (records.Count < _options.BatchSize)
+            {
+                return (replayed, duplicates);
+            }
+        }
+    }
+
+    private void RedisFailed(Exception ex)
+    {
+        _nextReplay = _time.GetUtcNow() + _options.RetryInterval;
+        if (!_redisDown)
+        {
+            _redisDown = true;
+            Log.RedisDown(_logger, _spill.Path, ex.Message);
+        }
+    }
+
+    public override void Dispose()
+    {
+        // Registered as itself and as a hosted service: disposed twice.
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+        base.Dispose();
+        var empty = !_spill.HasPending;
+        if (empty)
+        {
+            _spill.Delete();
+        }
+        else
+        {
+            _spill.Dispose();
+        }
+        foreach (var orphan in _orphans)
+        {
+            orphan.Dispose();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(8001, LogLevel.Warning, "Audit: Redis is unreachable ({Error}); records go to {SpillPath} and are replayed when it answers")]
+        public static partial void RedisDown(ILogger logger, string spillPath, string error);
+
+        [LoggerMessage(8002, LogLevel.Information, "Audit: Redis is back; spilled records replayed")]
+        public static partial void RedisBack(ILogger logger);
+
+        [LoggerMessage(8003, LogLevel.Information, "Audit: replayed {Replayed} records from {SpillPath} ({Duplicates} already in Redis, skipped)")]
+        public static partial void Replayed(ILogger logger, int replayed, int duplicates, string spillPath);
+
+        [LoggerMessage(8004, LogLevel.Warning, "Audit: {Count} unreadable lines in {SpillPath} (a write torn by a crash) passed over")]
+        public static partial void Unreadable(ILogger logger, int count, string spillPath);
+
+        [LoggerMessage(8005, LogLevel.Warning, "Audit: the writer's queue ({Capacity} records) is full; records are appended to {SpillPath} by the requests themselves")]
+        public static partial void QueueFull(ILogger logger, int capacity, string spillPath);
+
+        [LoggerMessage(8006, LogLevel.Warning, "Audit: no Redis configured (ConnectionStrings:redis): the audit trail is the file {SpillPath} only, and GET /audit answers 503")]
+        public static partial void NoRedis(ILogger logger, string spillPath);
+
+        [LoggerMessage(8007, LogLevel.Information, "Audit: {Files} spill files with unreplayed records found in {SpillDirectory}; replaying them")]
+        public static partial void LeftoverFound(ILogger logger, int files, string spillDirectory);
+
+        [LoggerMessage(8009, LogLevel.Error, "Audit: the record of request {RequestId} ended after the writer had closed at exit, and is lost")]
+        public static partial void LostAtExit(ILogger logger, string requestId);
+
+        [LoggerMessage(8008, LogLevel.Information, "Audit: shutdown wrote the {Count} queued records; {PendingBytes} bytes of spilled records wait in {SpillPath} for the next start")]
+        public static partial void Flushed(ILogger logger, int count, long pendingBytes, string spillPath);
+    }
+}

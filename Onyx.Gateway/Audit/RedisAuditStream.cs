@@ -1,0 +1,128 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Onyx.Gateway.Audit;
+
+/// <summary>
+/// The audit trail in a Redis stream (<see cref="AuditOptions.StreamKey"/>), one entry per record with the fields
+/// <c>id</c>, <c>user</c> and <c>record</c> (the record's JSON). Writing is idempotent per record: beside the stream a
+/// sorted set (<c>&lt;stream&gt;:ids</c>) remembers each written record's id for <see cref="AuditOptions.DedupeWindow"/>,
+/// and one Lua script adds to the stream only the records whose id is new — so a batch replayed after a write whose
+/// answer was lost (a timeout, a connection cut mid-reply) adds nothing twice, whichever replica replays it.
+/// </summary>
+internal sealed class RedisAuditStream(IConnectionMultiplexer redis, IOptions<AuditOptions> options, TimeProvider time)
+{
+    // KEYS[1] stream, KEYS[2] id set. ARGV: max length (0: none), min id for age trimming ('': none), now (ms),
+    // forget ids remembered before (ms), then id, user, record for each record. Returns how many were added.
+    private const string AddScript = """
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+        local added = 0
+        for i = 5, #ARGV, 3 do
+          if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[i]) == 1 then
+            if ARGV[1] ~= '0' then
+              redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[i], 'user', ARGV[i + 1], 'record', ARGV[i + 2])
+            else
+              redis.call('XADD', KEYS[1], '*', 'id', ARGV[i], 'user', ARGV[i + 1], 'record', ARGV[i + 2])
+            end
+            added = added + 1
+          end
+        end
+        if ARGV[2] ~= '' then
+          redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
+        end
+        return added
+        """;
+
+    /// <summary>How far a record's time may lie before its stream id (clock skew between a replica and Redis).</summary>
+    private static readonly TimeSpan ClockSkew = TimeSpan.FromMinutes(5);
+
+    private readonly AuditOptions _options = options.Value;
+    private readonly RedisKey[] _keys = [options.Value.StreamKey, options.Value.StreamKey + ":ids"];
+
+    /// <summary>Writes the records in one round trip; returns how many were new (the rest Redis already had).</summary>
+    /// <exception cref="RedisException">Redis is unreachable or failed.</exception>
+    /// <exception cref="TimeoutException">No answer within <paramref name="timeout"/>.</exception>
+    public async Task<int> AddAsync(IReadOnlyList<AuditRecord> records, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var args = new RedisValue[4 + records.Count * 3];
+        args[0] = _options.MaxLength;
+        args[1] = _options.MaxAge is { } age && age > TimeSpan.Zero ? $"{(now - age).ToUnixTimeMilliseconds()}-0" : "";
+        args[2] = now.ToUnixTimeMilliseconds();
+        args[3] = (now - _options.DedupeWindow).ToUnixTimeMilliseconds();
+        for (var i = 0; i < records.Count; i++)
+        {
+            var record = records[i];
+            args[4 + i * 3] = record.AuditId;
+            args[5 + i * 3] = record.UserId ?? "";
+            args[6 + i * 3] = JsonSerializer.SerializeToUtf8Bytes(record, AuditJsonContext.Default.AuditRecord);
+        }
+        var result = await redis.GetDatabase().ScriptEvaluateAsync(AddScript, _keys, args)
+            .WaitAsync(timeout, time, cancellationToken);
+        return (int)result;
+    }
+
+    /// <summary>
+    /// Newest first: the records written before <paramref name="cursor"/> (an entry id, exclusive; from the newest if
+    /// null), of <paramref name="user"/> (any if null), whose time is within [since, until]. Reads at most
+    /// <paramref name="scanLimit"/> entries; a page that stops there has fewer records and a cursor to go on.
+    /// </summary>
+    public async Task<AuditPage> ReadAsync(string? user, DateTimeOffset? since, DateTimeOffset? until, int limit, string? cursor, int scanLimit)
+    {
+        var database = redis.GetDatabase();
+        var records = new List<AuditRecord>(limit);
+        // Entry ids are the Redis time of writing, never much before the record's own time: nothing older than
+        // since (less the skew allowance) can match. A record replayed late has a later id than its time, so until
+        // cannot bound the read, only filter it.
+        RedisValue oldest = since is { } from ? $"{Math.Max(0, (from - ClockSkew).ToUnixTimeMilliseconds())}-0" : "-";
+        RedisValue newest = cursor is null ? "+" : "(" + cursor;
+        string? lastScanned = null, lastAdded = null;
+        var scanned = 0;
+        while (scanned < scanLimit)
+        {
+            var count = Math.Min(Math.Max(limit + 1 - records.Count, 64), scanLimit - scanned);
+            var entries = await database.StreamRangeAsync(_keys[0], oldest, newest, count, Order.Descending);
+            foreach (var entry in entries)
+            {
+                scanned++;
+                var id = entry.Id.ToString();
+                if ((user is null || entry["user"] == user) && Parse(entry["record"]) is { } record
+                    && record.Timestamp >= (since ?? DateTimeOffset.MinValue) && record.Timestamp <= (until ?? DateTimeOffset.MaxValue))
+                {
+                    if (records.Count == limit)
+                    {
+                        // One more match beyond this page: the next page starts after the page's last record.
+                        return new AuditPage(records, true, lastAdded);
+                    }
+                    records.Add(record);
+                    lastAdded = id;
+                }
+                lastScanned = id;
+            }
+            if (entries.Length < count)
+            {
+                return new AuditPage(records, false, null);
+            }
+            newest = "(" + lastScanned;
+        }
+        // The scan limit was reached before the page was full: what was found, and where to go on.
+        return new AuditPage(records, true, lastScanned);
+    }
+
+    private static AuditRecord? Parse(RedisValue json)
+    {
+        if (json.IsNullOrEmpty)
+        {
+            return null;
+        }
+        try
+        {
+            return JsonSerializer.Deserialize((byte[])json!, AuditJsonContext.Default.AuditRecord);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+}
