@@ -30,6 +30,9 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     {
         ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
         ["Onyx:Audit:RetryInterval"] = "00:00:00.100",
+        // The primary has a price (per million tokens), the fallback none: its records carry no cost.
+        ["model_list:0:litellm_params:input_cost_per_million_tokens"] = "1.25",
+        ["model_list:0:litellm_params:output_cost_per_million_tokens"] = "2.5",
     };
 
     [Fact]
@@ -74,8 +77,16 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
             Assert.True((double)record["latency_ms"]! > 0);
             Assert.Equal(12, (int)record["tokens"]!["prompt"]!);
             Assert.True((int)record["tokens"]!["completion"]! > 0);
-            Assert.Null(record["cost_usd"]);
             Assert.True(record.AsObject().ContainsKey("cost_usd"));
+            if (i < 4)
+            {
+                var completion = (int)record["tokens"]!["completion"]!;
+                Assert.Equal((12 * 1.25m + completion * 2.5m) / 1_000_000m, (decimal)record["cost_usd"]!);
+            }
+            else
+            {
+                Assert.Null(record["cost_usd"]);
+            }
             Assert.Equal(i % 2 == 1, record["ttft_ms"] is not null);
             Assert.Null(record["content"]);
             Assert.Equal((string)record["user_id"]!, (string)entries[i]["user"]!);

@@ -82,7 +82,7 @@ public sealed class PrometheusMetricsTests : GatewayTest
         Assert.Subset(new HashSet<string>
         {
             "otel_scope_name", "onyx_alias", "onyx_deployment", "onyx_outcome", "onyx_fallback", "onyx_error_kind", "onyx_reason",
-            "onyx_limit", "onyx_scope", "onyx_state", "onyx_cause", "onyx_from", "onyx_to", "le", "error_type",
+            "onyx_limit", "onyx_scope", "onyx_state", "onyx_cause", "onyx_from", "onyx_to", "onyx_audit_destination", "le", "error_type",
             "gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model", "gen_ai_token_type",
         }, labels);
         Assert.DoesNotContain(scrape.Lines, l => l.Contains("Say hello", StringComparison.Ordinal) || l.Contains(GatewayHost.TogetherKey, StringComparison.Ordinal));
