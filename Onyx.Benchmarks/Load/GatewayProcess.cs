@@ -25,14 +25,16 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     private readonly Process _process;
     private readonly string _configPath;
+    private readonly string _auditDirectory;
     private int _redisLost;
     private int _redisBack;
 
-    private GatewayProcess(Process process, Uri baseAddress, string configPath)
+    private GatewayProcess(Process process, Uri baseAddress, string configPath, string auditDirectory)
     {
         _process = process;
         BaseAddress = baseAddress;
         _configPath = configPath;
+        _auditDirectory = auditDirectory;
     }
 
     public Uri BaseAddress { get; }
@@ -120,13 +122,17 @@ internal sealed class GatewayProcess : IAsyncDisposable
         start.Environment.Remove("OTEL_EXPORTER_OTLP_ENDPOINT");
         start.Environment.Remove("LITELLM_MASTER_KEY");
         start.Environment.Remove("ConnectionStrings__redis");
+        // Each gateway keeps its audit spill file (its whole audit trail, without Redis) in a directory of its own,
+        // so no gateway replays another's records, and the run leaves nothing behind.
+        var auditDirectory = Directory.CreateTempSubdirectory("onyx-bench-audit-").FullName;
+        start.Environment["Onyx__Audit__SpillDirectory"] = auditDirectory;
         foreach (var (key, value) in extraEnvironment)
         {
             start.Environment[key] = value;
         }
 
         var process = Process.Start(start) ?? throw new InvalidOperationException("The gateway did not start.");
-        var gateway = new GatewayProcess(process, new Uri($"http://127.0.0.1:{port}/"), config);
+        var gateway = new GatewayProcess(process, new Uri($"http://127.0.0.1:{port}/"), config, auditDirectory);
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         // The call log's JSON lines are read and dropped, as a log shipper would take them; the limiter's changes of
         // mode are counted.
@@ -232,6 +238,7 @@ internal sealed class GatewayProcess : IAsyncDisposable
         }
         _process.Dispose();
         File.Delete(_configPath);
+        Directory.Delete(_auditDirectory, recursive: true);
     }
 }
 
