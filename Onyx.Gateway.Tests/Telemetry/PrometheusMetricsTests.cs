@@ -89,6 +89,26 @@ public sealed class PrometheusMetricsTests : GatewayTest
     }
 
     [Fact]
+    public async Task ScrapeCountsAResumedStreamAndItsBrokenUpstream()
+    {
+        Gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
+        Gateway.Fallback.Update(b => b with { Tokens = [" a", " time", " there", " was"] });
+        using (var stream = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true))))
+        {
+            Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
+            // The whole answer arrived: the fallback continued it.
+            var body = await stream.Content.ReadAsStringAsync();
+            Assert.True(Sse.Content(Sse.Events(body)) == "Once upon a time there was", body + string.Join("\n", Gateway.Logs.Records.Where(r => r.Level >= Microsoft.Extensions.Logging.LogLevel.Warning).Select(r => r.Message)));
+        }
+
+        var scrape = Prometheus.Parse(await Client.GetStringAsync("/metrics"));
+        Assert.Equal(1, scrape.Sum("onyx_gateway_stream_resumes_total", ("onyx_alias", "manus-primary"), ("onyx_from", Primary), ("onyx_to", Fallback)));
+        Assert.Equal(1, scrape.Sum("onyx_gateway_upstream_errors_total", ("onyx_deployment", Primary), ("onyx_error_kind", "stream_broken")));
+        Assert.Equal(1, scrape.Sum("onyx_gateway_requests_total", ("onyx_outcome", "success")));
+        Assert.Equal(0, scrape.Sum("onyx_gateway_streams_active"));
+    }
+
+    [Fact]
     public async Task ScrapeIsOpenLikeHealth()
     {
         using var response = await Client.GetAsync("/metrics");

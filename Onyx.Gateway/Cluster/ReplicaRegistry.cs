@@ -32,9 +32,9 @@ internal sealed partial class ReplicaRegistry(IConnectionMultiplexer redis, Repl
         {
             await redis.GetDatabase().HashDeleteAsync(Key, identity.Id);
         }
-        catch (RedisException)
+        catch (Exception ex) when (ex is RedisException or ObjectDisposedException)
         {
-            // Shutting down: nothing more to do.
+            // Shutting down (the connection may already be closed): nothing more to do.
         }
     }
 
