@@ -190,6 +190,12 @@ internal sealed partial class AuditWriter : BackgroundService
                     break;
                 }
                 ready = null;
+                if (_options.BatchDelay > TimeSpan.Zero && _queue.Reader.Count < _options.BatchSize)
+                {
+                    // Let a batch gather (real time, whatever clock the records are stamped with: this is only about
+                    // how many records share a write). Shutdown cancels the wait and the queue is written below.
+                    await Task.Delay(_options.BatchDelay, stoppingToken);
+                }
                 while (batch.Count < _options.BatchSize && _queue.Reader.TryRead(out var record))
                 {
                     batch.Add(record);
