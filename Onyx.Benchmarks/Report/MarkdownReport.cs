@@ -36,12 +36,14 @@ internal static class MarkdownReport
         md.AppendLine($"- **Machine:** {Environment.ProcessorCount} cores ({CpuModel()}), {MemoryGigabytes():0} GiB, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
         md.AppendLine($"- **Command:** `{command}`");
         md.AppendLine("- **Gateway:** Release build, its own process, default settings except per-user rate limits off");
-        md.AppendLine("  (`Onyx__RateLimits__Enabled=false`; no key, open on loopback), call log on (JSON lines to stdout, read and dropped).");
+        md.AppendLine("  (`Onyx__RateLimits__Enabled=false`; no key, open on loopback), call log on (JSON lines to stdout, read and dropped),");
+        md.AppendLine("  Prometheus metrics on, and the audit trail on: without Redis, every record goes to the gateway's spill file (fsync'd per batch).");
         if (load.Any(r => r.Scenario.Limits))
         {
             md.AppendLine("  The `-limits` scenarios run on a second gateway process with these features on: a master key");
             md.AppendLine("  (`LITELLM_MASTER_KEY`), a key from `POST /key/generate` sent with every request, and per-user limits counted");
             md.AppendLine($"  in a local `redis-server` (`ConnectionStrings__redis`); the key's limits (rpm {GatewayProcess.KeyRpmLimit}, tpm {GatewayProcess.KeyTpmLimit}) refuse nothing.");
+            md.AppendLine("  Its audit records go to a Redis stream in the same `redis-server`, and each key's spend is added up there.");
         }
         md.AppendLine();
         md.AppendLine($"![Time to first token, direct vs gateway]({chartFile})");
@@ -171,7 +173,8 @@ internal static class MarkdownReport
         md.AppendLine("after the call its tokens are added by a second script (off the response's path). Redis shares the two cores;");
         md.AppendLine("its CPU time is counted per request too (at the paced scenarios' few requests per second, CPU per request is");
         md.AppendLine("mostly the processes' background work). Δ = limits on − limits off; the direct rows of both scenarios in the");
-        md.AppendLine("table above show how much of a Δ is machine noise (the direct path is the same in both).");
+        md.AppendLine("table above show how much of a Δ is machine noise (the direct path is the same in both). Both gateways write the");
+        md.AppendLine("audit trail: limits off to the spill file, limits on to Redis (with the key's spend), so Δ holds that difference too.");
         md.AppendLine();
         md.AppendLine("| scenario | gateway TTFT p50 off | on | **Δ** | TTFT p99 off | on | **Δ** | gateway req/s off | on | **on / off** | CPU µs/request off | on (gateway + Redis) | **Δ** |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
