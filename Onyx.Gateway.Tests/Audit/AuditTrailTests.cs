@@ -214,6 +214,37 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     }
 
     [Fact]
+    public async Task TheIdSetNeverHoldsMoreIdsThanTheStreamKeepsRecords()
+    {
+        const int Total = 12;
+        var gateway = await StartReplicaAsync(new() { ["Onyx:Audit:MaxLength"] = "5" });
+        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        string? last = null;
+        for (var i = 0; i < Total; i++)
+        {
+            using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            last = Header(response, "x-request-id");
+        }
+
+        // Wait (with a deadline) until the last request's record is the stream's newest: every batch is written.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
+        var database = redis.GetDatabase();
+        var deadline = DateTime.UtcNow + Deadline;
+        StreamEntry[] entries;
+        while ((entries = await database.StreamRangeAsync(StreamKey)) is not [.., var newest] || (string?)Record(newest)["request_id"] != last)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the last request's audit record is not in the stream after {Deadline}");
+            await Task.Delay(20);
+        }
+        // MAXLEN ~ trims the stream approximately (it keeps at least 5), the id set exactly: the five newest ids.
+        Assert.InRange(entries.Length, 5, Total);
+        var ids = await database.SortedSetRangeByRankAsync(StreamKey + ":ids");
+        Assert.Equal(entries.TakeLast(5).Select(e => (string)e["id"]!).Order(StringComparer.Ordinal),
+            ids.Select(id => (string)id!).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task ARestartedGatewayReplaysTheFileItsPredecessorLeftAndSkipsWhatRedisHas()
     {
         var spill = Directory.CreateTempSubdirectory("onyx-audit-spill-").FullName;

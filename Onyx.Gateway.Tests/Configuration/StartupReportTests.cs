@@ -32,6 +32,36 @@ public sealed class StartupReportTests
     }
 
     [Fact]
+    public async Task WarnsOfAProviderKeyWrittenInTheFileWithoutRepeatingIt()
+    {
+        const string literal = "sk-literal-in-the-file-0123456789";
+        var config = Path.Combine(Path.GetTempPath(), $"onyx-literal-{Guid.NewGuid():N}.yaml");
+        await File.WriteAllTextAsync(config, $$"""
+            model_list:
+              - model_name: "manus-primary"
+                litellm_params: { model: "together_ai/deepseek-ai/DeepSeek-V3", api_key: "{{literal}}" }
+                model_info: { max_output_tokens: 4096 }
+              - model_name: "manus-primary"
+                litellm_params: { model: "deepseek/deepseek-chat", api_key: "os.environ/DEEPSEEK_API_KEY" }
+            """);
+        try
+        {
+            await using var gateway = await GatewayHost.StartAsync(new() { ["LITELLM_CONFIG_PATH"] = config });
+
+            var warned = gateway.Logs.Records.Where(r => r.EventId == 1006).Select(r => (string?)r["Key"]).ToList();
+            Assert.Equal(["model_list:0:litellm_params:api_key"], warned);
+            Assert.DoesNotContain(gateway.Logs.Records, r => r.Message.Contains(literal, StringComparison.Ordinal));
+            // The output limit is acted on (400 above it), so it is not reported as ignored.
+            var ignored = gateway.Logs.Records.Where(r => r.EventId == 1004).Select(r => (string?)r["Key"]).ToList();
+            Assert.DoesNotContain("model_list:0:model_info:max_output_tokens", ignored);
+        }
+        finally
+        {
+            File.Delete(config);
+        }
+    }
+
+    [Fact]
     public async Task RefusesToStartWithABadConfigAndNamesTheKey()
     {
         var config = Path.Combine(Path.GetTempPath(), $"onyx-bad-{Guid.NewGuid():N}.yaml");

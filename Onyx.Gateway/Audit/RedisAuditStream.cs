@@ -7,7 +7,8 @@ namespace Onyx.Gateway.Audit;
 /// <summary>
 /// The audit trail in a Redis stream (<see cref="AuditOptions.StreamKey"/>), one entry per record with the fields
 /// <c>id</c>, <c>user</c> and <c>record</c> (the record's JSON). Writing is idempotent per record: beside the stream a
-/// sorted set (<c>&lt;stream&gt;:ids</c>) remembers each written record's id for <see cref="AuditOptions.DedupeWindow"/>,
+/// sorted set (<c>&lt;stream&gt;:ids</c>) remembers each written record's id for <see cref="AuditOptions.DedupeWindow"/>
+/// (and never more ids than the stream keeps records, so the set stays as bounded as the stream),
 /// and one Lua script adds to the stream only the records whose id is new — so a batch replayed after a write whose
 /// answer was lost (a timeout, a connection cut mid-reply) adds nothing twice, whichever replica replays it.
 /// </summary>
@@ -30,6 +31,10 @@ internal sealed class RedisAuditStream(IConnectionMultiplexer redis, IOptions<Au
         end
         if ARGV[2] ~= '' then
           redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
+        end
+        if ARGV[1] ~= '0' then
+          -- An id need not outlive the records the stream can still hold: keep at most as many as it does.
+          redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[1]) + 1))
         end
         return added
         """;

@@ -32,6 +32,8 @@ internal sealed partial class ConfigurationReport(
         Pattern("model_list:*:model_info:output_cost_per_token"),
         Pattern("model_list:*:model_info:input_cost_per_million_tokens"),
         Pattern("model_list:*:model_info:output_cost_per_million_tokens"),
+        Pattern("model_list:*:model_info:max_output_tokens"),
+        Pattern("model_list:*:model_info:max_tokens"),
         Pattern("router_settings:routing_strategy"),
         Pattern("router_settings:allowed_fails"),
         Pattern("router_settings:fallback_models:*"),
@@ -69,6 +71,15 @@ internal sealed partial class ConfigurationReport(
                 Log.DeploymentReady(logger, deployment.Id, deployment.Alias, deployment.ApiBase.GetLeftPart(UriPartial.Authority));
             }
         }
+        foreach (var key in FileKeys().Where(k => LiteralApiKey().IsMatch(k)))
+        {
+            // A provider key written into the file travels with it (repositories, images, backups): secrets belong in
+            // the environment or an Aspire secret parameter. Accepted, as LiteLLM does, but said plainly.
+            if (configuration[key] is { Length: > 0 } value && EnvironmentReferences.Resolve(value, configuration) == value)
+            {
+                Log.LiteralProviderKey(logger, key);
+            }
+        }
         var strategy = configuration["router_settings:routing_strategy"];
         if (strategy is not (null or "simple-fallback" or "simple-shuffle"))
         {
@@ -101,6 +112,9 @@ internal sealed partial class ConfigurationReport(
 
     [GeneratedRegex(@"^litellm_settings:(success|failure)_callback:\d+$")]
     private static partial Regex Callback();
+
+    [GeneratedRegex(@"^model_list:\d+:litellm_params:api_key$")]
+    private static partial Regex LiteralApiKey();
 
     private IEnumerable<string> FileKeys()
     {
@@ -151,6 +165,9 @@ internal sealed partial class ConfigurationReport(
 
         [LoggerMessage(1004, LogLevel.Warning, "Config key {Key} is accepted but ignored: {Reason}")]
         public static partial void KeyIgnored(ILogger logger, string key, string reason);
+
+        [LoggerMessage(1006, LogLevel.Warning, "{Key} is written in the config file; reference a secret instead (os.environ/VAR, set from an Aspire secret parameter or the environment)")]
+        public static partial void LiteralProviderKey(ILogger logger, string key);
 
         [LoggerMessage(1005, LogLevel.Warning, "router_settings:routing_strategy '{Strategy}' is not implemented; deployments are tried in config order (simple-fallback)")]
         public static partial void StrategyNotImplemented(ILogger logger, string strategy);

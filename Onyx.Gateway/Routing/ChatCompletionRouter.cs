@@ -182,6 +182,11 @@ internal sealed class ChatCompletionRouter(
                     break;
                 }
             }
+            // From the first token on, the idle limit applies: re-arm now, not when the reader next waits. Otherwise
+            // the first-token timer, still running, could fire in the moment between this head reaching the client and
+            // the reader re-arming it, and a healthy stream (one whose first token came just in time) would be cut as
+            // stalled.
+            timer.CancelAfter(_options.StreamIdleTimeout);
             return new StreamHead(chunks, head, ended);
         }
         catch
