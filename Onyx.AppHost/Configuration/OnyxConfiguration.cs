@@ -36,6 +36,9 @@ internal static class OnyxConfiguration
     /// <summary>The gateway's master key, as Aspire reads the <c>master-key</c> parameter.</summary>
     public const string MasterKeyParameter = "Parameters:master-key";
 
+    /// <summary>Sentry's DSN (optional), as Aspire reads the <c>sentry-dsn</c> parameter.</summary>
+    public const string SentryDsnParameter = "Parameters:sentry-dsn";
+
     public static bool GetFlag(this IConfiguration configuration, string key)
     {
         var value = configuration[key];

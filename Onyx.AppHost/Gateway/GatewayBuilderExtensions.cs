@@ -12,6 +12,7 @@ internal static class GatewayBuilderExtensions
     public const int DefaultPort = 4000;
     public const string TogetherApiKeyParameterName = "together-api-key";
     public const string MasterKeyParameterName = "master-key";
+    public const string SentryDsnParameterName = "sentry-dsn";
 
     /// <summary>Where the published gateway container finds the LiteLLM config.</summary>
     public const string PublishedLiteLlmConfigPath = "/app/litellm-config.yaml";
@@ -34,7 +35,8 @@ internal static class GatewayBuilderExtensions
             .WithLiteLlmConfig()
             .WithPrimaryBaseUrl()
             .WithTogetherApiKey()
-            .WithMasterKey();
+            .WithMasterKey()
+            .WithSentryDsn();
 
         if (replicas > 1)
         {
@@ -120,6 +122,18 @@ internal static class GatewayBuilderExtensions
     /// </summary>
     private static IResourceBuilder<ProjectResource> WithTogetherApiKey(this IResourceBuilder<ProjectResource> gateway) =>
         gateway.WithSecret(TogetherApiKeyParameterName, OnyxConfiguration.TogetherApiKeyParameter, "TOGETHER_API_KEY", GatewayLog.TogetherApiKeyMissing);
+
+    /// <summary>
+    /// <c>SENTRY_DSN</c> from the secret parameter <c>sentry-dsn</c>, only when one is set: Sentry is optional, so
+    /// neither a run nor a published manifest asks for it (a deployment may also set <c>SENTRY_DSN</c> itself).
+    /// </summary>
+    private static IResourceBuilder<ProjectResource> WithSentryDsn(this IResourceBuilder<ProjectResource> gateway)
+    {
+        var builder = gateway.ApplicationBuilder;
+        return builder.Configuration.GetNonEmpty(OnyxConfiguration.SentryDsnParameter) is null
+            ? gateway
+            : gateway.WithEnvironment("SENTRY_DSN", builder.AddParameter(SentryDsnParameterName, secret: true));
+    }
 
     /// <summary>
     /// An environment variable from a secret parameter. When run without a value the parameter is left out (Aspire

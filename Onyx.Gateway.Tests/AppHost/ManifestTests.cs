@@ -26,6 +26,7 @@ public sealed class ManifestTests
         // A key in the environment must not leak into the manifest: only a reference to the parameter may.
         start.Environment["Parameters__together-api-key"] = "sk-must-not-appear";
         start.Environment["Parameters__master-key"] = "sk-master-must-not-appear";
+        start.Environment["Parameters__sentry-dsn"] = "https://public-must-not-appear@sentry.example.com/1";
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
@@ -66,6 +67,8 @@ public sealed class ManifestTests
         Assert.Equal("{ollama.bindings.http.url}", (string?)env["services__ollama__http__0"]);
         Assert.Equal("{together-api-key.value}", (string?)env["TOGETHER_API_KEY"]);
         Assert.Equal("{master-key.value}", (string?)env["LITELLM_MASTER_KEY"]);
+        Assert.True((bool?)resources["sentry-dsn"]!["inputs"]!["value"]!["secret"]);
+        Assert.Equal("{sentry-dsn.value}", (string?)env["SENTRY_DSN"]);
         Assert.Equal("/app/litellm-config.yaml", (string?)env["LITELLM_CONFIG_PATH"]);
         Assert.Equal(4000, (int?)gateway["bindings"]!["http"]!["port"]);
         Assert.True((bool?)gateway["bindings"]!["http"]!["external"]);
