@@ -105,7 +105,7 @@ internal sealed class ChatRequest
         }
         // First, every string and property name must be real text: System.Text.Json reads them lazily and would
         // otherwise throw on invalid UTF-8 or a lone surrogate deep inside validation or a provider.
-        if (!CheckText(body, "", out error))
+        if (!CheckText(body, out error))
         {
             return false;
         }
@@ -230,43 +230,53 @@ internal sealed class ChatRequest
     /// lone UTF-16 surrogates (<c>"\uD800"</c>) are refused: no tokenizer can read them and providers differ on what
     /// they do with them; duplicate property names are refused when the parser reports them.
     /// </summary>
-    private static bool CheckText(JsonNode node, string path, out OpenAiError error)
+    private static bool CheckText(JsonNode body, out OpenAiError error)
     {
-        error = null!;
+        // The path to the bad text is built only when there is one: a valid body builds no path strings.
+        var at = new Stack<(string? Name, int Index)>();
         try
+        {
+            Walk(body, at);
+            error = null!;
+            return true;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or JsonException)
+        {
+            var where = at.Count == 0 ? null : string.Concat(at.Reverse().Select((s, i) => s.Name is null ? $"[{s.Index}]" : i == 0 ? s.Name : "." + s.Name));
+            error = Invalid($"The request body contains text that is not valid UTF-8 / UTF-16 (or a repeated property name) {(where is null ? "at the top level" : $"in '{where}'")}.", where);
+            return false;
+        }
+
+        static void Walk(JsonNode node, Stack<(string? Name, int Index)> at)
         {
             switch (node)
             {
                 case JsonObject obj:
                     foreach (var (name, child) in obj)
                     {
-                        if (child is not null && !CheckText(child, path.Length == 0 ? name : $"{path}.{name}", out error))
+                        at.Push((name, 0));
+                        if (child is not null)
                         {
-                            return false;
+                            Walk(child, at);
                         }
+                        at.Pop();
                     }
-                    return true;
+                    break;
                 case JsonArray array:
                     for (var i = 0; i < array.Count; i++)
                     {
-                        if (array[i] is { } item && !CheckText(item, $"{path}[{i}]", out error))
+                        at.Push((null, i));
+                        if (array[i] is { } item)
                         {
-                            return false;
+                            Walk(item, at);
                         }
+                        at.Pop();
                     }
-                    return true;
+                    break;
                 case JsonValue value when value.GetValueKind() == JsonValueKind.String:
                     _ = value.GetValue<string>();
-                    return true;
-                default:
-                    return true;
+                    break;
             }
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or JsonException)
-        {
-            var where = path.Length == 0 ? null : path;
-            error = Invalid($"The request body contains text that is not valid UTF-8 / UTF-16 (or a repeated property name) {(where is null ? "at the top level" : $"in '{where}'")}.", where);
-            return false;
         }
     }
 
