@@ -59,17 +59,17 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
         var slice = TimeSpan.FromSeconds(Quick ? 2 : 4);
         // The gateway runs with its rate limits off, so these measure its hop alone. A "-limits" scenario follows its
         // twin straight away, on a second gateway with API keys and limits in Redis: the difference is their cost.
-        var jsonC16 = new Scenario("json-c16", "non-streaming", Stream: false, 16, 20, TimeSpan.Zero, duration, slice);
+        var jsonC16 = new Scenario("json-c16", "non-streaming", Stream: false, 16, 20, TimeSpan.Zero, duration, slice) { Floor = true };
         yield return jsonC16;
         yield return jsonC16.WithLimits();
         yield return new Scenario("json-c128", "non-streaming", Stream: false, 128, 20, TimeSpan.Zero, duration, slice);
-        var sseC16 = new Scenario("sse-c16", "streaming, 20 chunks", Stream: true, 16, 20, TimeSpan.Zero, duration, slice);
+        var sseC16 = new Scenario("sse-c16", "streaming, 20 chunks", Stream: true, 16, 20, TimeSpan.Zero, duration, slice) { Floor = true };
         yield return sseC16;
         yield return sseC16.WithLimits();
         yield return new Scenario("sse-c128", "streaming, 20 chunks", Stream: true, 128, 20, TimeSpan.Zero, duration, slice);
         // Paced like a real model (a token every 20 ms): the machine is not saturated, so the difference is the
         // gateway's own latency rather than queueing for the two cores.
-        var sseC16Paced = new Scenario("sse-c16-paced", "streaming, 20 chunks paced like a model", Stream: true, 16, 20, TimeSpan.FromMilliseconds(20), duration, slice);
+        var sseC16Paced = new Scenario("sse-c16-paced", "streaming, 20 chunks paced like a model", Stream: true, 16, 20, TimeSpan.FromMilliseconds(20), duration, slice) { Floor = true };
         yield return sseC16Paced;
         yield return sseC16Paced.WithLimits();
         yield return new Scenario("sse-c128-paced", "streaming, 20 chunks paced like a model", Stream: true, 128, 20, TimeSpan.FromMilliseconds(20), duration, slice);
@@ -77,7 +77,7 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
 
     public Scenario SlowStreamsScenario() =>
         new("slow-1000", "1 000 concurrent slow streams, for memory", Stream: true, 1000, 20, TimeSpan.FromMilliseconds(100),
-            TimeSpan.FromSeconds(Quick ? 10 : 30), TimeSpan.FromSeconds(Quick ? 5 : 15));
+            TimeSpan.FromSeconds(Quick ? 10 : 30), TimeSpan.FromSeconds(Quick ? 5 : 15)) { Floor = true };
 
     public Scenario SoakScenario() =>
         new("soak", "moderate steady load, for leaks", Stream: true, 16, 20, TimeSpan.FromMilliseconds(5),

@@ -52,6 +52,16 @@ public static class Extensions
         return builder;
     }
 
+    /// <summary>
+    /// Whether traces are built and exported: an OTLP endpoint (Aspire sets one), or <c>OpenTelemetry:Traces</c> = true.
+    /// Without it, nothing would record a span, so code may skip what only tracing needs.
+    /// </summary>
+    public static bool TracesExported(IConfiguration configuration) =>
+        OtlpConfigured(configuration) || configuration.GetValue("OpenTelemetry:Traces", false);
+
+    private static bool OtlpConfigured(IConfiguration configuration) =>
+        !string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+
     public static TBuilder ConfigureOpenTelemetry<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
         // Logs and traces go through OpenTelemetry only when something exports them (OTLP under Aspire, or
@@ -59,9 +69,9 @@ public static class Extensions
         // exporter the pipelines would still build a log record and an Activity, with its tags, for every request
         // and every upstream call, only to drop them: a cost on the hot path that buys nothing. Metrics are always
         // collected (a project may scrape them itself).
-        var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        var otlp = OtlpConfigured(builder.Configuration);
         var logs = otlp || builder.Configuration.GetValue("OpenTelemetry:Logs", false);
-        var traces = otlp || builder.Configuration.GetValue("OpenTelemetry:Traces", false);
+        var traces = TracesExported(builder.Configuration);
 
         if (logs)
         {

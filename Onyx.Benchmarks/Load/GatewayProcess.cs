@@ -214,11 +214,13 @@ internal sealed class GatewayProcess : IAsyncDisposable
     public ProcessSample Sample() => ProcessSample.Read(_process.Id);
 
     /// <summary>Resets the kernel's peak-RSS mark, so the next <see cref="ProcessSample.PeakRssBytes"/> covers one scenario.</summary>
-    public void ResetPeakRss()
+    public void ResetPeakRss() => ResetPeakRss(_process.Id);
+
+    public static void ResetPeakRss(int processId)
     {
         try
         {
-            File.WriteAllText($"/proc/{_process.Id}/clear_refs", "5");
+            File.WriteAllText($"/proc/{processId}/clear_refs", "5");
         }
         catch (IOException)
         {

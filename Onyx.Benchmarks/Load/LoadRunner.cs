@@ -11,7 +11,13 @@ namespace Onyx.Benchmarks.Load;
 /// its limits in Redis, how the limiter fared.
 /// </summary>
 internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, TargetSummary Gateway, long GatewayPeakRssBytes, ProcessSample GatewayAtPeak,
-    LimiterState? Limiter = null);
+    LimiterState? Limiter = null)
+{
+    /// <summary>The bare .NET proxy in the same slices (scenarios marked <see cref="Scenario.Floor"/>): the floor.</summary>
+    public TargetSummary? Bare { get; init; }
+
+    public long BarePeakRssBytes { get; init; }
+}
 
 /// <summary>
 /// The limiter during one scenario's measured slices: how often the replica fell back to counting in memory because
@@ -23,9 +29,10 @@ internal sealed record LimiterState(int FallbacksToMemory, int BackToRedis, int 
 
 /// <summary>
 /// Drives a fixed concurrency for a fixed time, alternating short slices straight to the upstream and through
-/// the gateway, so both see the same machine noise; the gateway's cost is the difference between them.
+/// the gateway (and, for the floor, through the bare proxy), so all see the same machine noise; the gateway's cost
+/// is the difference between them.
 /// </summary>
-internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, GatewayProcess gateway)
+internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, GatewayProcess gateway, Reference.BareProxyProcess? bare = null)
 {
     /// <summary>A gap this long between two reads of a paced stream counts as a stall.</summary>
     private static readonly TimeSpan StallGap = TimeSpan.FromSeconds(1);
@@ -43,12 +50,27 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
         var directTarget = new Target(new Uri(upstream.Root, "v1/chat/completions"), Body(FastUpstream.Model, scenario.Stream));
         var gatewayTarget = GatewayTarget(scenario);
         var lostBeforeWarmUp = gateway.RedisLostCount;
+        // The middle process whose CPU time a slice is charged with: the gateway, or the bare proxy in its slices.
+        var targets = new List<(Target Target, LatencyRecorder Recorder, Func<ProcessSample> Middle)>
+        {
+            (directTarget, direct, gateway.Sample),
+            (gatewayTarget, through, gateway.Sample),
+        };
+        LatencyRecorder? floor = null;
+        if (scenario.Floor && bare is not null)
+        {
+            floor = new LatencyRecorder("bare proxy");
+            targets.Insert(1, (new Target(new Uri(bare.Root, "v1/chat/completions"), Body(FastUpstream.Model, scenario.Stream)), floor, bare.Sample));
+        }
 
-        // Warm both paths (JIT, connection pools), then measure.
+        // Warm every path (JIT, connection pools), then measure.
         var warmUp = TimeSpan.FromSeconds(Math.Min(3, scenario.Slice.TotalSeconds));
-        await SliceAsync(scenario, directTarget, new LatencyRecorder("warm-up"), warmUp);
-        await SliceAsync(scenario, gatewayTarget, new LatencyRecorder("warm-up"), warmUp);
+        foreach (var (target, _, _) in targets)
+        {
+            await SliceAsync(scenario, target, new LatencyRecorder("warm-up"), warmUp);
+        }
         gateway.ResetPeakRss();
+        bare?.ResetPeakRss();
         var (lostBefore, backBefore) = (gateway.RedisLostCount, gateway.RedisBackCount);
         var scriptsBefore = gateway.Redis is { } redis ? await redis.ScriptStatsAsync() : default;
 
@@ -71,16 +93,15 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
         var slices = Math.Max(1, (int)Math.Round(scenario.DurationPerTarget / scenario.Slice));
         for (var i = 0; i < slices; i++)
         {
-            // Alternate which target goes first, so neither always follows the other.
-            var order = i % 2 == 0 ? new[] { (directTarget, direct), (gatewayTarget, through) } : [(gatewayTarget, through), (directTarget, direct)];
-            foreach (var (target, recorder) in order)
+            // Rotate which target goes first, so none always follows another.
+            foreach (var (target, recorder, middle) in targets.Skip(i % targets.Count).Concat(targets.Take(i % targets.Count)))
             {
-                var before = gateway.Sample();
+                var before = middle();
                 var redisBefore = gateway.Redis?.Sample();
                 var started = Stopwatch.GetTimestamp();
                 await SliceAsync(scenario, target, recorder, scenario.Slice);
                 recorder.Wall += Stopwatch.GetElapsedTime(started);
-                recorder.GatewayCpu += gateway.Sample().CpuTime - before.CpuTime;
+                recorder.GatewayCpu += middle().CpuTime - before.CpuTime;
                 if (redisBefore is { } redisStart)
                 {
                     recorder.RedisCpu += gateway.Redis!.Sample().CpuTime - redisStart.CpuTime;
@@ -88,7 +109,8 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
             }
             var limiter = gateway.Redis is null ? ""
                 : $", 429s {through.Refused}, fallbacks to memory {gateway.RedisLostCount - lostBefore}";
-            progress($"{scenario.Name}: slice {i + 1}/{slices}, direct {direct.Requests} req, gateway {through.Requests} req, errors {direct.Errors}/{through.Errors}{limiter}");
+            var floorProgress = floor is null ? "" : $", bare proxy {floor.Requests} req";
+            progress($"{scenario.Name}: slice {i + 1}/{slices}, direct {direct.Requests} req, gateway {through.Requests} req{floorProgress}, errors {direct.Errors}/{through.Errors}{(floor is null ? "" : "/" + floor.Errors)}{limiter}");
         }
         await watching.CancelAsync();
         try
@@ -107,7 +129,11 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
             state = new LimiterState(gateway.RedisLostCount - lostBefore, gateway.RedisBackCount - backBefore, lostBefore - lostBeforeWarmUp,
                 scripts.Calls, scripts.Microseconds, await gateway.ReadRateLimitHealthAsync(http));
         }
-        return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes, atPeak, state);
+        return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes, atPeak, state)
+        {
+            Bare = floor?.Summarize(),
+            BarePeakRssBytes = floor is null ? 0 : bare!.Sample().PeakRssBytes,
+        };
     }
 
     /// <summary>Runs the gateway alone at a fixed concurrency for <paramref name="duration"/>; for the soak.</summary>

@@ -14,6 +14,9 @@ internal sealed record Scenario(string Name, string Description, bool Stream, in
     /// </summary>
     public bool Limits { get; init; }
 
+    /// <summary>Also runs through the bare .NET proxy in the same slices: the floor any .NET proxy costs here.</summary>
+    public bool Floor { get; init; }
+
     /// <summary>For a <see cref="Limits"/> scenario, the scenario it repeats with limits off (its cost is the difference).</summary>
     public string? LimitsOffTwin { get; init; }
 
@@ -24,5 +27,6 @@ internal sealed record Scenario(string Name, string Description, bool Stream, in
         Description = Description + ", API key and rate limits in Redis",
         Limits = true,
         LimitsOffTwin = Name,
+        Floor = false,
     };
 }

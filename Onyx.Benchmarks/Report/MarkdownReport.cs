@@ -58,52 +58,67 @@ internal static class MarkdownReport
         md.AppendLine("from the unpaced scenarios, where the machine is the limit. The `-limits` scenarios hold the later features");
         md.AppendLine("(API keys, rate limits in Redis) to the same targets.");
         md.AppendLine();
-        md.AppendLine("| target | measured | |");
-        md.AppendLine("|---|---|---|");
+        md.AppendLine("The last column is the floor: the same figure for a bare .NET reverse proxy (Kestrel in, one `HttpClient` out,");
+        md.AppendLine("bytes copied as they come, nothing else; `Onyx.Benchmarks/Reference/BareProxy.cs`) measured in the same");
+        md.AppendLine("interleaved slices, with the gateway's runtime settings. Where the floor misses a target too, no .NET proxy");
+        md.AppendLine("reaches it on this machine; the distance between the gateway and the floor is the gateway's own cost.");
+        md.AppendLine();
+        md.AppendLine("| target | gateway | | bare .NET proxy (floor) |");
+        md.AppendLine("|---|---|---|---|");
         foreach (var result in load.Where(r => r.Scenario.Concurrency == 16 && r.Scenario.Stream))
         {
             var p50 = result.Gateway.TtftP50 - result.Direct.TtftP50;
             var p99 = result.Gateway.TtftP99 - result.Direct.TtftP99;
-            md.AppendLine($"| added TTFT p50 ≤ {Targets.AddedTtftP50Ms} ms ({result.Scenario.Name}) | {F(p50, 3)} ms | {Check(p50 <= Targets.AddedTtftP50Ms)} |");
-            md.AppendLine($"| added TTFT p99 ≤ {Targets.AddedTtftP99Ms} ms ({result.Scenario.Name}) | {F(p99, 3)} ms | {Check(p99 <= Targets.AddedTtftP99Ms)} |");
+            var floorP50 = result.Bare is { } b50 ? $"{F(b50.TtftP50 - result.Direct.TtftP50, 3)} ms" : "";
+            var floorP99 = result.Bare is { } b99 ? $"{F(b99.TtftP99 - result.Direct.TtftP99, 3)} ms" : "";
+            md.AppendLine($"| added TTFT p50 ≤ {Targets.AddedTtftP50Ms} ms ({result.Scenario.Name}) | {F(p50, 3)} ms | {Check(p50 <= Targets.AddedTtftP50Ms)} | {floorP50} |");
+            md.AppendLine($"| added TTFT p99 ≤ {Targets.AddedTtftP99Ms} ms ({result.Scenario.Name}) | {F(p99, 3)} ms | {Check(p99 <= Targets.AddedTtftP99Ms)} | {floorP99} |");
         }
         foreach (var result in load.Where(r => r.Scenario.TokenDelay == TimeSpan.Zero))
         {
             var ratio = result.Gateway.Throughput / result.Direct.Throughput;
-            md.AppendLine($"| gateway throughput ≥ {Targets.MinThroughputRatio:P0} of direct ({result.Scenario.Name}) | {ratio:P1} | {Check(ratio >= Targets.MinThroughputRatio)} |");
+            var floor = result.Bare is { } b ? (b.Throughput / result.Direct.Throughput).ToString("P1", Invariant) : "";
+            md.AppendLine($"| gateway throughput ≥ {Targets.MinThroughputRatio:P0} of direct ({result.Scenario.Name}) | {ratio:P1} | {Check(ratio >= Targets.MinThroughputRatio)} | {floor} |");
         }
         foreach (var result in load.Where(r => r.Scenario.Limits))
         {
             var g = result.Gateway;
             var clean = g.Refused == 0 && g.Errors == 0 && g.RateLimitHeaders == g.Requests;
-            md.AppendLine($"| {result.Scenario.Name}: no 429s, no errors, every answer admitted by the limiter | {g.Refused} × 429, {g.Errors - g.Refused} other errors, {g.RateLimitHeaders} of {g.Requests} answers with `x-ratelimit-*` headers | {Check(clean)} |");
+            md.AppendLine($"| {result.Scenario.Name}: no 429s, no errors, every answer admitted by the limiter | {g.Refused} × 429, {g.Errors - g.Refused} other errors, {g.RateLimitHeaders} of {g.Requests} answers with `x-ratelimit-*` headers | {Check(clean)} | |");
         }
         if (slowStreams is not null)
         {
             var peak = slowStreams.GatewayPeakRssBytes / 1048576.0;
             var clean = slowStreams.Gateway.Errors == 0 && slowStreams.Gateway.Stalls == 0;
-            md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: peak RSS ≤ {Targets.MaxPeakRssMegabytes} MB | {F(peak, 1)} MB | {Check(peak <= Targets.MaxPeakRssMegabytes)} |");
-            md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: no errors, no stalls | {slowStreams.Gateway.Errors} errors, {slowStreams.Gateway.Stalls} stalls | {Check(clean)} |");
+            var floorPeak = slowStreams.Bare is null ? "" : $"{F(slowStreams.BarePeakRssBytes / 1048576.0, 1)} MB";
+            var floorClean = slowStreams.Bare is { } b ? $"{b.Errors} errors, {b.Stalls} stalls" : "";
+            md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: peak RSS ≤ {Targets.MaxPeakRssMegabytes} MB | {F(peak, 1)} MB | {Check(peak <= Targets.MaxPeakRssMegabytes)} | {floorPeak} |");
+            md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: no errors, no stalls | {slowStreams.Gateway.Errors} errors, {slowStreams.Gateway.Stalls} stalls | {Check(clean)} | {floorClean} |");
         }
         if (soak is not null)
         {
-            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB ({F(soak.RssSlopeMegabytesPerMinute, 2, signed: true)} MB/min), GC heap {F(soak.GcHeapGrowthMegabytes, 1, signed: true)} MB ({F(soak.GcHeapSlopeMegabytesPerMinute, 2, signed: true)} MB/min), {soak.Gateway.Errors} errors | {Check(soak.Flat)} |");
+            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB ({F(soak.RssSlopeMegabytesPerMinute, 2, signed: true)} MB/min), GC heap {F(soak.GcHeapGrowthMegabytes, 1, signed: true)} MB ({F(soak.GcHeapSlopeMegabytesPerMinute, 2, signed: true)} MB/min), {soak.Gateway.Errors} errors | {Check(soak.Flat)} | |");
         }
         md.AppendLine();
 
         md.AppendLine("## Load scenarios");
         md.AppendLine();
         md.AppendLine("Times in milliseconds. TTFT: time to the first content token (for non-streaming requests, the whole answer).");
-        md.AppendLine("Gateway CPU: the gateway process's CPU time during that target's slices, as % of one core.");
+        md.AppendLine("Proxy CPU: the CPU time of the process in the middle (the gateway; in the bare proxy's slices, the bare proxy)");
+        md.AppendLine("during that target's slices, as % of one core. The direct rows show the idle gateway's background work.");
         md.AppendLine();
-        md.AppendLine("| scenario | target | requests | req/s | TTFT p50 | TTFT p90 | TTFT p99 | total p50 | total p99 | errors | gateway CPU | gateway peak RSS |");
+        md.AppendLine("| scenario | target | requests | req/s | TTFT p50 | TTFT p90 | TTFT p99 | total p50 | total p99 | errors | proxy CPU | proxy peak RSS |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var result in load.Concat(slowStreams is null ? [] : [slowStreams]))
         {
-            foreach (var t in new[] { result.Direct, result.Gateway })
+            foreach (var t in result.Bare is { } floor ? new[] { result.Direct, floor, result.Gateway } : [result.Direct, result.Gateway])
             {
-                var rss = t.Target == "gateway" ? $"{result.GatewayPeakRssBytes / 1048576.0:0.0} MB" : "";
+                var rss = t == result.Gateway ? $"{result.GatewayPeakRssBytes / 1048576.0:0.0} MB" : t == result.Bare ? $"{result.BarePeakRssBytes / 1048576.0:0.0} MB" : "";
                 md.AppendLine($"| {result.Scenario.Name} | {t.Target} | {t.Requests} | {F(t.Throughput, 0)} | {F(t.TtftP50, 3)} | {F(t.TtftP90, 3)} | {F(t.TtftP99, 3)} | {F(t.TotalP50, 3)} | {F(t.TotalP99, 3)} | {t.Errors}{(t.Stalls > 0 ? $" (+{t.Stalls} stalls)" : "")} | {F(t.GatewayCpuPercent, 0)} % | {rss} |");
+            }
+            if (result.Bare is { } b)
+            {
+                md.AppendLine($"| {result.Scenario.Name} | bare proxy − direct | | {b.Throughput / result.Direct.Throughput:P1} | {F(b.TtftP50 - result.Direct.TtftP50, 3, signed: true)} | {F(b.TtftP90 - result.Direct.TtftP90, 3, signed: true)} | {F(b.TtftP99 - result.Direct.TtftP99, 3, signed: true)} | {F(b.TotalP50 - result.Direct.TotalP50, 3, signed: true)} | {F(b.TotalP99 - result.Direct.TotalP99, 3, signed: true)} | | | |");
             }
             md.AppendLine($"| {result.Scenario.Name} | **gateway − direct** | | **{result.Gateway.Throughput / result.Direct.Throughput:P1}** | **{F(result.Gateway.TtftP50 - result.Direct.TtftP50, 3, signed: true)}** | {F(result.Gateway.TtftP90 - result.Direct.TtftP90, 3, signed: true)} | **{F(result.Gateway.TtftP99 - result.Direct.TtftP99, 3, signed: true)}** | {F(result.Gateway.TotalP50 - result.Direct.TotalP50, 3, signed: true)} | {F(result.Gateway.TotalP99 - result.Direct.TotalP99, 3, signed: true)} | | | |");
         }
@@ -124,12 +139,13 @@ internal static class MarkdownReport
                 $"(the runtime and assemblies, mapped and shared with other .NET processes), {m.ShmemBytes / 1048576.0:0.0} MB shared " +
                 "(the JIT's double-mapped code).");
         }
-        foreach (var error in load.Concat(slowStreams is null ? [] : [slowStreams]).SelectMany(r => new[] { r.Direct, r.Gateway }).Where(t => t.FirstError is not null))
+        foreach (var error in load.Concat(slowStreams is null ? [] : [slowStreams]).SelectMany(r => new[] { r.Direct, r.Bare, r.Gateway }).OfType<TargetSummary>().Where(t => t.FirstError is not null))
         {
             md.AppendLine($"- first error seen ({error.Target}): {error.FirstError}");
         }
         md.AppendLine();
 
+        WriteFloor(md, load.Concat(slowStreams is null ? [] : [slowStreams]).ToList());
         WriteLimiterCost(md, load);
 
         if (soak is not null)
@@ -155,6 +171,34 @@ internal static class MarkdownReport
             md.AppendLine();
         }
         return md.ToString();
+    }
+
+    /// <summary>The gateway next to the bare proxy from the same slices: what the gateway's own work costs.</summary>
+    private static void WriteFloor(StringBuilder md, IReadOnlyList<ScenarioResult> results)
+    {
+        var floored = results.Where(r => r.Bare is not null).ToList();
+        if (floored.Count == 0)
+        {
+            return;
+        }
+        md.AppendLine("## The gateway against the floor");
+        md.AppendLine();
+        md.AppendLine("The bare .NET proxy does the least any proxy does: it accepts the request, opens (or reuses) a connection to the");
+        md.AppendLine("upstream, and copies bytes back. The gateway adds its own work on top: it parses and validates the request,");
+        md.AppendLine("routes it with a circuit breaker, reads each chunk for tokens, writes the call log, metrics and the audit record.");
+        md.AppendLine("Both run the same runtime settings (Server GC, tiered JIT) in the same interleaved slices.");
+        md.AppendLine();
+        md.AppendLine("| scenario | CPU µs/request bare | gateway | **gateway − bare** | TTFT p50 bare | gateway | **Δ** | TTFT p99 bare | gateway | **Δ** | peak RSS bare | gateway |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in floored)
+        {
+            var b = r.Bare!;
+            var g = r.Gateway;
+            md.AppendLine($"| {r.Scenario.Name} | {F(b.GatewayCpuMicrosecondsPerRequest, 0)} | {F(g.GatewayCpuMicrosecondsPerRequest, 0)} | **{F(g.GatewayCpuMicrosecondsPerRequest - b.GatewayCpuMicrosecondsPerRequest, 0, signed: true)}** " +
+                $"| {F(b.TtftP50, 3)} | {F(g.TtftP50, 3)} | **{F(g.TtftP50 - b.TtftP50, 3, signed: true)}** | {F(b.TtftP99, 3)} | {F(g.TtftP99, 3)} | **{F(g.TtftP99 - b.TtftP99, 3, signed: true)}** " +
+                $"| {r.BarePeakRssBytes / 1048576.0:0.0} MB | {r.GatewayPeakRssBytes / 1048576.0:0.0} MB |");
+        }
+        md.AppendLine();
     }
 
     /// <summary>Each <c>-limits</c> scenario against its limits-off twin from the same run: what the limiter adds per request.</summary>

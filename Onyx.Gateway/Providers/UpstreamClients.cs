@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Net;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
@@ -13,7 +14,13 @@ namespace Onyx.Gateway.Providers;
 /// These clients are deliberately not from IHttpClientFactory, so the service defaults' standard resilience
 /// handler (10 s/30 s timeouts, retries) never wraps LLM traffic.
 /// </summary>
-internal sealed class UpstreamClients(IOptions<OnyxOptions> options) : IDisposable
+/// <param name="tracesExported">
+/// Whether a trace exporter runs (the service defaults' <c>TracesExported</c>). Without one,
+/// the handler gets no trace-context propagator, which takes .NET's diagnostics handler out of its pipeline: no
+/// Activity and no <c>traceparent</c> header per upstream call that no one would ever see (it showed in the gateway's
+/// CPU profile under load).
+/// </param>
+internal sealed class UpstreamClients(IOptions<OnyxOptions> options, bool tracesExported = true) : IDisposable
 {
     private readonly ConcurrentDictionary<string, HttpClient> _clients = new(StringComparer.OrdinalIgnoreCase);
 
@@ -58,6 +65,7 @@ internal sealed class UpstreamClients(IOptions<OnyxOptions> options) : IDisposab
         MaxConnectionsPerServer = int.MaxValue,
         UseCookies = false,
         AllowAutoRedirect = false,
+        ActivityHeadersPropagator = tracesExported ? DistributedContextPropagator.Current : null,
     })
     {
         Timeout = Timeout.InfiniteTimeSpan,
