@@ -21,8 +21,10 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
         }
         var onlyAt = Array.IndexOf(args, "--only");
         var only = onlyAt >= 0 && onlyAt + 1 < args.Length ? args[onlyAt + 1] : null;
-        var known = new HashSet<string> { "all", "load", "micro", "--quick", "--seconds", "--soak-minutes", "--only", "--concurrency" };
-        var remaining = args.Where((a, i) => !known.Contains(a) && (i == 0 || args[i - 1] is not ("--seconds" or "--soak-minutes" or "--only" or "--concurrency"))).ToArray();
+        var gatewayAt = Array.IndexOf(args, "--gateway");
+        var gateway = gatewayAt >= 0 && gatewayAt + 1 < args.Length ? Path.GetFullPath(args[gatewayAt + 1]) : null;
+        var known = new HashSet<string> { "all", "load", "micro", "--quick", "--seconds", "--soak-minutes", "--only", "--concurrency", "--gateway" };
+        var remaining = args.Where((a, i) => !known.Contains(a) && (i == 0 || args[i - 1] is not ("--seconds" or "--soak-minutes" or "--only" or "--concurrency" or "--gateway"))).ToArray();
         return mode switch
         {
             "all" or "load" or "micro" => new BenchmarkOptions(
@@ -32,7 +34,7 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
                 Number("--seconds", quick ? 6 : 20),
                 only is null || Names(only).Contains("soak") ? Number("--soak-minutes", quick ? 1 : 10) : 0,
                 only,
-                remaining) { Concurrency = args.Contains("--concurrency") ? Number("--concurrency", 1) : null },
+                remaining) { Concurrency = args.Contains("--concurrency") ? Number("--concurrency", 1) : null, GatewayExecutable = gateway },
             _ => throw new ArgumentException($"Unknown mode '{mode}': use all, load or micro."),
         };
     }
@@ -44,6 +46,9 @@ internal sealed record BenchmarkOptions(bool Load, bool Micro, bool Quick, int S
 
     /// <summary><c>--concurrency N</c> overrides every load scenario's concurrency (for exploring, not for the report).</summary>
     public int? Concurrency { get; init; }
+
+    /// <summary><c>--gateway PATH</c>: a gateway executable to measure instead of the Release build (e.g. a Native AOT publish).</summary>
+    public string? GatewayExecutable { get; init; }
 
     /// <summary>Whether the 1 000-stream memory scenario runs (always, unless <c>--only</c> names another).</summary>
     public bool RunSlowStreams => Only is null || Names(Only).Contains("slow-1000");

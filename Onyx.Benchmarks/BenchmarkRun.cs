@@ -14,6 +14,7 @@ internal static class BenchmarkRun
     public static async Task<int> RunAsync(string[] args)
     {
         var options = BenchmarkOptions.Parse(args);
+        GatewayProcess.Executable = options.GatewayExecutable;
         var root = BenchmarkOptions.FindRepositoryRoot();
         var docs = Path.Combine(root, "docs");
         var artifacts = Path.Combine(docs, "benchmarks");

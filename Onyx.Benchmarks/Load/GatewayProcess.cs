@@ -39,6 +39,9 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     public Uri BaseAddress { get; }
 
+    /// <summary>The gateway build to run instead of this repository's Release build (<c>--gateway</c>), or null.</summary>
+    public static string? Executable { get; set; }
+
     public int ProcessId => _process.Id;
 
     /// <summary>The key the load client sends as <c>Authorization: Bearer</c>; null for the open gateway.</summary>
@@ -90,10 +93,17 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     private static async Task<GatewayProcess> StartAsync(string repositoryRoot, Uri upstream, IReadOnlyDictionary<string, string> extraEnvironment)
     {
+        // Another build of the gateway (--gateway <executable>, e.g. a Native AOT publish) runs as it is; by default the
+        // Release build of this repository runs on the shared runtime.
         var dll = Path.Combine(repositoryRoot, "Onyx.Gateway", "bin", "Release", "net10.0", "Onyx.Gateway.dll");
-        if (!File.Exists(dll))
+        var executable = Executable;
+        if (executable is null && !File.Exists(dll))
         {
             throw new InvalidOperationException($"{dll} is missing: run the benchmark with 'dotnet run -c Release --project Onyx.Benchmarks', which builds it.");
+        }
+        if (executable is not null && !File.Exists(executable))
+        {
+            throw new InvalidOperationException($"--gateway {executable}: no such file.");
         }
         var config = Path.Combine(Path.GetTempPath(), $"onyx-bench-{Guid.NewGuid():N}.yaml");
         var openAiBase = new Uri(upstream, "v1");
@@ -106,14 +116,17 @@ internal sealed class GatewayProcess : IAsyncDisposable
             """);
 
         var port = LoopbackPort.Free();
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(executable ?? "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-            WorkingDirectory = Path.GetDirectoryName(dll)!,
+            WorkingDirectory = Path.GetDirectoryName(executable ?? dll)!,
         };
-        start.ArgumentList.Add(dll);
+        if (executable is null)
+        {
+            start.ArgumentList.Add(dll);
+        }
         start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         start.Environment["LITELLM_CONFIG_PATH"] = config;

@@ -35,7 +35,9 @@ internal static class MarkdownReport
         md.AppendLine($"- **Commit:** `{Git(repositoryRoot, "rev-parse --short HEAD")}`{(Git(repositoryRoot, "status --porcelain --untracked-files=no -- . :!docs").Length > 0 ? " (with uncommitted changes)" : "")}");
         md.AppendLine($"- **Machine:** {Environment.ProcessorCount} cores ({CpuModel()}), {MemoryGigabytes():0} GiB, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
         md.AppendLine($"- **Command:** `{command}`");
-        md.AppendLine("- **Gateway:** Release build, its own process, default settings except per-user rate limits off");
+        md.AppendLine(GatewayProcess.Executable is { } build
+            ? $"- **Gateway:** `{build}` (given with `--gateway`), its own process, default settings except per-user rate limits off"
+            : "- **Gateway:** Release build, its own process, default settings except per-user rate limits off");
         md.AppendLine("  (`Onyx__RateLimits__Enabled=false`; no key, open on loopback), call log on (JSON lines to stdout, read and dropped),");
         md.AppendLine("  Prometheus metrics on, and the audit trail on: without Redis, every record goes to the gateway's spill file (fsync'd per batch).");
         if (load.Any(r => r.Scenario.Limits))

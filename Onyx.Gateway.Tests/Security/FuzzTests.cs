@@ -11,7 +11,10 @@ namespace Onyx.Gateway.Tests.Security;
 /// Thousands of mutated and random bodies (deterministic: each one from <c>Random(Seed + i)</c>, so a failure names
 /// the index that reproduces it) against one in-process gateway: never a 5xx, always an OpenAI-shaped error, an
 /// upstream call only for a request that was answered, bounded memory, and a healthy gateway afterwards.
+/// It runs alone: its memory bound reads the test process's managed heap, which other tests running beside it
+/// would grow (one such run failed the bound with 33.6 MB).
 /// </summary>
+[Collection(FuzzCollection.Name)]
 public sealed class FuzzTests(SecuredGatewayFixture fixture, ITestOutputHelper output) : IClassFixture<SecuredGatewayFixture>
 {
     private const int Seed = 20261126;
@@ -277,4 +280,10 @@ public sealed class FuzzTests(SecuredGatewayFixture fixture, ITestOutputHelper o
         }
         return new string(chars);
     }
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class FuzzCollection
+{
+    public const string Name = "Fuzz, alone";
 }

@@ -50,10 +50,11 @@ internal sealed class ChatRequest
         {
             assistant["prefix"] = true;
         }
-        messages.Add(assistant);
+        // The JsonNode overload: the generic Add<T> needs reflection (a warning under Native AOT).
+        messages.Add((JsonNode)assistant);
         if (style == Providers.ContinuationStyle.Instruction)
         {
-            messages.Add(new JsonObject { ["role"] = "user", ["content"] = ContinueInstruction });
+            messages.Add((JsonNode)new JsonObject { ["role"] = "user", ["content"] = ContinueInstruction });
         }
         return new ChatRequest(body, Model, messages, Stream, IncludeUsage, User);
     }
