@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Globalization;
+using Onyx.Benchmarks.Load;
 
 namespace Onyx.Benchmarks.Upstream;
 
@@ -10,41 +10,21 @@ namespace Onyx.Benchmarks.Upstream;
 internal sealed class UpstreamProcess : IAsyncDisposable
 {
     public const string Command = "upstream";
-    private const string ListeningPrefix = "listening on ";
 
-    private readonly Process _process;
+    private readonly ListeningChild _child;
 
-    private UpstreamProcess(Process process, Uri root)
-    {
-        _process = process;
-        Root = root;
-    }
+    private UpstreamProcess(ListeningChild child) => _child = child;
 
-    public Uri Root { get; }
+    public Uri Root => _child.Root;
 
-    public static async Task<UpstreamProcess> StartAsync()
-    {
-        var start = new ProcessStartInfo(Environment.ProcessPath!, Command)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        var process = Process.Start(start) ?? throw new InvalidOperationException("The fake upstream did not start.");
-        var line = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
-        if (line is null || !line.StartsWith(ListeningPrefix, StringComparison.Ordinal))
-        {
-            throw new InvalidOperationException($"The fake upstream said '{line}' instead of its address.");
-        }
-        return new UpstreamProcess(process, new Uri(line[ListeningPrefix.Length..]));
-    }
+    public static async Task<UpstreamProcess> StartAsync() =>
+        new(await ListeningChild.StartAsync("fake upstream", [Command]));
 
     /// <summary>Runs the fake upstream in this process until standard input closes (the parent went away).</summary>
     public static async Task<int> RunAsync()
     {
         await using var upstream = await FastUpstream.StartAsync();
-        Console.WriteLine(ListeningPrefix + upstream.Root);
-        await Console.In.ReadToEndAsync();
+        await ListeningChild.ServeUntilParentLeavesAsync(upstream.Root);
         return 0;
     }
 
@@ -55,29 +35,7 @@ internal sealed class UpstreamProcess : IAsyncDisposable
         response.EnsureSuccessStatusCode();
     }
 
-    public Load.ProcessSample Sample() => Load.ProcessSample.Read(_process.Id);
+    public ProcessSample Sample() => _child.Sample();
 
-    public async ValueTask DisposeAsync()
-    {
-        _process.StandardInput.Close();
-        if (!await WaitForExitAsync(TimeSpan.FromSeconds(5)))
-        {
-            _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
-        }
-        _process.Dispose();
-    }
-
-    private async Task<bool> WaitForExitAsync(TimeSpan timeout)
-    {
-        try
-        {
-            await _process.WaitForExitAsync().WaitAsync(timeout);
-            return true;
-        }
-        catch (TimeoutException)
-        {
-            return false;
-        }
-    }
+    public ValueTask DisposeAsync() => _child.DisposeAsync();
 }
