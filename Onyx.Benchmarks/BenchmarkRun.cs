@@ -71,7 +71,7 @@ internal static class BenchmarkRun
                 {
                     Progress($"{scenario.Name}: {result.Gateway.Refused} refused (429), {result.Gateway.Errors} errors, " +
                         $"{result.Gateway.RateLimitHeaders} of {result.Gateway.Requests} answers with x-ratelimit headers, " +
-                        $"{limiter.RedisScriptCalls} Redis scripts, {limiter.FallbacksToMemory} fallbacks to memory (5002) " +
+                        $"{limiter.RedisScriptCalls} Redis scripts ({limiter.AdmittedInRedis} admitted, {limiter.RecordedInRedis} recorded in Redis), {limiter.FallbacksToMemory} fallbacks to memory (5002) " +
                         $"(+{limiter.FallbacksDuringWarmUp} in warm-up), rate-limits health: {limiter.HealthAtEnd}");
                 }
                 load.Add(result);

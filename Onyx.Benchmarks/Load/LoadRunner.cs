@@ -25,7 +25,8 @@ internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, T
 /// Redis ran for it (two per request counted in Redis: admit, then record its tokens), and its <c>rate-limits</c>
 /// health check at the end.
 /// </summary>
-internal sealed record LimiterState(int FallbacksToMemory, int BackToRedis, int FallbacksDuringWarmUp, long RedisScriptCalls, long RedisScriptMicroseconds, string HealthAtEnd);
+internal sealed record LimiterState(int FallbacksToMemory, int BackToRedis, int FallbacksDuringWarmUp, long RedisScriptCalls, long RedisScriptMicroseconds,
+    long AdmittedInRedis, long RecordedInRedis, string HealthAtEnd);
 
 /// <summary>
 /// Drives a fixed concurrency for a fixed time, alternating short slices straight to the upstream and through
@@ -127,7 +128,7 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
             await Task.Delay(TimeSpan.FromMilliseconds(500));
             var scripts = await limitsRedis.ScriptStatsAsync() - scriptsBefore;
             state = new LimiterState(gateway.RedisLostCount - lostBefore, gateway.RedisBackCount - backBefore, lostBefore - lostBeforeWarmUp,
-                scripts.Calls, scripts.Microseconds, await gateway.ReadRateLimitHealthAsync(http));
+                scripts.Calls, scripts.Microseconds, scripts.Admissions, scripts.Records, await gateway.ReadRateLimitHealthAsync(http));
         }
         return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes, atPeak, state)
         {

@@ -87,34 +87,35 @@ internal sealed class RedisProcess : IAsyncDisposable
     public ProcessSample Sample() => ProcessSample.Read(_process.Id);
 
     /// <summary>
-    /// How many Lua scripts Redis has run so far (<c>EVAL</c> and <c>EVALSHA</c>, from <c>INFO commandstats</c>) and
-    /// the microseconds it spent in them. The gateway's limiter runs two per request counted in Redis.
+    /// How many Lua scripts Redis has run so far (<c>EVAL</c> and <c>EVALSHA</c>, from <c>INFO commandstats</c>), the
+    /// microseconds it spent in them, and — from the commands those scripts ran, which Redis counts too — how many
+    /// requests the limiter admitted in Redis (its admission script runs <c>ZRANGEBYSCORE</c> once per subject, and
+    /// nothing else of the gateway does) and how many finished calls it recorded there (<c>ZREM</c>, likewise).
     /// </summary>
     public async Task<ScriptStats> ScriptStatsAsync()
     {
         var server = _connection!.GetServer(_connection.GetEndPoints()[0]);
-        long calls = 0, microseconds = 0;
+        long scripts = 0, microseconds = 0, admissions = 0, records = 0;
         foreach (var (command, stats) in (await server.InfoAsync("commandstats")).SelectMany(g => g))
         {
-            if (command is not ("cmdstat_eval" or "cmdstat_evalsha"))
-            {
-                continue;
-            }
             // e.g. "calls=1234,usec=5678,usec_per_call=4.60,…"
-            foreach (var field in stats.Split(','))
+            var fields = stats.Split(',').Select(f => f.Split('=', 2)).Where(f => f.Length == 2).ToDictionary(f => f[0], f => f[1]);
+            var calls = long.Parse(fields["calls"], CultureInfo.InvariantCulture);
+            switch (command)
             {
-                switch (field.Split('=', 2))
-                {
-                    case ["calls", var value]:
-                        calls += long.Parse(value, CultureInfo.InvariantCulture);
-                        break;
-                    case ["usec", var value]:
-                        microseconds += long.Parse(value, CultureInfo.InvariantCulture);
-                        break;
-                }
+                case "cmdstat_eval" or "cmdstat_evalsha":
+                    scripts += calls;
+                    microseconds += long.Parse(fields["usec"], CultureInfo.InvariantCulture);
+                    break;
+                case "cmdstat_zrangebyscore":
+                    admissions += calls;
+                    break;
+                case "cmdstat_zrem":
+                    records += calls;
+                    break;
             }
         }
-        return new ScriptStats(calls, microseconds);
+        return new ScriptStats(scripts, microseconds, admissions, records);
     }
 
     public async ValueTask DisposeAsync()
@@ -132,9 +133,9 @@ internal sealed class RedisProcess : IAsyncDisposable
     }
 }
 
-/// <summary>Lua scripts Redis ran, and the time it spent in them.</summary>
-internal readonly record struct ScriptStats(long Calls, long Microseconds)
+/// <summary>Lua scripts Redis ran, the time it spent in them, and the requests they admitted and recorded.</summary>
+internal readonly record struct ScriptStats(long Calls, long Microseconds, long Admissions, long Records)
 {
     public static ScriptStats operator -(ScriptStats after, ScriptStats before) =>
-        new(after.Calls - before.Calls, after.Microseconds - before.Microseconds);
+        new(after.Calls - before.Calls, after.Microseconds - before.Microseconds, after.Admissions - before.Admissions, after.Records - before.Records);
 }

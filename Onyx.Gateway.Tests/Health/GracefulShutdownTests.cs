@@ -212,6 +212,13 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         Assert.Contains(gateway.Lines, line => line.Contains("requests in flight: 1, drain limit: 00:00:30", StringComparison.Ordinal));
         Assert.Contains(gateway.Lines, line => line.Contains("finished 1, ended at the drain limit 0, still running at exit 0", StringComparison.Ordinal));
         Assert.Equal(1, primary.Calls);
+        // The call's JSON line reached stdout before the process exited: the call log's batching lost nothing.
+        var requestId = Assert.Single(stream.Headers.GetValues("x-request-id"));
+        var callLine = Assert.Single(gateway.Lines, line => line.Contains("\"event\":\"llm_call\"", StringComparison.Ordinal));
+        var call = JsonNode.Parse(callLine)!;
+        Assert.Equal(requestId, (string?)call["request_id"]);
+        Assert.True((bool)call["success"]!);
+        Assert.Equal(Paced.Tokens.Count, (int)call["tokens"]!["completion"]!);
     }
 
     private async Task<GatewayHost> StartAsync(Dictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null) =>
@@ -308,7 +315,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             start.Environment["LITELLM_CONFIG_PATH"] = Path.Combine(GatewayHost.RepositoryRoot, "litellm-config.yaml");
             start.Environment["TOGETHER_API_KEY"] = GatewayHost.TogetherKey;
             start.Environment["Onyx__Providers__together_ai__ApiBase"] = primary.ToString();
-            start.Environment["Onyx__CallLog__Stdout"] = "false";
+            start.Environment["Onyx__CallLog__Stdout"] = "true";
             start.Environment.Remove("OTEL_EXPORTER_OTLP_ENDPOINT");
             start.Environment.Remove("LITELLM_MASTER_KEY");
             var process = Process.Start(start) ?? throw new InvalidOperationException("The gateway did not start.");

@@ -104,6 +104,35 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     }
 
     [Fact]
+    public async Task OneRecordScriptCountsManyFinishedCallsExactly()
+    {
+        // Calls that finish while a record is being written go to Redis together, in one script: each call's
+        // tokens are counted once, for each of its subjects, and each frees its parallel slot.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
+        var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(new Onyx.Gateway.Configuration.OnyxOptions()));
+        var user = Onyx.Gateway.RateLimiting.LimitSubject.User("batch-user", rpm: 100, tpm: 1000, maxParallel: 5);
+        var subjects = new[] { user, user.EndUser("alice", 100, 1000) };
+        var members = new[] { "r:1", "r:2", "r:3" };
+        foreach (var member in members)
+        {
+            Assert.True((await store.AdmitAsync(subjects, member, CancellationToken.None)).Admitted);
+        }
+        var database = redis.GetDatabase();
+        Assert.Equal(3, await database.SortedSetLengthAsync(user.Key + ":par"));
+
+        await store.RecordAsync([new(subjects, "r:1", 5), new(subjects, "r:2", 0), new(subjects, "r:3", 7)], CancellationToken.None);
+
+        foreach (var subject in subjects)
+        {
+            Assert.Equal(12, (long)await database.StringGetAsync(subject.Key + ":toksum"));
+            Assert.Equal(["5:r:1", "7:r:3"], (await database.SortedSetRangeByRankAsync(subject.Key + ":tok")).Select(m => m.ToString()).Order());
+        }
+        Assert.Equal(0, await database.SortedSetLengthAsync(user.Key + ":par"));
+        var next = await store.AdmitAsync(subjects, "r:4", CancellationToken.None);
+        Assert.Equal(12, next.Usage[0].Tokens);
+    }
+
+    [Fact]
     public async Task KeepsServingWhileRedisIsDownAndSharesAgainWhenItIsBack()
     {
         var gateway = await StartReplicaAsync(new() { ["Onyx:RateLimits:RecoveryInterval"] = "00:00:00.200" });

@@ -191,7 +191,7 @@ internal static partial class ChatCompletionsApi
     private static string RequestId(HttpContext context)
     {
         var given = context.Request.Headers[RequestIdHeader].ToString();
-        var id = given.Length is > 0 and <= 128 && SafeRequestId().IsMatch(given) ? given : Guid.NewGuid().ToString("N");
+        var id = given.Length is > 0 and <= 128 && SafeRequestId().IsMatch(given) ? given : UniqueIds.NewId();
         context.Response.Headers[RequestIdHeader] = id;
         return id;
     }

@@ -126,7 +126,7 @@ internal sealed partial class AuditWriter : BackgroundService
         var now = _time.GetUtcNow();
         Write(new AuditRecord
         {
-            AuditId = Guid.CreateVersion7(now).ToString("N"),
+            AuditId = UniqueIds.NewVersion7(now),
             Timestamp = now,
             RequestId = requestId,
             Replica = Replica,

@@ -22,10 +22,18 @@ internal sealed class InMemoryUsageStore(IOptions<OnyxOptions> options, TimeProv
     public Task<Admission> AdmitAsync(IReadOnlyList<LimitSubject> subjects, string member, CancellationToken cancellationToken) =>
         Task.FromResult(Admit(subjects, member));
 
-    public Task RecordAsync(IReadOnlyList<LimitSubject> subjects, string member, long tokens, CancellationToken cancellationToken)
+    public Task RecordAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
     {
-        Record(subjects, member, tokens);
+        Record(records);
         return Task.CompletedTask;
+    }
+
+    public void Record(IEnumerable<UsageRecord> records)
+    {
+        foreach (var record in records)
+        {
+            Record(record.Subjects, record.Member, record.Tokens);
+        }
     }
 
     public Admission Admit(IReadOnlyList<LimitSubject> subjects, string member)

@@ -96,21 +96,28 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
         return out
         """;
 
-    // KEYS: three per subject (tokens, token sum, in flight). ARGV: window ms, tokens, request member.
+    // Any number of finished calls of one user (their keys share the user's hash slot, so this runs on Redis Cluster).
+    // KEYS: three per subject of each call in turn (tokens, token sum, in flight).
+    // ARGV: window ms, then per call: its number of subjects, its tokens, its request member.
     private const string RecordScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local window = tonumber(ARGV[1])
-        local tokens = tonumber(ARGV[2])
-        for s = 0, #KEYS / 3 - 1 do
-          local tok, sum, par = KEYS[s * 3 + 1], KEYS[s * 3 + 2], KEYS[s * 3 + 3]
-          if tokens > 0 then
-            redis.call('ZADD', tok, now, ARGV[2] .. ':' .. ARGV[3])
-            redis.call('INCRBY', sum, tokens)
-            redis.call('PEXPIRE', tok, window)
-            redis.call('PEXPIRE', sum, window)
+        local k = 0
+        for a = 2, #ARGV, 3 do
+          local tokens = tonumber(ARGV[a + 1])
+          local member = ARGV[a + 2]
+          for s = 1, tonumber(ARGV[a]) do
+            local tok, sum, par = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+            if tokens > 0 then
+              redis.call('ZADD', tok, now, ARGV[a + 1] .. ':' .. member)
+              redis.call('INCRBY', sum, tokens)
+              redis.call('PEXPIRE', tok, window)
+              redis.call('PEXPIRE', sum, window)
+            end
+            redis.call('ZREM', par, member)
+            k = k + 3
           end
-          redis.call('ZREM', par, ARGV[3])
         end
         return 1
         """;
@@ -148,16 +155,26 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
             : Admission.Refuse((int)((code - 1) / 3), (LimitKind)((code - 1) % 3), TimeSpan.FromMilliseconds(result[1]), usage);
     }
 
-    public Task RecordAsync(IReadOnlyList<LimitSubject> subjects, string member, long tokens, CancellationToken cancellationToken)
+    /// <summary>Records finished calls in one script. They must share one user (one hash slot): see <see cref="UsageLimiter"/>.</summary>
+    public Task RecordAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
     {
-        var keys = new RedisKey[subjects.Count * 3];
-        for (var i = 0; i < subjects.Count; i++)
+        var keys = new List<RedisKey>(records.Count * 3);
+        var args = new RedisValue[1 + records.Count * 3];
+        args[0] = (long)_options.Window.TotalMilliseconds;
+        for (var r = 0; r < records.Count; r++)
         {
-            keys[i * 3] = subjects[i].Key + ":tok";
-            keys[i * 3 + 1] = subjects[i].Key + ":toksum";
-            keys[i * 3 + 2] = subjects[i].Key + ":par";
+            var record = records[r];
+            foreach (var subject in record.Subjects)
+            {
+                keys.Add(subject.Key + ":tok");
+                keys.Add(subject.Key + ":toksum");
+                keys.Add(subject.Key + ":par");
+            }
+            args[1 + r * 3] = record.Subjects.Count;
+            args[2 + r * 3] = record.Tokens;
+            args[3 + r * 3] = record.Member;
         }
-        return redis.GetDatabase().ScriptEvaluateAsync(RecordScript, keys, [(long)_options.Window.TotalMilliseconds, tokens, member]);
+        return redis.GetDatabase().ScriptEvaluateAsync(RecordScript, [.. keys], args);
     }
 
     /// <summary>Whether Redis answers now (the limiter's way back from its fallback).</summary>

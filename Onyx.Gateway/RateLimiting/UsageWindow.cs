@@ -52,6 +52,9 @@ internal interface IUsageStore
     /// <summary>Checks every subject's limits and, if none is reached, counts the request (as <paramref name="member"/>) for all.</summary>
     Task<Admission> AdmitAsync(IReadOnlyList<LimitSubject> subjects, string member, CancellationToken cancellationToken);
 
-    /// <summary>Adds a finished call's tokens to its subjects' windows and frees its parallel slot.</summary>
-    Task RecordAsync(IReadOnlyList<LimitSubject> subjects, string member, long tokens, CancellationToken cancellationToken);
+    /// <summary>Adds finished calls' tokens to their subjects' windows and frees their parallel slots.</summary>
+    Task RecordAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken);
 }
+
+/// <summary>A finished call's tokens, for the subjects its request was counted under (as <paramref name="Member"/>).</summary>
+internal sealed record UsageRecord(IReadOnlyList<LimitSubject> Subjects, string Member, long Tokens);

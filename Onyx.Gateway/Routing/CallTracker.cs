@@ -154,7 +154,7 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         }
         audit.Write(new AuditRecord
         {
-            AuditId = Guid.CreateVersion7(now).ToString("N"),
+            AuditId = UniqueIds.NewVersion7(now),
             Timestamp = now,
             RequestId = RequestId,
             Replica = audit.Replica,

@@ -89,6 +89,8 @@ internal sealed partial class CallLog : BackgroundService
 
     private readonly FailureReporter _failures;
 
+    private static readonly TimeSpan BatchDelay = TimeSpan.FromMilliseconds(20);
+
     public CallLog(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options, FailureReporter failures)
     {
         _failures = failures;
@@ -131,6 +133,9 @@ internal sealed partial class CallLog : BackgroundService
         {
             while (await _lines.Reader.WaitToReadAsync(stoppingToken))
             {
+                // Let a burst gather: under load one write per interval instead of one per few calls (each write is a
+                // system call on the gateway's cores). A line is at most this late; at shutdown the queue is written at once.
+                await Task.Delay(BatchDelay, stoppingToken);
                 Drain(json, stdout);
                 await stdout.FlushAsync(stoppingToken);
             }
