@@ -107,13 +107,18 @@ internal sealed class RoutedStream : IAsyncDisposable
             if (!_current.Ended && !Complete)
             {
                 var timer = _current.Timer!;
+                // From here the idle limit is the watch's: the timer's own deadline (set when the first token came)
+                // is lifted, and only the waits for the upstream count.
+                using var idle = new StreamIdleWatch(timer, _time, _idleTimeout);
+                timer.CancelAfter(Timeout.InfiniteTimeSpan);
                 while (true)
                 {
-                    timer.CancelAfter(_idleTimeout);
                     bool more;
                     try
                     {
+                        idle.Waiting();
                         more = await _current.Rest.MoveNextAsync();
+                        idle.Received();
                     }
                     catch (OperationCanceledException) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                     {
