@@ -70,14 +70,19 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         }
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        var refusedAt = System.Diagnostics.Stopwatch.StartNew();
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
         var retryAfter = TimeSpan.FromMilliseconds(long.Parse(Header(refused, "retry-after-ms")!));
         Assert.InRange(retryAfter, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(2));
         Assert.Equal("2", Header(refused, "Retry-After"));
 
         // The window runs on the Redis server's clock, which no fake can drive: a client honouring the
-        // Retry-After it was given is what is tested here.
-        await Task.Delay(retryAfter);
+        // Retry-After it was given is what is tested here. Task.Delay alone can end a few ms early (its clock is
+        // Linux's coarse monotonic one, 4 ms steps), which failed this test once: the wait is checked on the Stopwatch.
+        while (refusedAt.Elapsed < retryAfter)
+        {
+            await Task.Delay(retryAfter - refusedAt.Elapsed + TimeSpan.FromMilliseconds(1));
+        }
         using var admitted = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
         Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
     }
