@@ -118,6 +118,50 @@ public sealed class PrometheusMetricsTests : GatewayTest
     }
 }
 
+/// <summary>
+/// The framework's metrics keep at most <c>OpenTelemetry:Metrics:FrameworkCardinalityLimit</c> tag combinations each
+/// (OpenTelemetry reserves memory for all of them up front); Onyx's own metrics are not cut by it.
+/// </summary>
+[Collection(MetricsCollection.Name)]
+public sealed class MetricCardinalityTests : GatewayTest
+{
+    protected override Dictionary<string, string?> Settings => new() { ["OpenTelemetry:Metrics:FrameworkCardinalityLimit"] = "2" };
+
+    [Fact]
+    public async Task AFrameworkMetricPastItsLimitFoldsTheRestIntoOneOverflowSeriesAndLosesNoCount()
+    {
+        // Four combinations of route and status on http.server.request.duration.
+        Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync("/alive")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync("/v1/models")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await Client.GetAsync("/no-such-page")).StatusCode);
+        using (var ok = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
+        {
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+        Gateway.Primary.Fault = FakeFault.Status(503);
+        using (var fallback = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
+        {
+            Assert.Equal("true", fallback.Headers.GetValues("x-onyx-fallback").Single());
+        }
+
+        var scrape = Prometheus.Parse(await Client.GetStringAsync("/metrics"));
+        const string requests = "http_server_request_duration_seconds_count";
+        // Two combinations kept, the rest in the overflow series, none lost: the gateway's five requests and the
+        // fake upstreams' (they run in this process, and the meter listener hears their server's meter too).
+        var upstreamCalls = Gateway.Primary.Calls + Gateway.Fallback.Calls;
+        Assert.Equal(3, upstreamCalls);
+        Assert.Equal(3, scrape.Count(requests));
+        Assert.Equal(1, scrape.Count(requests, ("otel_metric_overflow", "true")));
+        Assert.True(5 + upstreamCalls == scrape.Sum(requests), string.Join("\n", scrape.Lines.Where(l => l.StartsWith(requests, StringComparison.Ordinal))));
+        // The limit leaves the instrument's own bucket boundaries (ASP.NET Core advises 5 ms to 10 s, in seconds).
+        Assert.True(scrape.Count("http_server_request_duration_seconds_bucket", ("le", "0.005")) > 0);
+        Assert.Equal(0, scrape.Count("http_server_request_duration_seconds_bucket", ("le", "5000")));
+        // Onyx's own metrics keep every combination: two outcomes of the same alias, no overflow.
+        Assert.Equal(2, scrape.Count("onyx_gateway_requests_total"));
+        Assert.Equal(0, scrape.Count("onyx_gateway_requests_total", ("otel_metric_overflow", "true")));
+    }
+}
+
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class MetricsCollection
 {
@@ -177,6 +221,10 @@ internal sealed partial class Prometheus
     public double Sum(string name, params (string Label, string Value)[] labels) => _samples
         .Where(s => s.Name == name && labels.All(l => s.Labels.TryGetValue(l.Label, out var v) && v == l.Value))
         .Sum(s => s.Value);
+
+    /// <summary>How many samples (series) of <paramref name="name"/> carry all the given labels.</summary>
+    public int Count(string name, params (string Label, string Value)[] labels) => _samples
+        .Count(s => s.Name == name && labels.All(l => s.Labels.TryGetValue(l.Label, out var v) && v == l.Value));
 
     /// <summary>Every label name of the samples whose name starts with one of <paramref name="prefixes"/>.</summary>
     public HashSet<string> LabelNames(params string[] prefixes) => _samples
