@@ -286,13 +286,10 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         private readonly List<(string Text, TaskCompletionSource Seen)> _waiters = [];
         private readonly Lock _gate = new();
 
-        private GatewayProcess(Process process, Uri baseAddress)
-        {
-            _process = process;
-            BaseAddress = baseAddress;
-        }
+        private GatewayProcess(Process process) => _process = process;
 
-        public Uri BaseAddress { get; }
+        /// <summary>Where the gateway listens: the port Kestrel chose, read from its "Now listening on" line.</summary>
+        public Uri BaseAddress { get; private set; } = null!;
 
         public IReadOnlyCollection<string> Lines => _lines.ToArray();
 
@@ -301,7 +298,6 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             var configuration = typeof(GracefulShutdownTests).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Release";
             var dll = Path.Combine(GatewayHost.RepositoryRoot, "Onyx.Gateway", "bin", configuration, "net10.0", "Onyx.Gateway.dll");
             Assert.True(File.Exists(dll), $"{dll} is missing: the test project's build builds it.");
-            var port = LoopbackPort.Free();
             var start = new ProcessStartInfo("dotnet")
             {
                 RedirectStandardOutput = true,
@@ -310,7 +306,9 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
                 WorkingDirectory = Path.GetDirectoryName(dll)!,
             };
             start.ArgumentList.Add(dll);
-            start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
+            // Port 0: Kestrel binds a free port itself. A port picked free beforehand could be taken by another test
+            // before the gateway binds it (it happened once in CI: "address already in use").
+            start.Environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
             start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
             start.Environment["LITELLM_CONFIG_PATH"] = Path.Combine(GatewayHost.RepositoryRoot, "litellm-config.yaml");
             start.Environment["TOGETHER_API_KEY"] = GatewayHost.TogetherKey;
@@ -319,7 +317,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             start.Environment.Remove("OTEL_EXPORTER_OTLP_ENDPOINT");
             start.Environment.Remove("LITELLM_MASTER_KEY");
             var process = Process.Start(start) ?? throw new InvalidOperationException("The gateway did not start.");
-            var gateway = new GatewayProcess(process, new Uri($"http://127.0.0.1:{port}/"));
+            var gateway = new GatewayProcess(process);
             process.OutputDataReceived += (_, e) => gateway.Add(e.Data);
             process.ErrorDataReceived += (_, e) => gateway.Add(e.Data);
             process.BeginOutputReadLine();
@@ -328,6 +326,11 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
             {
                 await Task.WhenAny(gateway.WaitForLineAsync("Application started", timeout), process.WaitForExitAsync()).Unwrap();
                 Assert.False(process.HasExited, "The gateway exited at start:\n" + string.Join('\n', gateway.Lines));
+                const string listening = "Now listening on: ";
+                var address = gateway.Lines.Select(l => l.IndexOf(listening, StringComparison.Ordinal) is var at and >= 0 ? l[(at + listening.Length)..].Trim() : null)
+                    .FirstOrDefault(a => a is not null);
+                Assert.True(address is not null, "The gateway did not say where it listens:\n" + string.Join('\n', gateway.Lines));
+                gateway.BaseAddress = new Uri(address + "/");
             }
             catch
             {

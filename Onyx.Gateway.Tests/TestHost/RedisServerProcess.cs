@@ -27,7 +27,24 @@ public sealed class RedisServerProcess : IAsyncDisposable
     /// </param>
     public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null, string? dataDirectory = null)
     {
-        var chosen = port ?? LoopbackPort.Free();
+        // A port found free can be taken by another test before redis-server binds it (redis-server cannot be told to
+        // pick one itself): then it exits at start, and another free port is tried.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await StartOnceAsync(timeout, port ?? LoopbackPort.Free(), dataDirectory);
+            }
+            catch (RedisExitedAtStartException) when (port is null && attempt < 3)
+            {
+            }
+        }
+    }
+
+    private sealed class RedisExitedAtStartException(int exitCode) : InvalidOperationException($"redis-server exited with {exitCode}.");
+
+    private static async Task<RedisServerProcess> StartOnceAsync(TimeSpan timeout, int chosen, string? dataDirectory)
+    {
         var start = new ProcessStartInfo("redis-server")
         {
             RedirectStandardOutput = true,
@@ -58,11 +75,23 @@ public sealed class RedisServerProcess : IAsyncDisposable
                 ready.TrySetResult();
             }
         };
-        process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"redis-server exited with {process.ExitCode}."));
+        process.Exited += (_, _) => ready.TrySetException(new RedisExitedAtStartException(process.ExitCode));
         process.EnableRaisingEvents = true;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await ready.Task.WaitAsync(timeout);
+        try
+        {
+            await ready.Task.WaitAsync(timeout);
+        }
+        catch
+        {
+            if (!process.HasExited)
+            {
+                process.Kill();
+            }
+            process.Dispose();
+            throw;
+        }
         return new RedisServerProcess(process, chosen);
     }
 
