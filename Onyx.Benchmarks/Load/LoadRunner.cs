@@ -153,9 +153,13 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
     private async Task SliceAsync(Scenario scenario, Target target, LatencyRecorder recorder, TimeSpan duration)
     {
         var deadline = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
-        var workers = Enumerable.Range(0, scenario.Concurrency).Select(async _ =>
+        var workers = Enumerable.Range(0, scenario.Concurrency).Select(async worker =>
         {
             await Task.Yield();
+            if (scenario.StartSpread > TimeSpan.Zero)
+            {
+                await Task.Delay(scenario.StartSpread * worker / scenario.Concurrency);
+            }
             while (Stopwatch.GetTimestamp() < deadline)
             {
                 await OneRequestAsync(scenario, target, recorder);

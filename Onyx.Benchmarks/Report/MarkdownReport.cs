@@ -56,7 +56,10 @@ internal static class MarkdownReport
         md.AppendLine("The added time to first token is read at concurrency 16 twice: with the upstream paced like a real model");
         md.AppendLine("(`-paced`: a token every 20 ms, the cores not saturated), where the difference is the gateway's own latency;");
         md.AppendLine("and with tokens sent as fast as possible (the cores saturated by load generator, upstream and gateway together),");
-        md.AppendLine("where the difference is mostly queueing for the two cores behind the gateway's extra hop. Throughput ratios come");
+        md.AppendLine("where the difference is mostly queueing for the two cores behind the gateway's extra hop. In the paced");
+        md.AppendLine("scenarios the workers start one after another, spread over one stream's length: every paced stream lasts the");
+        md.AppendLine("same time, so workers started in one instant would stay in lock-step and reach the proxy all in the same");
+        md.AppendLine("millisecond, again and again, and the figure would be the wait of the last in that queue. Throughput ratios come");
         md.AppendLine("from the unpaced scenarios, where the machine is the limit. The `-limits` scenarios hold the later features");
         md.AppendLine("(API keys, rate limits in Redis) to the same targets.");
         md.AppendLine();
@@ -130,7 +133,7 @@ internal static class MarkdownReport
         foreach (var result in load.Concat(slowStreams is null ? [] : [slowStreams]))
         {
             var s = result.Scenario;
-            md.AppendLine($"- `{s.Name}`: {s.Description}; {s.Concurrency} concurrent requests, {s.Tokens} tokens{(s.TokenDelay > TimeSpan.Zero ? $" one every {s.TokenDelay.TotalMilliseconds:0} ms" : " sent as fast as possible")}, {s.DurationPerTarget.TotalSeconds:0} s per target in {s.Slice.TotalSeconds:0} s slices.");
+            md.AppendLine($"- `{s.Name}`: {s.Description}; {s.Concurrency} concurrent requests, {s.Tokens} tokens{(s.TokenDelay > TimeSpan.Zero ? $" one every {s.TokenDelay.TotalMilliseconds:0} ms" : " sent as fast as possible")}, {s.DurationPerTarget.TotalSeconds:0} s per target in {s.Slice.TotalSeconds:0} s slices{(s.StartSpread > TimeSpan.Zero ? $"; the workers' first requests spread over {s.StartSpread.TotalMilliseconds:0} ms (one stream's length)" : "")}.");
         }
         if (slowStreams is not null)
         {
