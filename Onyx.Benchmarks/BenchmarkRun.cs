@@ -103,8 +103,11 @@ internal static class BenchmarkRun
             while (await timer.WaitForNextTickAsync() && !running.IsCompleted)
             {
                 var sample = soakGateway.Sample();
-                samples.Add(new SoakSample(clock.Elapsed, recorder.Requests, recorder.Errors, sample.RssBytes / 1048576.0, counters.GcHeapMegabytes));
-                Progress($"soak: {clock.Elapsed:mm\\:ss} {recorder.Requests} req, {recorder.Errors} errors, RSS {sample.RssBytes / 1048576.0:0.0} MB, GC heap {counters.GcHeapMegabytes:0.0} MB");
+                var gcHeap = counters.GcHeapMegabytes;
+                var live = await LiveHeap.MeasureMegabytesAsync(soakGateway.ProcessId, TimeSpan.FromSeconds(10));
+                samples.Add(new SoakSample(clock.Elapsed, recorder.Requests, recorder.Errors, sample.RssBytes / 1048576.0, live, gcHeap));
+                Progress($"soak: {clock.Elapsed:mm\\:ss} {recorder.Requests} req, {recorder.Errors} errors, RSS {sample.RssBytes / 1048576.0:0.0} MB, " +
+                    $"live heap {live:0.0} MB, GC heap counter {gcHeap:0.0} MB");
             }
             await running;
             recorder.Wall = clock.Elapsed;

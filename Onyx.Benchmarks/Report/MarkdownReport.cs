@@ -102,7 +102,7 @@ internal static class MarkdownReport
         }
         if (soak is not null)
         {
-            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB ({F(soak.RssSlopeMegabytesPerMinute, 2, signed: true)} MB/min), GC heap {F(soak.GcHeapGrowthMegabytes, 1, signed: true)} MB ({F(soak.GcHeapSlopeMegabytesPerMinute, 2, signed: true)} MB/min), {soak.Gateway.Errors} errors | {Check(soak.Flat)} | |");
+            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB ({F(soak.RssSlopeMegabytesPerMinute, 2, signed: true)} MB/min), live GC heap {F(soak.GcHeapGrowthMegabytes, 1, signed: true)} MB ({F(soak.GcHeapSlopeMegabytesPerMinute, 2, signed: true)} MB/min), {soak.Gateway.Errors} errors | {Check(soak.Flat)} | |");
         }
         md.AppendLine();
 
@@ -157,13 +157,13 @@ internal static class MarkdownReport
         {
             md.AppendLine("## Soak");
             md.AppendLine();
-            md.AppendLine($"{soak.Scenario.Description}: {soak.Scenario.Concurrency} concurrent streams of {soak.Scenario.Tokens} tokens, one every {soak.Scenario.TokenDelay.TotalMilliseconds:0} ms, through the gateway for {soak.Scenario.DurationPerTarget.TotalMinutes:0} minutes ({soak.Gateway.Requests} requests, {F(soak.Gateway.Throughput, 0)} req/s, {soak.Gateway.Errors} errors). The soak runs on a fresh gateway process. Warm-up: the first {soak.WarmUp.TotalSeconds:0} s. Growth = mean of the last three readings minus the mean of the first three after warm-up (allowed: {SoakResult.AllowedGrowthMegabytes} MB); the slope is a least-squares fit over the readings after warm-up. The GC heap is read from the gateway's runtime counters over EventPipe.");
+            md.AppendLine($"{soak.Scenario.Description}: {soak.Scenario.Concurrency} concurrent streams of {soak.Scenario.Tokens} tokens, one every {soak.Scenario.TokenDelay.TotalMilliseconds:0} ms, through the gateway for {soak.Scenario.DurationPerTarget.TotalMinutes:0} minutes ({soak.Gateway.Requests} requests, {F(soak.Gateway.Throughput, 0)} req/s, {soak.Gateway.Errors} errors). The soak runs on a fresh gateway process. Warm-up: the first {soak.WarmUp.TotalSeconds:0} s. Growth = mean of the last three readings minus the mean of the first three after warm-up (allowed: {SoakResult.AllowedGrowthMegabytes} MB); the slope is a least-squares fit over the readings after warm-up. The heap judged is the live heap: at each reading the benchmark asks the gateway's runtime over EventPipe for a full, blocking collection (as `dotnet-gcdump` does) and reads what it leaves, every generation with large and pinned objects. The runtime's `gc-heap-size` counter, read just before, is shown too; it also holds the garbage allocated since the last collection, so it swings by several MB with every gen0 cycle, depending on when a reading falls.");
             md.AppendLine();
-            md.AppendLine("| at | requests | errors | RSS (MB) | GC heap (MB) |");
-            md.AppendLine("|---:|---:|---:|---:|---:|");
+            md.AppendLine("| at | requests | errors | RSS (MB) | live heap (MB) | `gc-heap-size` counter (MB) |");
+            md.AppendLine("|---:|---:|---:|---:|---:|---:|");
             foreach (var sample in soak.Samples)
             {
-                md.AppendLine($"| {sample.At.TotalSeconds:0} s | {sample.Requests} | {sample.Errors} | {F(sample.RssMegabytes, 1)} | {F(sample.GcHeapMegabytes, 1)} |");
+                md.AppendLine($"| {sample.At.TotalSeconds:0} s | {sample.Requests} | {sample.Errors} | {F(sample.RssMegabytes, 1)} | {F(sample.LiveHeapMegabytes, 1)} | {F(sample.GcHeapMegabytes, 1)} |");
             }
             md.AppendLine();
         }
