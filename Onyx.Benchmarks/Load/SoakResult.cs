@@ -21,12 +21,12 @@ internal sealed record SoakResult(Scenario Scenario, TimeSpan WarmUp, IReadOnlyL
     /// Growth of the live heap. The counter's heap size (<see cref="SoakSample.GcHeapMegabytes"/>) swings by several MB
     /// with every gen0 cycle, depending on the instant a reading falls in, so it is shown but not judged.
     /// </summary>
-    public double GcHeapGrowthMegabytes => Growth(s => s.LiveHeapMegabytes);
+    public double LiveHeapGrowthMegabytes => Growth(s => s.LiveHeapMegabytes);
 
     /// <summary>Least-squares slope of RSS after warm-up, in MB per minute (a leak shows as a steady positive slope).</summary>
     public double RssSlopeMegabytesPerMinute => Slope(s => s.RssMegabytes);
 
-    public double GcHeapSlopeMegabytesPerMinute => Slope(s => s.LiveHeapMegabytes);
+    public double LiveHeapSlopeMegabytesPerMinute => Slope(s => s.LiveHeapMegabytes);
 
     private double Slope(Func<SoakSample, double> value)
     {
@@ -43,7 +43,7 @@ internal sealed record SoakResult(Scenario Scenario, TimeSpan WarmUp, IReadOnlyL
     }
 
     public bool Flat => RssGrowthMegabytes <= AllowedGrowthMegabytes
-        && (double.IsNaN(GcHeapGrowthMegabytes) || GcHeapGrowthMegabytes <= AllowedGrowthMegabytes)
+        && (double.IsNaN(LiveHeapGrowthMegabytes) || LiveHeapGrowthMegabytes <= AllowedGrowthMegabytes)
         && Gateway.Errors == 0;
 
     /// <summary>Mean of the last three readings minus the mean of the first three after warm-up.</summary>

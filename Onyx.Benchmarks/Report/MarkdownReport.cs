@@ -102,7 +102,7 @@ internal static class MarkdownReport
         }
         if (soak is not null)
         {
-            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB ({F(soak.RssSlopeMegabytesPerMinute, 2, signed: true)} MB/min), live GC heap {F(soak.GcHeapGrowthMegabytes, 1, signed: true)} MB ({F(soak.GcHeapSlopeMegabytesPerMinute, 2, signed: true)} MB/min), {soak.Gateway.Errors} errors | {Check(soak.Flat)} | |");
+            md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB ({F(soak.RssSlopeMegabytesPerMinute, 2, signed: true)} MB/min), live GC heap {F(soak.LiveHeapGrowthMegabytes, 1, signed: true)} MB ({F(soak.LiveHeapSlopeMegabytesPerMinute, 2, signed: true)} MB/min), {soak.Gateway.Errors} errors | {Check(soak.Flat)} | |");
         }
         md.AppendLine();
 
