@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 
 namespace Onyx.Gateway.Audit;
@@ -11,7 +12,12 @@ namespace Onyx.Gateway.Audit;
 internal sealed class AuditSpillFile : IDisposable
 {
     private readonly Lock _gate = new();
+    private const int InitialBufferBytes = 16 * 1024;
+    private const int MaxKeptBufferBytes = 1024 * 1024;
+
     private readonly FileStream _file;
+    private readonly Utf8JsonWriter _json = new(Stream.Null);
+    private ArrayBufferWriter<byte> _lines = new(InitialBufferBytes);
     private long _confirmed;
 
     private AuditSpillFile(string path, FileStream file)
@@ -67,22 +73,27 @@ internal sealed class AuditSpillFile : IDisposable
     /// <summary>Appends the records, one JSON line each, and syncs the file to disk.</summary>
     public void Append(IReadOnlyList<AuditRecord> records)
     {
-        var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            foreach (var record in records)
-            {
-                JsonSerializer.Serialize(json, record, AuditJsonContext.Default.AuditRecord);
-                json.Flush();
-                json.Reset();
-                buffer.WriteByte((byte)'\n');
-            }
-        }
         lock (_gate)
         {
+            // One buffer and writer for the file's life (under the lock: a request may append while the writer
+            // does): a batch a few milliseconds apart would otherwise grow a fresh buffer from nothing each time.
+            _lines.ResetWrittenCount();
+            _json.Reset(_lines);
+            foreach (var record in records)
+            {
+                JsonSerializer.Serialize(_json, record, AuditJsonContext.Default.AuditRecord);
+                _json.Flush();
+                _json.Reset();
+                _lines.Write("\n"u8);
+            }
             _file.Seek(0, SeekOrigin.End);
-            _file.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+            _file.Write(_lines.WrittenSpan);
             _file.Flush(flushToDisk: true);
+            if (_lines.Capacity > MaxKeptBufferBytes)
+            {
+                // A burst (a long Redis outage's backlog) does not pin its buffer for good.
+                _lines = new ArrayBufferWriter<byte>(InitialBufferBytes);
+            }
         }
     }
 
@@ -172,6 +183,7 @@ internal sealed class AuditSpillFile : IDisposable
         lock (_gate)
         {
             _file.Dispose();
+            _json.Dispose();
         }
     }
 

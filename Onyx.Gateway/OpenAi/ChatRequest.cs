@@ -1,4 +1,6 @@
 using System.Collections.Frozen;
+using System.Runtime.InteropServices;
+using System.Text.Unicode;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -234,7 +236,7 @@ internal sealed class ChatRequest
     private static bool CheckText(JsonNode body, out OpenAiError error)
     {
         // The path to the bad text is built only when there is one: a valid body builds no path strings.
-        var at = new Stack<(string? Name, int Index)>();
+        var at = new Stack<(string? Name, int Index)>(8);
         try
         {
             Walk(body, at);
@@ -275,9 +277,27 @@ internal sealed class ChatRequest
                     }
                     break;
                 case JsonValue value when value.GetValueKind() == JsonValueKind.String:
-                    _ = value.GetValue<string>();
+                    CheckString(value);
                     break;
             }
+        }
+
+        // Parsed text is checked where it lies, without making a string of it: without escapes, valid UTF-8 is
+        // valid text. Only a string with escapes (one may stand for a lone surrogate) or bad bytes is decoded,
+        // which throws on what is not text.
+        static void CheckString(JsonValue value)
+        {
+            if (value.TryGetValue<JsonElement>(out var element))
+            {
+                var raw = JsonMarshal.GetRawUtf8Value(element);
+                if (!raw.Contains((byte)'\\') && Utf8.IsValid(raw))
+                {
+                    return;
+                }
+                _ = element.GetString();
+                return;
+            }
+            _ = value.GetValue<string>();
         }
     }
 

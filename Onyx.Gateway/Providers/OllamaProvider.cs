@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -50,13 +49,13 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
         var usage = Usage(line);
         var text = line.Message.Content ?? string.Empty;
 
-        var buffer = new ArrayBufferWriter<byte>(256 + text.Length);
-        using (var json = new Utf8JsonWriter(buffer))
+        var bytes = JsonBytes.Write((id: "chatcmpl-" + context.RequestId, created: time.GetUtcNow().ToUnixTimeSeconds(), model, text, finish: FinishReason(line.DoneReason), usage), static (json, s) =>
         {
+            var (id, created, model, text, finish, usage) = s;
             json.WriteStartObject();
-            json.WriteString("id", "chatcmpl-" + context.RequestId);
+            json.WriteString("id", id);
             json.WriteString("object", "chat.completion");
-            json.WriteNumber("created", time.GetUtcNow().ToUnixTimeSeconds());
+            json.WriteNumber("created", created);
             json.WriteString("model", model);
             json.WriteStartArray("choices");
             json.WriteStartObject();
@@ -65,7 +64,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
             json.WriteString("role", "assistant");
             json.WriteString("content", text);
             json.WriteEndObject();
-            json.WriteString("finish_reason", FinishReason(line.DoneReason));
+            json.WriteString("finish_reason", finish);
             json.WriteEndObject();
             json.WriteEndArray();
             if (usage is { } u)
@@ -73,8 +72,8 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
                 WriteUsage(json, u);
             }
             json.WriteEndObject();
-        }
-        return new CompletionResult(buffer.WrittenSpan.ToArray(), usage, model, text);
+        });
+        return new CompletionResult(bytes, usage, model, text);
     }
 
     public async IAsyncEnumerable<StreamChunk> StreamAsync(Deployment deployment, ChatRequest request, AttemptContext context,
@@ -159,9 +158,9 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
     /// <summary>An OpenAI chunk. With <paramref name="usage"/> set, the final usage chunk (<c>choices: []</c>).</summary>
     internal static byte[] Chunk(string id, long created, string model, string? role, string? content, string? finishReason, TokenUsage? usage)
     {
-        var buffer = new ArrayBufferWriter<byte>(192 + (content?.Length ?? 0) * 2);
-        using (var json = new Utf8JsonWriter(buffer))
+        var bytes = JsonBytes.Write((id, created, model, role, content, finishReason, usage), static (json, s) =>
         {
+            var (id, created, model, role, content, finishReason, usage) = s;
             json.WriteStartObject();
             json.WriteString("id", id);
             json.WriteString("object", "chat.completion.chunk");
@@ -198,8 +197,8 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
                 WriteUsage(json, u);
             }
             json.WriteEndObject();
-        }
-        return buffer.WrittenSpan.ToArray();
+        });
+        return bytes;
     }
 
     private static void WriteUsage(Utf8JsonWriter json, TokenUsage usage)
@@ -223,10 +222,10 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
     /// <summary>OpenAI chat request → Ollama <c>/api/chat</c> body.</summary>
     internal static byte[] BuildBody(Deployment deployment, ChatRequest request, bool stream)
     {
-        var body = request.Body;
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var json = new Utf8JsonWriter(buffer))
+        var bytes = JsonBytes.Write((deployment, request, stream), static (json, s) =>
         {
+            var (deployment, request, stream) = s;
+            var body = request.Body;
             json.WriteStartObject();
             json.WriteString("model", deployment.ProviderModel);
             json.WriteBoolean("stream", stream);
@@ -279,8 +278,8 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
             }
             json.WriteEndObject();
             json.WriteEndObject();
-        }
-        return buffer.WrittenSpan.ToArray();
+        });
+        return bytes;
     }
 
     private static void CopyOption(Utf8JsonWriter json, JsonObject body, string from, string to)

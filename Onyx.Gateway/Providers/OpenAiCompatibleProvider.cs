@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net.Http.Headers;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
@@ -159,9 +158,9 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
     /// </summary>
     internal static byte[] BuildBody(Deployment deployment, ChatRequest request, bool stream)
     {
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var json = new Utf8JsonWriter(buffer))
+        var bytes = JsonBytes.Write((deployment, request, stream), static (json, s) =>
         {
+            var (deployment, request, stream) = s;
             json.WriteStartObject();
             json.WriteString("model", deployment.ProviderModel);
             foreach (var (name, value) in request.Body)
@@ -209,7 +208,7 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
                 json.WriteEndObject();
             }
             json.WriteEndObject();
-        }
-        return buffer.WrittenSpan.ToArray();
+        });
+        return bytes;
     }
 }

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Onyx.Gateway.OpenAi;
@@ -251,14 +250,14 @@ internal sealed class RoutedStream : IAsyncDisposable
 
     private byte[] UsageChunk(TokenUsage usage)
     {
-        var buffer = new ArrayBufferWriter<byte>(256);
-        using (var json = new Utf8JsonWriter(buffer))
+        var bytes = JsonBytes.Write((id: "chatcmpl-" + Route.RequestId, created: _time.GetUtcNow().ToUnixTimeSeconds(), model: _context.ResponseModel ?? Route.Deployment.ProviderModel, usage), static (json, s) =>
         {
+            var (id, created, model, usage) = s;
             json.WriteStartObject();
-            json.WriteString("id", "chatcmpl-" + Route.RequestId);
+            json.WriteString("id", id);
             json.WriteString("object", "chat.completion.chunk");
-            json.WriteNumber("created", _time.GetUtcNow().ToUnixTimeSeconds());
-            json.WriteString("model", _context.ResponseModel ?? Route.Deployment.ProviderModel);
+            json.WriteNumber("created", created);
+            json.WriteString("model", model);
             json.WriteStartArray("choices");
             json.WriteEndArray();
             json.WriteStartObject("usage");
@@ -267,9 +266,9 @@ internal sealed class RoutedStream : IAsyncDisposable
             json.WriteNumber("total_tokens", usage.Total);
             json.WriteEndObject();
             json.WriteEndObject();
-        }
+        });
         _usageForwarded = true;
-        return buffer.WrittenSpan.ToArray();
+        return bytes;
     }
 
     private static async ValueTask DisposeAttemptAsync(StreamHead attempt)

@@ -19,6 +19,11 @@ internal static class GatewayTracing
 
     public static Activity? StartCall(ChatRequest request, string requestId)
     {
+        // The span's name is built only when something listens: without a trace exporter, a request makes no string for it.
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
         var activity = Source.StartActivity("chat " + request.Model, ActivityKind.Internal);
         if (activity is { IsAllDataRequested: true })
         {
@@ -34,6 +39,10 @@ internal static class GatewayTracing
     /// <summary>Starts an attempt's span under the call's (explicitly: a resume starts outside the call's async flow).</summary>
     public static Activity? StartAttempt(Activity? call, Deployment deployment, int attempt)
     {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
         var activity = call is null
             ? Source.StartActivity("chat " + deployment.ProviderModel, ActivityKind.Client)
             : Source.StartActivity("chat " + deployment.ProviderModel, ActivityKind.Client, call.Context);
