@@ -1,5 +1,4 @@
 using Onyx.Gateway.Audit;
-using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Tests.Audit;
 
@@ -44,19 +43,5 @@ public sealed class AuditSpillFileTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
-    private static AuditRecord Record(string id) => new()
-    {
-        AuditId = id,
-        Timestamp = DateTimeOffset.UnixEpoch,
-        RequestId = "req-" + id,
-        Replica = "test-replica",
-        Alias = "gpt-4o-mini",
-        Stream = false,
-        Status = 200,
-        Success = true,
-        Fallback = false,
-        Attempts = [new AuditAttempt("together/deepseek", "success", null, 200, 12.5)],
-        Tokens = new TokenCounts(10, 20, 30, false),
-        LatencyMs = 15.0,
-    };
+    private static AuditRecord Record(string id) => AuditRecords.Sample(id);
 }

@@ -1,5 +1,8 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Onyx.Gateway.Audit;
 using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
@@ -242,6 +245,28 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         var ids = await database.SortedSetRangeByRankAsync(StreamKey + ":ids");
         Assert.Equal(entries.TakeLast(5).Select(e => (string)e["id"]!).Order(StringComparer.Ordinal),
             ids.Select(id => (string)id!).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task TheIdSetKeepsTheNewestRecordsWhenIdsOfOneMillisecondSortTheOtherWay()
+    {
+        const string Key = "onyx:{audit-order}";
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
+        // A clock that stands still: every record below is written in the same millisecond, where version-7 ids
+        // sort by their random part, here the reverse of the order they are written in.
+        var stream = new RedisAuditStream(redis, Options.Create(new AuditOptions { StreamKey = Key, MaxLength = 2, MaxAge = null }),
+            new FakeTimeProvider(DateTimeOffset.UtcNow));
+
+        Assert.Equal(3, await stream.AddAsync([AuditRecords.Sample("f0"), AuditRecords.Sample("e0"), AuditRecords.Sample("d0")], Deadline, CancellationToken.None));
+        Assert.Equal(1, await stream.AddAsync([AuditRecords.Sample("c0")], Deadline, CancellationToken.None));
+
+        var database = redis.GetDatabase();
+        var entries = await database.StreamRangeAsync(Key);
+        var ids = await database.SortedSetRangeByRankAsync(Key + ":ids");
+        Assert.Equal(["d0", "c0"], entries.TakeLast(2).Select(e => (string)e["id"]!));
+        Assert.Equal(["d0", "c0"], ids.Select(id => (string)id!));
+        // Written again, the newest two are known and add nothing.
+        Assert.Equal(0, await stream.AddAsync([AuditRecords.Sample("d0"), AuditRecords.Sample("c0")], Deadline, CancellationToken.None));
     }
 
     [Fact]

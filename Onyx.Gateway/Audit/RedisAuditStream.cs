@@ -16,11 +16,24 @@ internal sealed class RedisAuditStream(IConnectionMultiplexer redis, IOptions<Au
 {
     // KEYS[1] stream, KEYS[2] id set. ARGV: max length (0: none), min id for age trimming ('': none), now (ms),
     // forget ids remembered before (ms), then id, user, record for each record. Returns how many were added.
+    // An id's score is its time in ms, made unique and increasing in the order the records enter the stream (one
+    // microsecond past the newest score when the clock has not moved on): trimming the set by rank then drops the
+    // same oldest records the stream drops. With equal scores, Redis would rank ids made in the same millisecond by
+    // their random part instead. Scores count whole microseconds, exact in a double, written out with three decimals.
     private const string AddScript = """
         redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+        local score = tonumber(ARGV[3]) * 1000
+        local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+        if newest[2] then
+          local top = math.floor(tonumber(newest[2]) * 1000 + 0.5)
+          if top >= score then
+            score = top + 1
+          end
+        end
         local added = 0
         for i = 5, #ARGV, 3 do
-          if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[i]) == 1 then
+          if redis.call('ZADD', KEYS[2], 'NX', string.format('%.3f', score / 1000), ARGV[i]) == 1 then
+            score = score + 1
             if ARGV[1] ~= '0' then
               redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[i], 'user', ARGV[i + 1], 'record', ARGV[i + 2])
             else
