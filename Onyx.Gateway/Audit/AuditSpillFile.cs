@@ -11,10 +11,10 @@ namespace Onyx.Gateway.Audit;
 /// </summary>
 internal sealed class AuditSpillFile : IDisposable
 {
-    private readonly Lock _gate = new();
     private const int InitialBufferBytes = 16 * 1024;
     private const int MaxKeptBufferBytes = 1024 * 1024;
 
+    private readonly Lock _gate = new();
     private readonly FileStream _file;
     private readonly Utf8JsonWriter _json = new(Stream.Null);
     private ArrayBufferWriter<byte> _lines = new(InitialBufferBytes);

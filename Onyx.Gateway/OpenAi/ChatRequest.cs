@@ -1,8 +1,8 @@
 using System.Collections.Frozen;
 using System.Runtime.InteropServices;
-using System.Text.Unicode;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Unicode;
 
 namespace Onyx.Gateway.OpenAi;
 
