@@ -61,8 +61,8 @@ public class OllamaStreamBenchmarks
     [Benchmark]
     public object? DeserializeOneLine() => JsonSerializer.Deserialize(WireSamples.OneOllamaContentLine, OllamaJsonContext.Default.OllamaChatLine);
 
-    /// <summary>Per line, part 2: <c>OllamaProvider.Chunk</c> for one content token.</summary>
+    /// <summary>Per line, part 2: <c>ChatChunks.Build</c> for one content token.</summary>
     [Benchmark]
     public byte[] BuildOneChunk() =>
-        OllamaProvider.Chunk("chatcmpl-0af4c2d6b1e84f0f9b1f2f7d3c5a9e10", 1_767_225_600, "mistral:7b-instruct", null, " Paris", null, null);
+        ChatChunks.Build("chatcmpl-0af4c2d6b1e84f0f9b1f2f7d3c5a9e10", 1_767_225_600, "mistral:7b-instruct", null, " Paris", null, null);
 }

@@ -69,7 +69,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
             json.WriteEndArray();
             if (usage is { } u)
             {
-                WriteUsage(json, u);
+                ChatChunks.WriteUsage(json, u);
             }
             json.WriteEndObject();
         });
@@ -127,7 +127,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
                 if (hasContent || !line.Done)
                 {
                     yield return new StreamChunk(
-                        Chunk(id, created, model, first ? "assistant" : null, content ?? string.Empty, finishReason: null, usage: null),
+                        ChatChunks.Build(id, created, model, first ? "assistant" : null, content ?? string.Empty, finishReason: null, usage: null),
                         new ChunkInfo(hasContent, false, false, null, false));
                     first = false;
                 }
@@ -135,11 +135,11 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
             if (line.Done)
             {
                 yield return new StreamChunk(
-                    Chunk(id, created, model, role: null, content: null, FinishReason(line.DoneReason), usage: null),
+                    ChatChunks.Build(id, created, model, role: null, content: null, FinishReason(line.DoneReason), usage: null),
                     new ChunkInfo(false, true, false, null, false));
                 if (Usage(line) is { } usage)
                 {
-                    yield return new StreamChunk(Chunk(id, created, model, null, null, null, usage), new ChunkInfo(false, false, true, usage, false));
+                    yield return new StreamChunk(ChatChunks.Build(id, created, model, null, null, null, usage), new ChunkInfo(false, false, true, usage, false));
                 }
                 yield break;
             }
@@ -154,61 +154,6 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
         "length" => "length",
         _ => "stop",
     };
-
-    /// <summary>An OpenAI chunk. With <paramref name="usage"/> set, the final usage chunk (<c>choices: []</c>).</summary>
-    internal static byte[] Chunk(string id, long created, string model, string? role, string? content, string? finishReason, TokenUsage? usage)
-    {
-        var bytes = JsonBytes.Write((id, created, model, role, content, finishReason, usage), static (json, s) =>
-        {
-            var (id, created, model, role, content, finishReason, usage) = s;
-            json.WriteStartObject();
-            json.WriteString("id", id);
-            json.WriteString("object", "chat.completion.chunk");
-            json.WriteNumber("created", created);
-            json.WriteString("model", model);
-            json.WriteStartArray("choices");
-            if (usage is null)
-            {
-                json.WriteStartObject();
-                json.WriteNumber("index", 0);
-                json.WriteStartObject("delta");
-                if (role is not null)
-                {
-                    json.WriteString("role", role);
-                }
-                if (content is not null)
-                {
-                    json.WriteString("content", content);
-                }
-                json.WriteEndObject();
-                if (finishReason is null)
-                {
-                    json.WriteNull("finish_reason");
-                }
-                else
-                {
-                    json.WriteString("finish_reason", finishReason);
-                }
-                json.WriteEndObject();
-            }
-            json.WriteEndArray();
-            if (usage is { } u)
-            {
-                WriteUsage(json, u);
-            }
-            json.WriteEndObject();
-        });
-        return bytes;
-    }
-
-    private static void WriteUsage(Utf8JsonWriter json, TokenUsage usage)
-    {
-        json.WriteStartObject("usage");
-        json.WriteNumber("prompt_tokens", usage.Prompt);
-        json.WriteNumber("completion_tokens", usage.Completion);
-        json.WriteNumber("total_tokens", usage.Total);
-        json.WriteEndObject();
-    }
 
     private async Task<HttpResponseMessage> SendAsync(Deployment deployment, ChatRequest request, bool stream, CancellationToken cancellationToken)
     {

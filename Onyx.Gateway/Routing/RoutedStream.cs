@@ -250,23 +250,8 @@ internal sealed class RoutedStream : IAsyncDisposable
 
     private byte[] UsageChunk(TokenUsage usage)
     {
-        var bytes = JsonBytes.Write((id: "chatcmpl-" + Route.RequestId, created: _time.GetUtcNow().ToUnixTimeSeconds(), model: _context.ResponseModel ?? Route.Deployment.ProviderModel, usage), static (json, s) =>
-        {
-            var (id, created, model, usage) = s;
-            json.WriteStartObject();
-            json.WriteString("id", id);
-            json.WriteString("object", "chat.completion.chunk");
-            json.WriteNumber("created", created);
-            json.WriteString("model", model);
-            json.WriteStartArray("choices");
-            json.WriteEndArray();
-            json.WriteStartObject("usage");
-            json.WriteNumber("prompt_tokens", usage.Prompt);
-            json.WriteNumber("completion_tokens", usage.Completion);
-            json.WriteNumber("total_tokens", usage.Total);
-            json.WriteEndObject();
-            json.WriteEndObject();
-        });
+        var bytes = ChatChunks.Build("chatcmpl-" + Route.RequestId, _time.GetUtcNow().ToUnixTimeSeconds(),
+            _context.ResponseModel ?? Route.Deployment.ProviderModel, role: null, content: null, finishReason: null, usage);
         _usageForwarded = true;
         return bytes;
     }
