@@ -294,6 +294,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
                 // Stopped while Redis is down: the queued records go to its spill file.
                 await first.DisposeAsync();
                 var file = Assert.Single(Directory.GetFiles(spill, "*.jsonl"));
+                await WaitUntilReleasedAsync(file);
                 Assert.Equal(5, File.ReadAllLines(file).Length);
                 Assert.DoesNotContain(ApiKeyTests.MasterKey, await File.ReadAllTextAsync(file), StringComparison.Ordinal);
                 // As if the answers to the first three writes had been lost: they are in Redis and in the file too.
@@ -310,6 +311,28 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
             // The replayed file is gone; the new gateway's own file is empty.
             Assert.All(Directory.GetFiles(spill, "*.jsonl"), f => Assert.Equal(0, new FileInfo(f).Length));
             await AssertStaysAsync(8);
+        }
+    }
+
+    /// <summary>
+    /// Waits (with a deadline) until no process holds the spill file's lock. The gateway closes it when it stops, but
+    /// a process another test starts in that instant (fork, then exec) can share the open file, and so its lock,
+    /// until it execs. Seen once in a full run: the read below failed with "being used by another process".
+    /// </summary>
+    private static async Task WaitUntilReleasedAsync(string path)
+    {
+        var deadline = DateTime.UtcNow + Deadline;
+        while (true)
+        {
+            try
+            {
+                using var exclusive = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+                return;
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20);
+            }
         }
     }
 
