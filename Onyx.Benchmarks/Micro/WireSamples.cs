@@ -1,5 +1,5 @@
 using System.Text;
-using System.Text.Json.Nodes;
+using System.Text.Json;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;
@@ -35,7 +35,7 @@ internal static class WireSamples
 
     /// <summary><see cref="ClientBody"/> as the endpoint hands it to the router.</summary>
     public static ChatRequest ParseClientBody() =>
-        ChatRequest.TryParse(JsonNode.Parse(ClientBody), out var request, out var error)
+        ChatRequest.TryParse(JsonElement.Parse(ClientBody), out var request, out var error)
             ? request
             : throw new InvalidOperationException($"The sample client body is invalid: {error.Message}");
 

@@ -1,4 +1,4 @@
-using System.Text.Json.Nodes;
+using System.Text.Json;
 using Onyx.Gateway.OpenAi;
 
 namespace Onyx.Gateway.Tests.OpenAi;
@@ -8,7 +8,7 @@ public sealed class ChatRequestTests
     [Fact]
     public void AcceptsAnOrdinaryStreamingRequest()
     {
-        var ok = ChatRequest.TryParse(JsonNode.Parse("""
+        var ok = ChatRequest.TryParse(JsonElement.Parse("""
             {"model":"manus-primary","stream":true,"stream_options":{"include_usage":true},
              "messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"}]}]}
             """), out var request, out _);
@@ -16,7 +16,7 @@ public sealed class ChatRequestTests
         Assert.Equal("manus-primary", request.Model);
         Assert.True(request.Stream);
         Assert.True(request.IncludeUsage);
-        Assert.Equal(2, request.Messages.Count);
+        Assert.Equal(2, request.Messages.GetArrayLength());
     }
 
     [Theory]
@@ -26,21 +26,22 @@ public sealed class ChatRequestTests
     public void AsksForTheContinuationOfAPartialAnswerEachProvidersWay(string styleName, int messages, bool prefixFlag)
     {
         var style = Enum.Parse<Onyx.Gateway.Providers.ContinuationStyle>(styleName);
-        Assert.True(ChatRequest.TryParse(JsonNode.Parse("""{"model":"m","stream":true,"messages":[{"role":"user","content":"Tell a story"}]}"""), out var request, out _));
+        Assert.True(ChatRequest.TryParse(JsonElement.Parse("""{"model":"m","stream":true,"messages":[{"role":"user","content":"Tell a story"}]}"""), out var request, out _));
 
         var continuation = request.WithPartialAnswer("Once upon", style);
 
-        Assert.Equal(messages, continuation.Messages.Count);
-        var assistant = continuation.Messages[1]!;
-        Assert.Equal("assistant", (string?)assistant["role"]);
-        Assert.Equal("Once upon", (string?)assistant["content"]);
-        Assert.Equal(prefixFlag, assistant["prefix"] is not null && (bool)assistant["prefix"]!);
+        Assert.Equal(messages, continuation.Messages.GetArrayLength());
+        var assistant = continuation.Messages[1];
+        Assert.Equal("assistant", assistant.GetProperty("role").GetString());
+        Assert.Equal("Once upon", assistant.GetProperty("content").GetString());
+        Assert.Equal(prefixFlag, assistant.TryGetProperty("prefix", out var prefix) && prefix.GetBoolean());
         if (style == Onyx.Gateway.Providers.ContinuationStyle.Instruction)
         {
-            Assert.Equal("user", (string?)continuation.Messages[2]!["role"]);
+            Assert.Equal("user", continuation.Messages[2].GetProperty("role").GetString());
         }
-        // The client's request is left as it was.
-        Assert.Single(request.Messages);
+        // The client's request is left as it was, and the rest of the body goes with the continuation.
+        Assert.Equal(1, request.Messages.GetArrayLength());
+        Assert.Equal("m", continuation.Body.GetProperty("model").GetString());
         Assert.True(continuation.Stream);
     }
 
@@ -66,7 +67,7 @@ public sealed class ChatRequestTests
     [InlineData("""{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}""", "n")]
     public void RejectsAndNamesTheBadField(string body, string? param)
     {
-        Assert.False(ChatRequest.TryParse(JsonNode.Parse(body), out _, out var error));
+        Assert.False(ChatRequest.TryParse(JsonElement.Parse(body), out _, out var error));
         Assert.Equal("invalid_request_error", error.Type);
         Assert.Equal(param, error.Param);
         Assert.False(string.IsNullOrWhiteSpace(error.Message));
@@ -75,10 +76,23 @@ public sealed class ChatRequestTests
     [Fact]
     public void AcceptsAnAssistantTurnThatOnlyCallsTools()
     {
-        Assert.True(ChatRequest.TryParse(JsonNode.Parse("""
+        Assert.True(ChatRequest.TryParse(JsonElement.Parse("""
             {"model":"m","messages":[{"role":"user","content":"x"},
               {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
               {"role":"tool","tool_call_id":"c1","content":"42"}]}
             """), out _, out _));
+    }
+
+    [Fact]
+    public void ANullFieldCountsAsAbsentAndAnEscapedNameAsItsName()
+    {
+        Assert.True(ChatRequest.TryParse(JsonElement.Parse("""
+            {"mod\u0065l":"m","messages":[{"role":"user","content":"x"}],
+             "stream":null,"temperature":null,"max_tokens":null,"max_completion_tokens":7,"user":null,"tools":null}
+            """), out var request, out var error), error?.Message);
+        Assert.Equal("m", request.Model);
+        Assert.False(request.Stream);
+        Assert.Null(request.User);
+        Assert.Equal(7, request.RequestedMaxTokens);
     }
 }

@@ -86,6 +86,8 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
         {
             data.Add("override " + name, Body($",\"{name}\":{value}"), 400, name, "unsupported_parameter");
         }
+        // A name is the same name however it is escaped.
+        data.Add("override with an escaped name", Body(",\"api\\u005fbase\":\"http://10.0.0.1\""), 400, "api_base", "unsupported_parameter");
         return data;
     }
 
@@ -165,6 +167,24 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
         Assert.False(sent.ContainsKey("metadata"));
         Assert.False(sent.ContainsKey("store"));
         Assert.False(sent.ContainsKey("frobnicate"));
+    }
+
+    [Fact]
+    public async Task ForwardedValuesArriveAsTheClientWroteThemUnderTheirOwnNames()
+    {
+        fixture.Gateway.Primary.Reset();
+        // An escaped field name, text beyond ASCII, a number written with an exponent and a nested object.
+        using var response = await fixture.Client.PostAsync("/v1/chat/completions", GatewayHost.Json(Body(
+            ",\"temper\\u0061ture\":0.25,\"top_p\":5e-1,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"r\",\"schema\":{\"type\":\"object\"}}}",
+            messages: """[{"role":"user","content":"naïve café ✓ \"quoted\""}]""")));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var sent = fixture.Gateway.Primary.LastRequest!;
+        Assert.Contains("\"temperature\":0.25", sent.Body, StringComparison.Ordinal);
+        Assert.Contains("\"top_p\":5e-1", sent.Body, StringComparison.Ordinal);
+        Assert.Contains("\"content\":\"naïve café ✓ \\\"quoted\\\"\"", sent.Body, StringComparison.Ordinal);
+        Assert.Equal("r", (string?)sent.Json!["response_format"]!["json_schema"]!["name"]);
+        Assert.Equal("deepseek-ai/DeepSeek-V3", sent.Model);
     }
 
     [Fact]

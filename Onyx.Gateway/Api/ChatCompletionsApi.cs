@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -114,12 +113,14 @@ internal static partial class ChatCompletionsApi
         {
             return (null, TooLarge(context, limits.MaxRequestBodyBytes));
         }
-        JsonNode? node;
+        JsonElement body;
         try
         {
             // Kestrel enforces MaxRequestBodySize while this reads (a chunked body too), and its minimum data rate
-            // cuts off a client that trickles the body.
-            node = await JsonNode.ParseAsync(httpRequest.Body, documentOptions: ParseOptions, cancellationToken: context.RequestAborted);
+            // cuts off a client that trickles the body. The request outlives this method (the call log and the audit
+            // trail read it when the call ends), so it keeps its own copy of the body, not the pooled document.
+            using var document = await JsonDocument.ParseAsync(httpRequest.Body, ParseOptions, context.RequestAborted);
+            body = document.RootElement.Clone();
         }
         catch (JsonException ex)
         {
@@ -144,7 +145,7 @@ internal static partial class ChatCompletionsApi
             // The body could not be read: it arrived too slowly (408; Kestrel closes the connection) or broke off.
             return (null, Invalid(ex.StatusCode, $"The request body could not be read: {ex.Message}", null, "bad_request_body"));
         }
-        return ChatRequest.TryParse(node, limits.MaxMessages, out var request, out var error)
+        return ChatRequest.TryParse(body, limits.MaxMessages, out var request, out var error)
             ? (request, null)
             : (null, new OpenAiErrorResult(StatusCodes.Status400BadRequest, error));
     }
@@ -168,7 +169,7 @@ internal static partial class ChatCompletionsApi
         {
             return null;
         }
-        var param = request.Body["max_completion_tokens"] is not null ? "max_completion_tokens" : "max_tokens";
+        var param = ChatRequest.TryGetField(request.Body, "max_completion_tokens"u8, out _) ? "max_completion_tokens" : "max_tokens";
         return Invalid(StatusCodes.Status400BadRequest,
             $"'{param}' is {asked}, more than the {limit} output tokens model '{request.Model}' can give.", param, "invalid_value");
     }

@@ -1,4 +1,4 @@
-using System.Text.Json.Nodes;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 using Onyx.Gateway.Telemetry;
 
@@ -56,7 +56,7 @@ internal sealed record AuditAttempt(
 
 /// <summary>The request's messages and the answer's text, recorded only with <c>Onyx:Audit:IncludeContent</c>.</summary>
 internal sealed record AuditContent(
-    [property: JsonPropertyName("messages")] JsonArray Messages,
+    [property: JsonPropertyName("messages")] JsonElement Messages,
     [property: JsonPropertyName("answer")] string? Answer);
 
 /// <summary>A page of <c>GET /audit</c>, newest first.</summary>

@@ -1,15 +1,19 @@
+using System.Buffers;
 using System.Collections.Frozen;
 using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.Unicode;
 
 namespace Onyx.Gateway.OpenAi;
 
-/// <summary>A client's <c>/v1/chat/completions</c> body, checked and kept as JSON for forwarding.</summary>
+/// <summary>
+/// A client's <c>/v1/chat/completions</c> body, checked and kept as the JSON it came in: a <see cref="JsonElement"/>
+/// over the request's own bytes, with no object per field. Providers copy what they forward from it as raw JSON.
+/// </summary>
 internal sealed class ChatRequest
 {
-    private ChatRequest(JsonObject body, string model, JsonArray messages, bool stream, bool includeUsage, string? user)
+    private ChatRequest(JsonElement body, string model, JsonElement messages, bool stream, bool includeUsage, string? user)
     {
         Body = body;
         User = user;
@@ -19,13 +23,17 @@ internal sealed class ChatRequest
         IncludeUsage = includeUsage;
     }
 
-    /// <summary>The body as the client sent it; providers build their own upstream body from it.</summary>
-    public JsonObject Body { get; }
+    /// <summary>
+    /// The body as the client sent it (a JSON object); providers build their own upstream body from it. It owns its
+    /// memory (not a pooled document), so the call log and the audit trail may read it after the response is done.
+    /// </summary>
+    public JsonElement Body { get; }
 
     /// <summary>The alias the client asked for.</summary>
     public string Model { get; }
 
-    public JsonArray Messages { get; }
+    /// <summary>The <c>messages</c> array (not empty; every item checked).</summary>
+    public JsonElement Messages { get; }
 
     public bool Stream { get; }
 
@@ -45,26 +53,51 @@ internal sealed class ChatRequest
     /// </summary>
     public ChatRequest WithPartialAnswer(string partial, Providers.ContinuationStyle style)
     {
-        var body = (JsonObject)Body.DeepClone();
-        var messages = (JsonArray)body["messages"]!;
-        var assistant = new JsonObject { ["role"] = "assistant", ["content"] = partial };
-        if (style == Providers.ContinuationStyle.PrefixFlag)
+        var bytes = JsonBytes.Write((Body, partial, style), static (json, s) =>
         {
-            assistant["prefix"] = true;
-        }
-        // The JsonNode overload: the generic Add<T> needs reflection (a warning under Native AOT).
-        messages.Add((JsonNode)assistant);
-        if (style == Providers.ContinuationStyle.Instruction)
-        {
-            messages.Add((JsonNode)new JsonObject { ["role"] = "user", ["content"] = ContinueInstruction });
-        }
-        return new ChatRequest(body, Model, messages, Stream, IncludeUsage, User);
+            var (body, partial, style) = s;
+            json.WriteStartObject();
+            foreach (var property in body.EnumerateObject())
+            {
+                if (!property.NameEquals("messages"u8))
+                {
+                    property.WriteTo(json);
+                    continue;
+                }
+                json.WriteStartArray("messages"u8);
+                foreach (var message in property.Value.EnumerateArray())
+                {
+                    message.WriteTo(json);
+                }
+                json.WriteStartObject();
+                json.WriteString("role"u8, "assistant"u8);
+                json.WriteString("content"u8, partial);
+                if (style == Providers.ContinuationStyle.PrefixFlag)
+                {
+                    json.WriteBoolean("prefix"u8, true);
+                }
+                json.WriteEndObject();
+                if (style == Providers.ContinuationStyle.Instruction)
+                {
+                    json.WriteStartObject();
+                    json.WriteString("role"u8, "user"u8);
+                    json.WriteString("content"u8, ContinueInstruction);
+                    json.WriteEndObject();
+                }
+                json.WriteEndArray();
+            }
+            json.WriteEndObject();
+        });
+        var body = JsonElement.Parse(bytes);
+        return new ChatRequest(body, Model, body.GetProperty("messages"u8), Stream, IncludeUsage, User);
     }
 
-    private static readonly FrozenSet<string> Roles = FrozenSet.Create(StringComparer.Ordinal, "system", "developer", "user", "assistant", "tool", "function");
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> Roles =
+        FrozenSet.Create(StringComparer.Ordinal, "system", "developer", "user", "assistant", "tool", "function").GetAlternateLookup<ReadOnlySpan<char>>();
 
     /// <summary>The content part types OpenAI defines; any other is refused rather than passed to a provider.</summary>
-    private static readonly FrozenSet<string> PartTypes = FrozenSet.Create(StringComparer.Ordinal, "text", "image_url", "input_audio", "file", "refusal");
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> PartTypes =
+        FrozenSet.Create(StringComparer.Ordinal, "text", "image_url", "input_audio", "file", "refusal").GetAlternateLookup<ReadOnlySpan<char>>();
 
     /// <summary>
     /// The OpenAI chat fields an OpenAI-compatible upstream receives from the client's body (besides <c>model</c>,
@@ -90,18 +123,28 @@ internal sealed class ChatRequest
         "fallbacks", "context_window_fallbacks", "mock_response", "user_config", "input_cost_per_token",
         "output_cost_per_token", "proxy_server_request", "secret_fields");
 
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> Forwarded = ForwardedFields.GetAlternateLookup<ReadOnlySpan<char>>();
+
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> Refused = RefusedOverrides.GetAlternateLookup<ReadOnlySpan<char>>();
+
+    /// <summary>Longer than any name in the sets above: a longer unescaped name is none of them.</summary>
+    private const int MaxKnownLength = 32;
+
     /// <summary>Messages a request may carry unless <c>Onyx:Limits:MaxMessages</c> says otherwise.</summary>
     public const int DefaultMaxMessages = 2048;
 
     /// <summary>Parses and validates; on failure <paramref name="error"/> names the offending field.</summary>
-    public static bool TryParse(JsonNode? node, out ChatRequest request, out OpenAiError error) =>
-        TryParse(node, DefaultMaxMessages, out request, out error);
+    public static bool TryParse(JsonElement body, out ChatRequest request, out OpenAiError error) =>
+        TryParse(body, DefaultMaxMessages, out request, out error);
 
-    /// <summary>Parses and validates; on failure <paramref name="error"/> names the offending field.</summary>
-    public static bool TryParse(JsonNode? node, int maxMessages, out ChatRequest request, out OpenAiError error)
+    /// <summary>
+    /// Validates <paramref name="body"/>, which must own its memory (parsed with <see cref="JsonElement.Parse(string, JsonDocumentOptions)"/>
+    /// or cloned): the request keeps it. On failure <paramref name="error"/> names the offending field.
+    /// </summary>
+    public static bool TryParse(JsonElement body, int maxMessages, out ChatRequest request, out OpenAiError error)
     {
         request = null!;
-        if (node is not JsonObject body)
+        if (body.ValueKind != JsonValueKind.Object)
         {
             error = Invalid("The request body must be a JSON object.", null);
             return false;
@@ -112,9 +155,9 @@ internal sealed class ChatRequest
         {
             return false;
         }
-        foreach (var (name, _) in body)
+        foreach (var property in body.EnumerateObject())
         {
-            if (RefusedOverrides.Contains(name))
+            if (KnownName(property, Refused) is { } name)
             {
                 error = new OpenAiError(
                     $"'{name}' cannot be set per request: the gateway decides where requests go and with which credentials.",
@@ -122,43 +165,46 @@ internal sealed class ChatRequest
                 return false;
             }
         }
-        if (!TryGetString(body, "model", out var model) || string.IsNullOrWhiteSpace(model))
+        if (!TryGetField(body, "model"u8, out var modelValue) || modelValue.ValueKind != JsonValueKind.String
+            || modelValue.GetString() is not { } model || string.IsNullOrWhiteSpace(model))
         {
             error = Invalid("'model' is required and must be a non-empty string.", "model");
             return false;
         }
-        if (body["messages"] is not JsonArray messages || messages.Count == 0)
+        if (!TryGetField(body, "messages"u8, out var messages) || messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
         {
             error = Invalid("'messages' is required and must be a non-empty array.", "messages");
             return false;
         }
-        if (messages.Count > maxMessages)
+        var count = messages.GetArrayLength();
+        if (count > maxMessages)
         {
-            error = Invalid($"'messages' has {messages.Count} messages; this gateway accepts at most {maxMessages}.", "messages");
+            error = Invalid($"'messages' has {count} messages; this gateway accepts at most {maxMessages}.", "messages");
             return false;
         }
-        for (var i = 0; i < messages.Count; i++)
+        var index = 0;
+        foreach (var message in messages.EnumerateArray())
         {
-            if (!TryValidateMessage(messages[i], i, out error))
+            if (!TryValidateMessage(message, index++, out error))
             {
                 return false;
             }
         }
 
         var stream = false;
-        if (body.TryGetPropertyValue("stream", out var streamNode) && streamNode is not null)
+        if (TryGetField(body, "stream"u8, out var streamValue))
         {
-            if (streamNode.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False))
+            if (streamValue.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
             {
                 error = Invalid("'stream' must be a boolean.", "stream");
                 return false;
             }
-            stream = streamNode.GetValue<bool>();
+            stream = streamValue.GetBoolean();
         }
         var includeUsage = false;
-        if (body.TryGetPropertyValue("stream_options", out var options) && options is not null)
+        if (TryGetField(body, "stream_options"u8, out var options))
         {
-            if (options is not JsonObject optionsObject)
+            if (options.ValueKind != JsonValueKind.Object)
             {
                 error = Invalid("'stream_options' must be an object.", "stream_options");
                 return false;
@@ -168,14 +214,14 @@ internal sealed class ChatRequest
                 error = Invalid("'stream_options' is only allowed when 'stream' is true.", "stream_options");
                 return false;
             }
-            if (optionsObject["include_usage"] is { } usage)
+            if (TryGetField(options, "include_usage"u8, out var usage))
             {
-                if (usage.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False))
+                if (usage.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
                 {
                     error = Invalid("'stream_options.include_usage' must be a boolean.", "stream_options.include_usage");
                     return false;
                 }
-                includeUsage = usage.GetValue<bool>();
+                includeUsage = usage.GetBoolean();
             }
         }
 
@@ -197,21 +243,21 @@ internal sealed class ChatRequest
         {
             return false;
         }
-        if (body["n"] is { } n && !(n.GetValueKind() == JsonValueKind.Number && n.AsValue().TryGetValue<double>(out var count) && count == 1))
+        if (TryGetField(body, "n"u8, out var n) && !(n.ValueKind == JsonValueKind.Number && n.TryGetDouble(out var choices) && choices == 1))
         {
             error = Invalid("Only n = 1 is supported.", "n");
             return false;
         }
-        if (body["reasoning_effort"] is { } effort && effort.GetValueKind() != JsonValueKind.String)
+        if (TryGetField(body, "reasoning_effort"u8, out var effort) && effort.ValueKind != JsonValueKind.String)
         {
             error = Invalid("'reasoning_effort' must be a string.", "reasoning_effort");
             return false;
         }
 
         string? user = null;
-        if (body.TryGetPropertyValue("user", out var userNode) && userNode is not null)
+        if (TryGetField(body, "user"u8, out var userValue))
         {
-            if (userNode.GetValueKind() != JsonValueKind.String || userNode.GetValue<string>() is not { Length: > 0 and <= 256 } given)
+            if (userValue.ValueKind != JsonValueKind.String || userValue.GetString() is not { Length: > 0 and <= 256 } given)
             {
                 error = Invalid("'user' must be a string of 1 to 256 characters.", "user");
                 return false;
@@ -226,101 +272,141 @@ internal sealed class ChatRequest
 
     /// <summary>The output tokens the client asked for (<c>max_completion_tokens</c>, else <c>max_tokens</c>), if any.</summary>
     public long? RequestedMaxTokens =>
-        (Body["max_completion_tokens"] ?? Body["max_tokens"]) is JsonValue value && value.TryGetValue<long>(out var tokens) ? tokens : null;
+        (TryGetField(Body, "max_completion_tokens"u8, out var value) || TryGetField(Body, "max_tokens"u8, out value))
+        && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var tokens) ? tokens : null;
 
     /// <summary>
-    /// Walks the whole body once and materializes every property name and string. Invalid UTF-8 inside a string and
-    /// lone UTF-16 surrogates (<c>"\uD800"</c>) are refused: no tokenizer can read them and providers differ on what
-    /// they do with them; duplicate property names are refused when the parser reports them.
+    /// <paramref name="name"/>'s value in <paramref name="obj"/>. A JSON <c>null</c> counts as absent, as OpenAI
+    /// treats it.
     /// </summary>
-    private static bool CheckText(JsonNode body, out OpenAiError error)
+    public static bool TryGetField(JsonElement obj, ReadOnlySpan<byte> name, out JsonElement value)
+    {
+        if (obj.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null)
+        {
+            return true;
+        }
+        value = default;
+        return false;
+    }
+
+    /// <summary>
+    /// The name of one of the OpenAI fields an OpenAI-compatible upstream receives (<see cref="ForwardedFields"/>),
+    /// or null: another field, which is not forwarded.
+    /// </summary>
+    public static string? ForwardedName(JsonProperty property) => KnownName(property, Forwarded);
+
+    /// <summary>The property's name if it is in <paramref name="names"/>, found without making a string of it.</summary>
+    private static string? KnownName(JsonProperty property, FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> names)
+    {
+        var raw = JsonMarshal.GetRawUtf8PropertyName(property);
+        return raw.Contains((byte)'\\') ? Known(property.Name, names) : Known(raw, names);
+    }
+
+    /// <summary>The string value if it is in <paramref name="names"/>, found without making a string of it.</summary>
+    private static string? KnownValue(JsonElement value, FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> names)
+    {
+        if (value.ValueKind != JsonValueKind.String)
+        {
+            return null;
+        }
+        var raw = JsonMarshal.GetRawUtf8Value(value)[1..^1];
+        return raw.Contains((byte)'\\') ? Known(value.GetString(), names) : Known(raw, names);
+    }
+
+    private static string? Known(ReadOnlySpan<byte> unescaped, FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> names)
+    {
+        // Every known name is short ASCII: anything longer, or not ASCII, is none of them.
+        Span<char> chars = stackalloc char[MaxKnownLength];
+        return unescaped.Length <= MaxKnownLength && Ascii.ToUtf16(unescaped, chars, out var written) == OperationStatus.Done
+            ? Known(chars[..written], names)
+            : null;
+    }
+
+    private static string? Known(ReadOnlySpan<char> text, FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> names) =>
+        names.TryGetValue(text, out var name) ? name : null;
+
+    /// <summary>
+    /// Walks the whole body once and checks every property name and string. Invalid UTF-8 inside a string and lone
+    /// UTF-16 surrogates (<c>"\uD800"</c>) are refused: no tokenizer can read them and providers differ on what they
+    /// do with them. (Duplicate property names are refused by the parser.)
+    /// </summary>
+    private static bool CheckText(JsonElement body, out OpenAiError error)
     {
         // The path to the bad text is built only when there is one: a valid body builds no path strings.
-        var at = new Stack<(string? Name, int Index)>(8);
+        var at = new Stack<(JsonProperty? Property, int Index)>(8);
         try
         {
             Walk(body, at);
             error = null!;
             return true;
         }
-        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or JsonException)
+        catch (InvalidOperationException)
         {
-            var where = at.Count == 0 ? null : string.Concat(at.Reverse().Select((s, i) => s.Name is null ? $"[{s.Index}]" : i == 0 ? s.Name : "." + s.Name));
-            error = Invalid($"The request body contains text that is not valid UTF-8 / UTF-16 (or a repeated property name) {(where is null ? "at the top level" : $"in '{where}'")}.", where);
+            var where = at.Count == 0 ? null : string.Concat(at.Reverse().Select((s, i) =>
+                s.Property is not { } property ? $"[{s.Index}]" : i == 0 ? Readable(property) : "." + Readable(property)));
+            error = Invalid($"The request body contains text that is not valid UTF-8 / UTF-16 {(where is null ? "at the top level" : $"in '{where}'")}.", where);
             return false;
         }
 
-        static void Walk(JsonNode node, Stack<(string? Name, int Index)> at)
+        static void Walk(JsonElement element, Stack<(JsonProperty? Property, int Index)> at)
         {
-            switch (node)
+            switch (element.ValueKind)
             {
-                case JsonObject obj:
-                    foreach (var (name, child) in obj)
+                case JsonValueKind.Object:
+                    foreach (var property in element.EnumerateObject())
                     {
-                        at.Push((name, 0));
-                        if (child is not null)
+                        at.Push((property, 0));
+                        if (!IsPlainText(JsonMarshal.GetRawUtf8PropertyName(property)))
                         {
-                            Walk(child, at);
+                            _ = property.Name;
                         }
+                        Walk(property.Value, at);
                         at.Pop();
                     }
                     break;
-                case JsonArray array:
-                    for (var i = 0; i < array.Count; i++)
+                case JsonValueKind.Array:
+                    var index = 0;
+                    foreach (var item in element.EnumerateArray())
                     {
-                        at.Push((null, i));
-                        if (array[i] is { } item)
-                        {
-                            Walk(item, at);
-                        }
+                        at.Push((null, index++));
+                        Walk(item, at);
                         at.Pop();
                     }
                     break;
-                case JsonValue value when value.GetValueKind() == JsonValueKind.String:
-                    CheckString(value);
+                case JsonValueKind.String when !IsPlainText(JsonMarshal.GetRawUtf8Value(element)):
+                    _ = element.GetString();
                     break;
             }
         }
 
         // Parsed text is checked where it lies, without making a string of it: without escapes, valid UTF-8 is
-        // valid text. Only a string with escapes (one may stand for a lone surrogate) or bad bytes is decoded,
-        // which throws on what is not text.
-        static void CheckString(JsonValue value)
-        {
-            if (value.TryGetValue<JsonElement>(out var element))
-            {
-                var raw = JsonMarshal.GetRawUtf8Value(element);
-                if (!raw.Contains((byte)'\\') && Utf8.IsValid(raw))
-                {
-                    return;
-                }
-                _ = element.GetString();
-                return;
-            }
-            _ = value.GetValue<string>();
-        }
+        // valid text. Only text with escapes (one may stand for a lone surrogate) or bad bytes is decoded, which
+        // throws InvalidOperationException on what is not text.
+        static bool IsPlainText(ReadOnlySpan<byte> raw) => !raw.Contains((byte)'\\') && Utf8.IsValid(raw);
+
+        // A name for the error message that never throws: bad bytes become U+FFFD, escapes stay as written.
+        static string Readable(JsonProperty property) => Encoding.UTF8.GetString(JsonMarshal.GetRawUtf8PropertyName(property));
     }
 
-    private static bool TryValidateMessage(JsonNode? node, int index, out OpenAiError error)
+    private static bool TryValidateMessage(JsonElement message, int index, out OpenAiError error)
     {
         var at = $"messages[{index}]";
-        if (node is not JsonObject message)
+        if (message.ValueKind != JsonValueKind.Object)
         {
             error = Invalid($"'{at}' must be an object.", at);
             return false;
         }
-        if (!TryGetString(message, "role", out var role) || !Roles.Contains(role))
+        if (!TryGetField(message, "role"u8, out var roleValue) || KnownValue(roleValue, Roles) is not { } role)
         {
             error = Invalid($"'{at}.role' must be one of system, developer, user, assistant, tool.", $"{at}.role");
             return false;
         }
-        var content = message["content"];
-        var kind = content?.GetValueKind() ?? JsonValueKind.Null;
-        var contentOk = kind switch
+        var hasContent = TryGetField(message, "content"u8, out var content);
+        var contentOk = (hasContent ? content.ValueKind : JsonValueKind.Null) switch
         {
             JsonValueKind.String or JsonValueKind.Array => true,
             // An assistant turn that only calls tools carries no content.
-            JsonValueKind.Null => role == "assistant" && message["tool_calls"] is JsonArray,
+            JsonValueKind.Null => role == "assistant" && TryGetField(message, "tool_calls"u8, out var calls) && calls.ValueKind == JsonValueKind.Array,
             _ => false,
         };
         if (!contentOk)
@@ -328,36 +414,38 @@ internal sealed class ChatRequest
             error = Invalid($"'{at}.content' must be a string or an array of content parts.", $"{at}.content");
             return false;
         }
-        if (content is JsonArray parts)
+        if (hasContent && content.ValueKind == JsonValueKind.Array)
         {
-            for (var p = 0; p < parts.Count; p++)
+            var p = 0;
+            foreach (var part in content.EnumerateArray())
             {
-                if (parts[p] is not JsonObject part || !TryGetString(part, "type", out var type))
+                if (part.ValueKind != JsonValueKind.Object || !TryGetField(part, "type"u8, out var typeValue) || typeValue.ValueKind != JsonValueKind.String)
                 {
                     error = Invalid($"'{at}.content[{p}]' must be an object with a 'type'.", $"{at}.content[{p}]");
                     return false;
                 }
-                if (!PartTypes.Contains(type))
+                if (KnownValue(typeValue, PartTypes) is not { } type)
                 {
                     error = Invalid($"'{at}.content[{p}].type' must be one of text, image_url, input_audio, file, refusal.", $"{at}.content[{p}].type");
                     return false;
                 }
                 var partOk = type switch
                 {
-                    "text" => TryGetString(part, "text", out _),
-                    "refusal" => TryGetString(part, "refusal", out _),
-                    "image_url" => part["image_url"] is JsonObject image && TryGetString(image, "url", out _),
-                    "input_audio" => part["input_audio"] is JsonObject,
-                    _ => part["file"] is JsonObject,
+                    "text" => IsString(part, "text"u8),
+                    "refusal" => IsString(part, "refusal"u8),
+                    "image_url" => TryGetField(part, "image_url"u8, out var image) && image.ValueKind == JsonValueKind.Object && IsString(image, "url"u8),
+                    "input_audio" => IsObject(part, "input_audio"u8),
+                    _ => IsObject(part, "file"u8),
                 };
                 if (!partOk)
                 {
                     error = Invalid($"'{at}.content[{p}]' is a '{type}' part without its '{(type == "image_url" ? "image_url.url" : type)}'.", $"{at}.content[{p}]");
                     return false;
                 }
+                p++;
             }
         }
-        if (role == "tool" && (!TryGetString(message, "tool_call_id", out var callId) || callId.Length == 0))
+        if (role == "tool" && !(TryGetField(message, "tool_call_id"u8, out var callId) && callId.ValueKind == JsonValueKind.String && callId.GetString()!.Length > 0))
         {
             error = Invalid($"'{at}.tool_call_id' is required for tool messages.", $"{at}.tool_call_id");
             return false;
@@ -366,14 +454,14 @@ internal sealed class ChatRequest
         return true;
     }
 
-    private static bool CheckNumber(JsonObject body, string name, double min, double max, out OpenAiError error)
+    private static bool CheckNumber(JsonElement body, string name, double min, double max, out OpenAiError error)
     {
         error = null!;
-        if (body[name] is not { } value)
+        if (!TryGetField(body, name, out var value))
         {
             return true;
         }
-        if (value.GetValueKind() != JsonValueKind.Number || !value.AsValue().TryGetValue<double>(out var number) || number < min || number > max)
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var number) || number < min || number > max)
         {
             error = Invalid($"'{name}' must be a number between {min} and {max}.", name);
             return false;
@@ -381,14 +469,14 @@ internal sealed class ChatRequest
         return true;
     }
 
-    private static bool CheckInteger(JsonObject body, string name, long min, long max, out OpenAiError error)
+    private static bool CheckInteger(JsonElement body, string name, long min, long max, out OpenAiError error)
     {
         error = null!;
-        if (body[name] is not { } value)
+        if (!TryGetField(body, name, out var value))
         {
             return true;
         }
-        if (value.GetValueKind() != JsonValueKind.Number || !value.AsValue().TryGetValue<long>(out var number) || number < min || number > max)
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var number) || number < min || number > max)
         {
             error = Invalid(max == long.MaxValue ? $"'{name}' must be an integer." : $"'{name}' must be an integer from {min} to {max}.", name);
             return false;
@@ -396,10 +484,10 @@ internal sealed class ChatRequest
         return true;
     }
 
-    private static bool CheckBoolean(JsonObject body, string name, out OpenAiError error)
+    private static bool CheckBoolean(JsonElement body, string name, out OpenAiError error)
     {
         error = null!;
-        if (body[name] is { } value && value.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False))
+        if (TryGetField(body, name, out var value) && value.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
         {
             error = Invalid($"'{name}' must be a boolean.", name);
             return false;
@@ -408,14 +496,17 @@ internal sealed class ChatRequest
     }
 
     /// <summary><c>stop</c>: a string, or an array of at most 4 strings (OpenAI's limit).</summary>
-    private static bool CheckStop(JsonObject body, out OpenAiError error)
+    private static bool CheckStop(JsonElement body, out OpenAiError error)
     {
         error = null!;
-        var ok = body["stop"] switch
+        if (!TryGetField(body, "stop"u8, out var stop))
         {
-            null => true,
-            JsonArray stops => stops.Count <= 4 && stops.All(s => s?.GetValueKind() == JsonValueKind.String),
-            var one => one.GetValueKind() == JsonValueKind.String,
+            return true;
+        }
+        var ok = stop.ValueKind switch
+        {
+            JsonValueKind.Array => stop.GetArrayLength() <= 4 && stop.EnumerateArray().All(static s => s.ValueKind == JsonValueKind.String),
+            var kind => kind == JsonValueKind.String,
         };
         if (!ok)
         {
@@ -425,16 +516,15 @@ internal sealed class ChatRequest
     }
 
     /// <summary><c>logit_bias</c>: token ids to numbers from -100 to 100.</summary>
-    private static bool CheckLogitBias(JsonObject body, out OpenAiError error)
+    private static bool CheckLogitBias(JsonElement body, out OpenAiError error)
     {
         error = null!;
-        var ok = body["logit_bias"] switch
+        if (!TryGetField(body, "logit_bias"u8, out var biases))
         {
-            null => true,
-            JsonObject biases => biases.All(b => b.Value is JsonValue bias && bias.GetValueKind() == JsonValueKind.Number
-                && bias.TryGetValue<double>(out var value) && value is >= -100 and <= 100),
-            _ => false,
-        };
+            return true;
+        }
+        var ok = biases.ValueKind == JsonValueKind.Object && biases.EnumerateObject().All(static b =>
+            b.Value.ValueKind == JsonValueKind.Number && b.Value.TryGetDouble(out var value) && value is >= -100 and <= 100);
         if (!ok)
         {
             error = Invalid("'logit_bias' must be an object mapping token ids to numbers from -100 to 100.", "logit_bias");
@@ -442,14 +532,15 @@ internal sealed class ChatRequest
         return ok;
     }
 
-    private static bool CheckResponseFormat(JsonObject body, out OpenAiError error)
+    private static bool CheckResponseFormat(JsonElement body, out OpenAiError error)
     {
         error = null!;
-        if (body["response_format"] is not { } format)
+        if (!TryGetField(body, "response_format"u8, out var format))
         {
             return true;
         }
-        if (format is not JsonObject formatObject || !TryGetString(formatObject, "type", out var type) || type is not ("text" or "json_object" or "json_schema"))
+        if (format.ValueKind != JsonValueKind.Object || !TryGetField(format, "type"u8, out var type)
+            || !(type.ValueEquals("text"u8) || type.ValueEquals("json_object"u8) || type.ValueEquals("json_schema"u8)))
         {
             error = Invalid("'response_format' must be an object whose 'type' is text, json_object or json_schema.", "response_format");
             return false;
@@ -458,38 +549,37 @@ internal sealed class ChatRequest
     }
 
     /// <summary><c>tools</c>: function tools, each with a name.</summary>
-    private static bool CheckTools(JsonObject body, out OpenAiError error)
+    private static bool CheckTools(JsonElement body, out OpenAiError error)
     {
         error = null!;
-        if (body["tools"] is not { } tools)
+        if (!TryGetField(body, "tools"u8, out var tools))
         {
             return true;
         }
-        if (tools is not JsonArray list)
+        if (tools.ValueKind != JsonValueKind.Array)
         {
             error = Invalid("'tools' must be an array.", "tools");
             return false;
         }
-        for (var i = 0; i < list.Count; i++)
+        var i = 0;
+        foreach (var tool in tools.EnumerateArray())
         {
-            if (list[i] is not JsonObject tool || !TryGetString(tool, "type", out var type) || type != "function"
-                || tool["function"] is not JsonObject function || !TryGetString(function, "name", out var name) || name.Length == 0)
+            if (tool.ValueKind != JsonValueKind.Object || !TryGetField(tool, "type"u8, out var type) || !type.ValueEquals("function"u8)
+                || !TryGetField(tool, "function"u8, out var function) || function.ValueKind != JsonValueKind.Object
+                || !TryGetField(function, "name"u8, out var name) || name.ValueKind != JsonValueKind.String || name.GetString()!.Length == 0)
             {
                 error = Invalid($"'tools[{i}]' must be a function tool: {{\"type\":\"function\",\"function\":{{\"name\":…}}}}.", $"tools[{i}]");
                 return false;
             }
+            i++;
         }
         return true;
     }
 
-    private static bool CheckToolChoice(JsonObject body, out OpenAiError error)
+    private static bool CheckToolChoice(JsonElement body, out OpenAiError error)
     {
         error = null!;
-        var ok = body["tool_choice"] switch
-        {
-            null or JsonObject => true,
-            var choice => choice.GetValueKind() == JsonValueKind.String,
-        };
+        var ok = !TryGetField(body, "tool_choice"u8, out var choice) || choice.ValueKind is JsonValueKind.Object or JsonValueKind.String;
         if (!ok)
         {
             error = Invalid("'tool_choice' must be a string (none, auto, required) or an object.", "tool_choice");
@@ -497,16 +587,21 @@ internal sealed class ChatRequest
         return ok;
     }
 
-    private static bool TryGetString(JsonObject obj, string name, out string value)
+    private static bool TryGetField(JsonElement obj, string name, out JsonElement value)
     {
-        if (obj[name] is JsonValue node && node.GetValueKind() == JsonValueKind.String)
+        if (obj.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null)
         {
-            value = node.GetValue<string>();
             return true;
         }
-        value = string.Empty;
+        value = default;
         return false;
     }
+
+    private static bool IsString(JsonElement obj, ReadOnlySpan<byte> name) =>
+        TryGetField(obj, name, out var value) && value.ValueKind == JsonValueKind.String;
+
+    private static bool IsObject(JsonElement obj, ReadOnlySpan<byte> name) =>
+        TryGetField(obj, name, out var value) && value.ValueKind == JsonValueKind.Object;
 
     private static OpenAiError Invalid(string message, string? param) =>
         new(message, OpenAiErrorTypes.InvalidRequest, param, param is null ? "invalid_request" : "invalid_value");

@@ -2,7 +2,6 @@ using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Routing;
 
@@ -172,54 +171,57 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
             var (deployment, request, stream) = s;
             var body = request.Body;
             json.WriteStartObject();
-            json.WriteString("model", deployment.ProviderModel);
-            json.WriteBoolean("stream", stream);
-            json.WriteStartArray("messages");
-            foreach (var node in request.Messages)
+            json.WriteString("model"u8, deployment.ProviderModel);
+            json.WriteBoolean("stream"u8, stream);
+            json.WriteStartArray("messages"u8);
+            foreach (var message in request.Messages.EnumerateArray())
             {
-                WriteMessage(json, (JsonObject)node!);
+                WriteMessage(json, message);
             }
             json.WriteEndArray();
-            if (body["response_format"] is JsonObject format && format["type"]?.GetValue<string>() == "json_object")
+            if (ChatRequest.TryGetField(body, "response_format"u8, out var format)
+                && ChatRequest.TryGetField(format, "type"u8, out var type) && type.ValueEquals("json_object"u8))
             {
-                json.WriteString("format", "json");
+                json.WriteString("format"u8, "json"u8);
             }
 
-            json.WriteStartObject("options");
-            var maxTokens = body["max_completion_tokens"] ?? body["max_tokens"];
-            if (maxTokens is not null)
+            json.WriteStartObject("options"u8);
+            if (ChatRequest.TryGetField(body, "max_completion_tokens"u8, out var maxTokens) || ChatRequest.TryGetField(body, "max_tokens"u8, out maxTokens))
             {
-                json.WritePropertyName("num_predict");
+                json.WritePropertyName("num_predict"u8);
                 maxTokens.WriteTo(json);
             }
             else if (deployment.DefaultMaxTokens is { } defaultMax)
             {
-                json.WriteNumber("num_predict", defaultMax);
+                json.WriteNumber("num_predict"u8, defaultMax);
             }
-            if (body["temperature"] is { } temperature)
+            if (ChatRequest.TryGetField(body, "temperature"u8, out var temperature))
             {
-                json.WritePropertyName("temperature");
+                json.WritePropertyName("temperature"u8);
                 temperature.WriteTo(json);
             }
             else if (deployment.DefaultTemperature is { } defaultTemperature)
             {
-                json.WriteNumber("temperature", defaultTemperature);
+                json.WriteNumber("temperature"u8, defaultTemperature);
             }
-            CopyOption(json, body, "top_p", "top_p");
-            CopyOption(json, body, "seed", "seed");
-            CopyOption(json, body, "presence_penalty", "presence_penalty");
-            CopyOption(json, body, "frequency_penalty", "frequency_penalty");
-            switch (body["stop"])
+            CopyOption(json, body, "top_p"u8);
+            CopyOption(json, body, "seed"u8);
+            CopyOption(json, body, "presence_penalty"u8);
+            CopyOption(json, body, "frequency_penalty"u8);
+            if (ChatRequest.TryGetField(body, "stop"u8, out var stop))
             {
-                case JsonArray stops:
-                    json.WritePropertyName("stop");
-                    stops.WriteTo(json);
-                    break;
-                case JsonValue stop when stop.GetValueKind() == JsonValueKind.String:
-                    json.WriteStartArray("stop");
-                    json.WriteStringValue(stop.GetValue<string>());
+                // Ollama takes a list only.
+                json.WritePropertyName("stop"u8);
+                if (stop.ValueKind == JsonValueKind.String)
+                {
+                    json.WriteStartArray();
+                    stop.WriteTo(json);
                     json.WriteEndArray();
-                    break;
+                }
+                else
+                {
+                    stop.WriteTo(json);
+                }
             }
             json.WriteEndObject();
             json.WriteEndObject();
@@ -227,58 +229,74 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
         return bytes;
     }
 
-    private static void CopyOption(Utf8JsonWriter json, JsonObject body, string from, string to)
+    /// <summary>An option Ollama names as OpenAI does.</summary>
+    private static void CopyOption(Utf8JsonWriter json, JsonElement body, ReadOnlySpan<byte> name)
     {
-        if (body[from] is { } value)
+        if (ChatRequest.TryGetField(body, name, out var value))
         {
-            json.WritePropertyName(to);
+            json.WritePropertyName(name);
             value.WriteTo(json);
         }
     }
 
     /// <summary>Ollama takes bare base64 images, so only <c>data:</c> URLs can be passed on.</summary>
-    private static string? DataUrlPayload(JsonObject part)
+    private static string? DataUrlPayload(JsonElement part)
     {
-        var url = (part["image_url"] as JsonObject)?["url"]?.GetValue<string>();
+        var url = ChatRequest.TryGetField(part, "image_url"u8, out var image) && ChatRequest.TryGetField(image, "url"u8, out var value)
+            ? value.GetString()
+            : null;
         return url is not null && url.StartsWith("data:", StringComparison.Ordinal) && url.Contains(',')
             ? url[(url.IndexOf(',') + 1)..]
             : null;
     }
 
-    private static void WriteMessage(Utf8JsonWriter json, JsonObject message)
+    private static void WriteMessage(Utf8JsonWriter json, JsonElement message)
     {
         json.WriteStartObject();
-        var role = message["role"]!.GetValue<string>();
-        json.WriteString("role", role == "developer" ? "system" : role);
-        var images = new List<string>();
-        switch (message["content"])
+        var role = message.GetProperty("role"u8);
+        if (role.ValueEquals("developer"u8))
         {
-            case JsonValue text when text.GetValueKind() == JsonValueKind.String:
-                json.WriteString("content", text.GetValue<string>());
+            json.WriteString("role"u8, "system"u8);
+        }
+        else
+        {
+            json.WritePropertyName("role"u8);
+            role.WriteTo(json);
+        }
+        List<string>? images = null;
+        ChatRequest.TryGetField(message, "content"u8, out var content);
+        switch (content.ValueKind)
+        {
+            case JsonValueKind.String:
+                json.WritePropertyName("content"u8);
+                content.WriteTo(json);
                 break;
-            case JsonArray parts:
+            case JsonValueKind.Array:
                 var joined = new StringBuilder();
-                foreach (var part in parts.OfType<JsonObject>())
+                foreach (var part in content.EnumerateArray())
                 {
-                    switch (part["type"]?.GetValue<string>())
+                    if (!ChatRequest.TryGetField(part, "type"u8, out var type))
                     {
-                        case "text":
-                            joined.Append(part["text"]?.GetValue<string>());
-                            break;
-                        case "image_url" when DataUrlPayload(part) is { } image:
-                            images.Add(image);
-                            break;
+                        continue;
+                    }
+                    if (type.ValueEquals("text"u8) && ChatRequest.TryGetField(part, "text"u8, out var text))
+                    {
+                        joined.Append(text.GetString());
+                    }
+                    else if (type.ValueEquals("image_url"u8) && DataUrlPayload(part) is { } image)
+                    {
+                        (images ??= []).Add(image);
                     }
                 }
-                json.WriteString("content", joined.ToString());
+                json.WriteString("content"u8, joined.ToString());
                 break;
             default:
-                json.WriteString("content", string.Empty);
+                json.WriteString("content"u8, ""u8);
                 break;
         }
-        if (images.Count > 0)
+        if (images is not null)
         {
-            json.WriteStartArray("images");
+            json.WriteStartArray("images"u8);
             images.ForEach(json.WriteStringValue);
             json.WriteEndArray();
         }

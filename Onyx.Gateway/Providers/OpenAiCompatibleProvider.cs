@@ -1,8 +1,8 @@
 using System.Net.Http.Headers;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Routing;
 
@@ -153,58 +153,52 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
     }
 
     /// <summary>
-    /// The client's OpenAI chat fields (<see cref="ChatRequest.ForwardedFields"/>) with the deployment's model, its defaults where the client set none, and usage asked for
-    /// in streams (the gateway needs it for the call log; the router passes it on only if the client asked).
+    /// The client's OpenAI chat fields (<see cref="ChatRequest.ForwardedFields"/>) with the deployment's model, its
+    /// defaults where the client set none, and usage asked for in streams (the gateway needs it for the call log; the
+    /// router passes it on only if the client asked). The client's values are copied as the raw JSON they came in.
     /// </summary>
     internal static byte[] BuildBody(Deployment deployment, ChatRequest request, bool stream)
     {
         var bytes = JsonBytes.Write((deployment, request, stream), static (json, s) =>
         {
             var (deployment, request, stream) = s;
+            var body = request.Body;
             json.WriteStartObject();
-            json.WriteString("model", deployment.ProviderModel);
-            foreach (var (name, value) in request.Body)
+            json.WriteString("model"u8, deployment.ProviderModel);
+            foreach (var property in body.EnumerateObject())
             {
                 // Only OpenAI's own chat fields go up (model, stream and stream_options are written here).
-                if (!ChatRequest.ForwardedFields.Contains(name))
+                if (ChatRequest.ForwardedName(property) is { } name)
                 {
-                    continue;
-                }
-                json.WritePropertyName(name);
-                if (value is null)
-                {
-                    json.WriteNullValue();
-                }
-                else
-                {
-                    value.WriteTo(json);
+                    json.WritePropertyName(name);
+                    // The parser checked the value, and ChatRequest its text: it is copied without a second check.
+                    json.WriteRawValue(JsonMarshal.GetRawUtf8Value(property.Value), skipInputValidation: true);
                 }
             }
-            var body = request.Body;
-            if (deployment.DefaultMaxTokens is { } maxTokens && body["max_tokens"] is null && body["max_completion_tokens"] is null)
+            if (deployment.DefaultMaxTokens is { } maxTokens
+                && !ChatRequest.TryGetField(body, "max_tokens"u8, out _) && !ChatRequest.TryGetField(body, "max_completion_tokens"u8, out _))
             {
-                json.WriteNumber("max_tokens", maxTokens);
+                json.WriteNumber("max_tokens"u8, maxTokens);
             }
-            if (deployment.DefaultTemperature is { } temperature && body["temperature"] is null)
+            if (deployment.DefaultTemperature is { } temperature && !ChatRequest.TryGetField(body, "temperature"u8, out _))
             {
-                json.WriteNumber("temperature", temperature);
+                json.WriteNumber("temperature"u8, temperature);
             }
-            json.WriteBoolean("stream", stream);
+            json.WriteBoolean("stream"u8, stream);
             if (stream)
             {
-                json.WriteStartObject("stream_options");
-                if (body["stream_options"] is JsonObject clientOptions)
+                json.WriteStartObject("stream_options"u8);
+                if (ChatRequest.TryGetField(body, "stream_options"u8, out var clientOptions))
                 {
-                    foreach (var (name, value) in clientOptions)
+                    foreach (var option in clientOptions.EnumerateObject())
                     {
-                        if (name != "include_usage")
+                        if (!option.NameEquals("include_usage"u8))
                         {
-                            json.WritePropertyName(name);
-                            if (value is null) { json.WriteNullValue(); } else { value.WriteTo(json); }
+                            option.WriteTo(json);
                         }
                     }
                 }
-                json.WriteBoolean("include_usage", true);
+                json.WriteBoolean("include_usage"u8, true);
                 json.WriteEndObject();
             }
             json.WriteEndObject();

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Microsoft.ML.Tokenizers;
 
 namespace Onyx.Gateway.Telemetry;
@@ -15,23 +14,27 @@ internal sealed class TokenEstimator
 
     private readonly Lazy<Tokenizer> _tokenizer = new(() => TiktokenTokenizer.CreateForEncoding("cl100k_base"));
 
-    public int CountPrompt(JsonArray messages)
+    public int CountPrompt(JsonElement messages)
     {
         var total = 3;
-        foreach (var message in messages.OfType<JsonObject>())
+        foreach (var message in messages.EnumerateArray())
         {
             total += TokensPerMessage;
-            switch (message["content"])
+            if (message.ValueKind != JsonValueKind.Object || !message.TryGetProperty("content"u8, out var content))
             {
-                case JsonValue text when text.GetValueKind() == JsonValueKind.String:
-                    total += Count(text.GetValue<string>());
+                continue;
+            }
+            switch (content.ValueKind)
+            {
+                case JsonValueKind.String:
+                    total += Count(content.GetString());
                     break;
-                case JsonArray parts:
-                    foreach (var part in parts.OfType<JsonObject>())
+                case JsonValueKind.Array:
+                    foreach (var part in content.EnumerateArray())
                     {
-                        if (part["text"] is JsonValue partText && partText.GetValueKind() == JsonValueKind.String)
+                        if (part.ValueKind == JsonValueKind.Object && part.TryGetProperty("text"u8, out var text) && text.ValueKind == JsonValueKind.String)
                         {
-                            total += Count(partText.GetValue<string>());
+                            total += Count(text.GetString());
                         }
                     }
                     break;
