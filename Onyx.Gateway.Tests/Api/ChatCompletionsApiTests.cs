@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 
@@ -48,6 +49,21 @@ public sealed class ChatCompletionsApiTests : GatewayTest
         Assert.Equal(0.5, (double?)sent.Json["top_p"]);
         Assert.Equal("u-1", (string?)sent.Json["user"]);
         Assert.False((bool?)sent.Json["stream"]);
+    }
+
+    [Fact]
+    public async Task ANullFieldIsNotSentAndTheDefaultTakesItsPlaceOnce()
+    {
+        using var response = await Client.PostAsync("/v1/chat/completions",
+            GatewayHost.Json(GatewayHost.ChatBody(extra: ""","max_tokens":null,"temperature":null,"seed":null""")));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        var sent = Gateway.Primary.LastRequest!;
+        Assert.Single(Regex.Matches(sent.Body, "\"temperature\""));
+        Assert.Single(Regex.Matches(sent.Body, "\"max_tokens\""));
+        Assert.DoesNotContain("\"seed\"", sent.Body, StringComparison.Ordinal);
+        Assert.Equal(4096, (int?)sent.Json!["max_tokens"]);
+        Assert.Equal(0.7, (double?)sent.Json["temperature"]);
     }
 
     [Fact]

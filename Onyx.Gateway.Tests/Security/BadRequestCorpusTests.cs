@@ -29,6 +29,7 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
             { "deeply nested", Body(",\"x\":" + new string('[', 100) + new string(']', 100)), 400, null, "invalid_json" },
             { "trailing garbage", Body() + "}", 400, null, "invalid_json" },
             { "duplicate property", """{"model":"manus-fallback","model":"manus-primary","messages":[{"role":"user","content":"hi"}]}""", 400, null, "invalid_json" },
+            { "duplicate property, one name escaped", Body(",\"temperature\":0.1,\"temper\\u0061ture\":5"), 400, null, "invalid_json" },
             { "lone surrogate in a property name", Body(",\"a\\uD800\":1"), 400, null, "invalid_json" },
             { "lone surrogate", Body(messages: """[{"role":"user","content":"a\uD800b"}]"""), 400, "messages[0].content", "invalid_value" },
             // Model and messages.

@@ -167,8 +167,9 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
             json.WriteString("model"u8, deployment.ProviderModel);
             foreach (var property in body.EnumerateObject())
             {
-                // Only OpenAI's own chat fields go up (model, stream and stream_options are written here).
-                if (ChatRequest.ForwardedName(property) is { } name)
+                // Only OpenAI's own chat fields go up (model, stream and stream_options are written here). A null
+                // is an absent field: it is not sent, and the deployment's default takes its place below.
+                if (property.Value.ValueKind != JsonValueKind.Null && ChatRequest.ForwardedName(property) is { } name)
                 {
                     json.WritePropertyName(name);
                     // The parser checked the value, and ChatRequest its text: it is copied without a second check.
