@@ -32,6 +32,7 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
             { "duplicate property, one name escaped", Body(",\"temperature\":0.1,\"temper\\u0061ture\":5"), 400, null, "invalid_json" },
             { "lone surrogate in a property name", Body(",\"a\\uD800\":1"), 400, null, "invalid_json" },
             { "lone surrogate", Body(messages: """[{"role":"user","content":"a\uD800b"}]"""), 400, "messages[0].content", "invalid_value" },
+            { "lone surrogate under an escaped name", Body(messages: """[{"role":"user","c\u006fntent":"a\uD800b"}]"""), 400, "messages[0].content", "invalid_value" },
             // Model and messages.
             { "no model", """{"messages":[{"role":"user","content":"hi"}]}""", 400, "model", "invalid_value" },
             { "model a number", Body(model: "42"), 400, "model", "invalid_value" },
@@ -72,7 +73,9 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
             { "logprobs a string", Body(",\"logprobs\":\"yes\""), 400, "logprobs", "invalid_value" },
             { "logit_bias out of range", Body(",\"logit_bias\":{\"50256\":-101}"), 400, "logit_bias", "invalid_value" },
             { "response_format unknown", Body(",\"response_format\":{\"type\":\"yaml\"}"), 400, "response_format", "invalid_value" },
+            { "response_format type a number", Body(",\"response_format\":{\"type\":5}"), 400, "response_format", "invalid_value" },
             { "tools not functions", Body(",\"tools\":[{\"type\":\"shell\"}]"), 400, "tools[0]", "invalid_value" },
+            { "tools type not a string", Body(",\"tools\":[{\"type\":true,\"function\":{\"name\":\"f\"}}]"), 400, "tools[0]", "invalid_value" },
             { "tool_choice a number", Body(",\"tool_choice\":1"), 400, "tool_choice", "invalid_value" },
             { "user too long", Body(",\"user\":\"" + new string('u', 257) + "\""), 400, "user", "invalid_value" },
         };

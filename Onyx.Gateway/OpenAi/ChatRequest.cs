@@ -127,8 +127,8 @@ internal sealed class ChatRequest
 
     private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> Refused = RefusedOverrides.GetAlternateLookup<ReadOnlySpan<char>>();
 
-    /// <summary>Longer than any name in the sets above: a longer unescaped name is none of them.</summary>
-    private const int MaxKnownLength = 32;
+    /// <summary>The longest name in the sets above: a longer name is none of them.</summary>
+    private static readonly int MaxKnownLength = ForwardedFields.Concat(RefusedOverrides).Concat(Roles.Set).Concat(PartTypes.Set).Max(name => name.Length);
 
     /// <summary>Messages a request may carry unless <c>Onyx:Limits:MaxMessages</c> says otherwise.</summary>
     public const int DefaultMaxMessages = 2048;
@@ -384,8 +384,18 @@ internal sealed class ChatRequest
         // throws InvalidOperationException on what is not text.
         static bool IsPlainText(ReadOnlySpan<byte> raw) => !raw.Contains((byte)'\\') && Utf8.IsValid(raw);
 
-        // A name for the error message that never throws: bad bytes become U+FFFD, escapes stay as written.
-        static string Readable(JsonProperty property) => Encoding.UTF8.GetString(JsonMarshal.GetRawUtf8PropertyName(property));
+        // The name for the error message; a name that is not text itself is shown as written, bad bytes as U+FFFD.
+        static string Readable(JsonProperty property)
+        {
+            try
+            {
+                return property.Name;
+            }
+            catch (InvalidOperationException)
+            {
+                return Encoding.UTF8.GetString(JsonMarshal.GetRawUtf8PropertyName(property));
+            }
+        }
     }
 
     private static bool TryValidateMessage(JsonElement message, int index, out OpenAiError error)
@@ -539,7 +549,7 @@ internal sealed class ChatRequest
         {
             return true;
         }
-        if (format.ValueKind != JsonValueKind.Object || !TryGetField(format, "type"u8, out var type)
+        if (format.ValueKind != JsonValueKind.Object || !TryGetField(format, "type"u8, out var type) || type.ValueKind != JsonValueKind.String
             || !(type.ValueEquals("text"u8) || type.ValueEquals("json_object"u8) || type.ValueEquals("json_schema"u8)))
         {
             error = Invalid("'response_format' must be an object whose 'type' is text, json_object or json_schema.", "response_format");
@@ -564,7 +574,8 @@ internal sealed class ChatRequest
         var i = 0;
         foreach (var tool in tools.EnumerateArray())
         {
-            if (tool.ValueKind != JsonValueKind.Object || !TryGetField(tool, "type"u8, out var type) || !type.ValueEquals("function"u8)
+            if (tool.ValueKind != JsonValueKind.Object || !TryGetField(tool, "type"u8, out var type)
+                || type.ValueKind != JsonValueKind.String || !type.ValueEquals("function"u8)
                 || !TryGetField(tool, "function"u8, out var function) || function.ValueKind != JsonValueKind.Object
                 || !TryGetField(function, "name"u8, out var name) || name.ValueKind != JsonValueKind.String || name.GetString()!.Length == 0)
             {
