@@ -13,11 +13,19 @@ namespace Onyx.Benchmarks.Load;
 internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, TargetSummary Gateway, long GatewayPeakRssBytes, ProcessSample GatewayAtPeak,
     LimiterState? Limiter = null)
 {
+    public WarmUpResult? WarmUp { get; init; }
+
     /// <summary>The bare .NET proxy in the same slices (scenarios marked <see cref="Scenario.Floor"/>): the floor.</summary>
     public TargetSummary? Bare { get; init; }
 
     public long BarePeakRssBytes { get; init; }
 }
+
+/// <summary>
+/// How a scenario's warm-up ended: how long it took, whether every process's JIT compiler had gone quiet (false: it
+/// reached its cap still compiling), and how long the gateway's JIT compiled meanwhile.
+/// </summary>
+internal sealed record WarmUpResult(TimeSpan Duration, bool Quiet, TimeSpan GatewayJitTime);
 
 /// <summary>
 /// The limiter during one scenario's measured slices: how often the replica fell back to counting in memory because
@@ -35,6 +43,12 @@ internal sealed record LimiterState(int FallbacksToMemory, int BackToRedis, int 
 /// </summary>
 internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, GatewayProcess gateway, Reference.BareProxyProcess? bare = null)
 {
+    /// <summary>A warm-up round in which no process's JIT compiled for more than this share of the round ends the warm-up.</summary>
+    private const double QuietJitShare = 0.01;
+
+    /// <summary>The warm-up ends here even if a JIT is still compiling (the report says so).</summary>
+    private static readonly TimeSpan MaxWarmUp = TimeSpan.FromSeconds(60);
+
     /// <summary>A gap this long between two reads of a paced stream counts as a stall.</summary>
     private static readonly TimeSpan StallGap = TimeSpan.FromSeconds(1);
 
@@ -64,12 +78,9 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
             targets.Insert(1, (new Target(new Uri(bare.Root, "v1/chat/completions"), Body(FastUpstream.Model, scenario.Stream)), floor, bare.Sample));
         }
 
-        // Warm every path (JIT, connection pools), then measure.
-        var warmUp = TimeSpan.FromSeconds(Math.Min(3, scenario.Slice.TotalSeconds));
-        foreach (var (target, _, _) in targets)
-        {
-            await SliceAsync(scenario, target, new LatencyRecorder("warm-up"), warmUp);
-        }
+        var warmUp = await WarmUpAsync(scenario, [.. targets.Select(t => t.Target)], progress);
+        progress($"{scenario.Name}: warm-up {warmUp.Duration.TotalSeconds:0} s, " +
+            (warmUp.Quiet ? "every JIT quiet" : "a JIT still compiling at the cap") + $" (the gateway's JIT compiled {warmUp.GatewayJitTime.TotalSeconds:0.0} s)");
         gateway.ResetPeakRss();
         bare?.ResetPeakRss();
         var (lostBefore, backBefore) = (gateway.RedisLostCount, gateway.RedisBackCount);
@@ -132,9 +143,46 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
         }
         return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes, atPeak, state)
         {
+            WarmUp = warmUp,
             Bare = floor?.Summarize(),
             BarePeakRssBytes = floor is null ? 0 : bare!.Sample().PeakRssBytes,
         };
+    }
+
+    /// <summary>
+    /// Warms every path (connection pools, first compilations), then goes on in rounds, one short slice per target,
+    /// until a round in which no process compiled for more than <see cref="QuietJitShare"/> of it: the runtime keeps
+    /// recompiling hot methods with what it learnt of them (tiered compilation) for several seconds of load, and a
+    /// slice measured meanwhile measures the compiler sharing the cores. Watched: the gateway, the fake upstream, the
+    /// bare proxy (when it takes part) over EventPipe, and this process.
+    /// </summary>
+    private async Task<WarmUpResult> WarmUpAsync(Scenario scenario, IReadOnlyList<Target> targets, Action<string> progress)
+    {
+        var round = TimeSpan.FromSeconds(Math.Min(3, scenario.Slice.TotalSeconds));
+        using var gatewayJit = RuntimeCounters.Start(gateway.ProcessId);
+        using var upstreamJit = RuntimeCounters.Start(upstream.ProcessId);
+        using var bareJit = scenario.Floor && bare is not null ? RuntimeCounters.Start(bare.ProcessId) : null;
+        TimeSpan[] JitTimes() => [gatewayJit.JitTime, upstreamJit.JitTime, bareJit?.JitTime ?? TimeSpan.Zero, System.Runtime.JitInfo.GetCompilationTime()];
+
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var before = JitTimes();
+            var started = clock.Elapsed;
+            foreach (var target in targets)
+            {
+                await SliceAsync(scenario, target, new LatencyRecorder("warm-up"), round);
+            }
+            var allowed = (clock.Elapsed - started) * QuietJitShare;
+            var compiled = JitTimes().Zip(before, (after, start) => after - start).ToArray();
+            var quiet = compiled.All(time => time <= allowed);
+            progress($"{scenario.Name}: warm-up round, JIT ms: gateway {compiled[0].TotalMilliseconds:0}, upstream {compiled[1].TotalMilliseconds:0}, " +
+                $"bare proxy {compiled[2].TotalMilliseconds:0}, load generator {compiled[3].TotalMilliseconds:0} (quiet at {allowed.TotalMilliseconds:0})");
+            if (quiet || clock.Elapsed >= MaxWarmUp)
+            {
+                return new WarmUpResult(clock.Elapsed, quiet, gatewayJit.JitTime);
+            }
+        }
     }
 
     /// <summary>Runs the gateway alone at a fixed concurrency for <paramref name="duration"/>; for the soak.</summary>

@@ -5,14 +5,15 @@ using Microsoft.Diagnostics.Tracing;
 namespace Onyx.Benchmarks.Load;
 
 /// <summary>
-/// Reads another .NET process's runtime counters (GC heap size) over EventPipe, as <c>dotnet-counters</c> does,
-/// so the soak can check the gateway's managed heap without changing the gateway.
+/// Reads another .NET process's runtime counters over EventPipe, as <c>dotnet-counters</c> does, without changing
+/// that process: the GC heap size (for the soak) and the time its JIT compiler has spent (for the warm-up).
 /// </summary>
 internal sealed class RuntimeCounters : IDisposable
 {
     private readonly EventPipeSession _session;
     private readonly Task _processing;
     private double _gcHeapMegabytes = double.NaN;
+    private long _jitMicroseconds;
 
     private RuntimeCounters(EventPipeSession session)
     {
@@ -35,6 +36,9 @@ internal sealed class RuntimeCounters : IDisposable
     /// <summary>The latest "GC Heap Size" reading, in MB; NaN until the first arrives.</summary>
     public double GcHeapMegabytes => Volatile.Read(ref _gcHeapMegabytes);
 
+    /// <summary>The time the process's JIT compiler has spent since this session started (all threads; one-second resolution).</summary>
+    public TimeSpan JitTime => TimeSpan.FromMicroseconds(Interlocked.Read(ref _jitMicroseconds));
+
     public static RuntimeCounters Start(int processId)
     {
         var provider = new EventPipeProvider("System.Runtime", EventLevel.Informational, 0,
@@ -50,9 +54,18 @@ internal sealed class RuntimeCounters : IDisposable
         {
             return;
         }
-        if (payload.TryGetValue("Name", out var name) && (string)name == "gc-heap-size" && payload.TryGetValue("Mean", out var mean))
+        if (!payload.TryGetValue("Name", out var name))
+        {
+            return;
+        }
+        if ((string)name == "gc-heap-size" && payload.TryGetValue("Mean", out var mean))
         {
             Volatile.Write(ref _gcHeapMegabytes, Convert.ToDouble(mean, System.Globalization.CultureInfo.InvariantCulture));
+        }
+        else if ((string)name == "time-in-jit" && payload.TryGetValue("Increment", out var milliseconds))
+        {
+            // An incrementing counter: the milliseconds spent compiling during the last interval.
+            Interlocked.Add(ref _jitMicroseconds, (long)(Convert.ToDouble(milliseconds, System.Globalization.CultureInfo.InvariantCulture) * 1000));
         }
     }
 

@@ -29,6 +29,8 @@ internal sealed class BareProxyProcess : IAsyncDisposable
         return 0;
     }
 
+    public int ProcessId => _child.ProcessId;
+
     public ProcessSample Sample() => _child.Sample();
 
     /// <summary>Resets the kernel's peak-RSS mark, like <see cref="GatewayProcess.ResetPeakRss()"/>.</summary>

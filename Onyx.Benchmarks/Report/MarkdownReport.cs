@@ -133,7 +133,7 @@ internal static class MarkdownReport
         foreach (var result in load.Concat(slowStreams is null ? [] : [slowStreams]))
         {
             var s = result.Scenario;
-            md.AppendLine($"- `{s.Name}`: {s.Description}; {s.Concurrency} concurrent requests, {s.Tokens} tokens{(s.TokenDelay > TimeSpan.Zero ? $" one every {s.TokenDelay.TotalMilliseconds:0} ms" : " sent as fast as possible")}, {s.DurationPerTarget.TotalSeconds:0} s per target in {s.Slice.TotalSeconds:0} s slices{(s.StartSpread > TimeSpan.Zero ? $"; the workers' first requests spread over {s.StartSpread.TotalMilliseconds:0} ms (one stream's length)" : "")}.");
+            md.AppendLine($"- `{s.Name}`: {s.Description}; {s.Concurrency} concurrent requests, {s.Tokens} tokens{(s.TokenDelay > TimeSpan.Zero ? $" one every {s.TokenDelay.TotalMilliseconds:0} ms" : " sent as fast as possible")}, {s.DurationPerTarget.TotalSeconds:0} s per target in {s.Slice.TotalSeconds:0} s slices{(s.StartSpread > TimeSpan.Zero ? $"; the workers' first requests spread over {s.StartSpread.TotalMilliseconds:0} ms (one stream's length)" : "")}{WarmUp(result.WarmUp)}.");
         }
         if (slowStreams is not null)
         {
@@ -277,6 +277,9 @@ internal static class MarkdownReport
         }
         md.AppendLine();
     }
+
+    private static string WarmUp(WarmUpResult? warmUp) => warmUp is null ? ""
+        : $"; measured after a warm-up of {warmUp.Duration.TotalSeconds:0} s ({(warmUp.Quiet ? "until no process's JIT compiled for more than 1 % of a round" : "**cut off at its cap with a JIT still compiling**")}; the gateway's JIT compiled for {warmUp.GatewayJitTime.TotalSeconds:0.0} s of it)";
 
     private static string Check(bool ok) => ok ? "met" : "**missed**";
 

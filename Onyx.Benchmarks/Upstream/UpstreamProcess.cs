@@ -35,6 +35,8 @@ internal sealed class UpstreamProcess : IAsyncDisposable
         response.EnsureSuccessStatusCode();
     }
 
+    public int ProcessId => _child.ProcessId;
+
     public ProcessSample Sample() => _child.Sample();
 
     public ValueTask DisposeAsync() => _child.DisposeAsync();
