@@ -23,9 +23,10 @@ internal sealed record ScenarioResult(Scenario Scenario, TargetSummary Direct, T
 
 /// <summary>
 /// How a scenario's warm-up ended: how long it took, whether every process's JIT compiler had gone quiet (false: it
-/// reached its cap still compiling), and how long the gateway's JIT compiled meanwhile.
+/// reached its cap still compiling), and how long the gateway's JIT compiled meanwhile (null: the gateway offers no
+/// EventPipe to read it from, e.g. a Native AOT build).
 /// </summary>
-internal sealed record WarmUpResult(TimeSpan Duration, bool Quiet, TimeSpan GatewayJitTime);
+internal sealed record WarmUpResult(TimeSpan Duration, bool Quiet, TimeSpan? GatewayJitTime);
 
 /// <summary>
 /// The limiter during one scenario's measured slices: how often the replica fell back to counting in memory because
@@ -80,7 +81,8 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
 
         var warmUp = await WarmUpAsync(scenario, [.. targets.Select(t => t.Target)], progress);
         progress($"{scenario.Name}: warm-up {warmUp.Duration.TotalSeconds:0} s, " +
-            (warmUp.Quiet ? "every JIT quiet" : "a JIT still compiling at the cap") + $" (the gateway's JIT compiled {warmUp.GatewayJitTime.TotalSeconds:0.0} s)");
+            (warmUp.Quiet ? "every JIT quiet" : "a JIT still compiling at the cap") +
+            (warmUp.GatewayJitTime is { } jit ? $" (the gateway's JIT compiled {jit.TotalSeconds:0.0} s)" : " (the gateway's JIT not observable)"));
         gateway.ResetPeakRss();
         bare?.ResetPeakRss();
         var (lostBefore, backBefore) = (gateway.RedisLostCount, gateway.RedisBackCount);
@@ -154,15 +156,16 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
     /// until a round in which no process compiled for more than <see cref="QuietJitShare"/> of it: the runtime keeps
     /// recompiling hot methods with what it learnt of them (tiered compilation) for several seconds of load, and a
     /// slice measured meanwhile measures the compiler sharing the cores. Watched: the gateway, the fake upstream, the
-    /// bare proxy (when it takes part) over EventPipe, and this process.
+    /// bare proxy (when it takes part) over EventPipe, and this process. A process without EventPipe (a gateway
+    /// built with Native AOT has no JIT) counts as quiet.
     /// </summary>
     private async Task<WarmUpResult> WarmUpAsync(Scenario scenario, IReadOnlyList<Target> targets, Action<string> progress)
     {
         var round = TimeSpan.FromSeconds(Math.Min(3, scenario.Slice.TotalSeconds));
-        using var gatewayJit = RuntimeCounters.Start(gateway.ProcessId);
+        using var gatewayJit = RuntimeCounters.TryStart(gateway.ProcessId);
         using var upstreamJit = RuntimeCounters.Start(upstream.ProcessId);
         using var bareJit = scenario.Floor && bare is not null ? RuntimeCounters.Start(bare.ProcessId) : null;
-        TimeSpan[] JitTimes() => [gatewayJit.JitTime, upstreamJit.JitTime, bareJit?.JitTime ?? TimeSpan.Zero, System.Runtime.JitInfo.GetCompilationTime()];
+        TimeSpan[] JitTimes() => [gatewayJit?.JitTime ?? TimeSpan.Zero, upstreamJit.JitTime, bareJit?.JitTime ?? TimeSpan.Zero, System.Runtime.JitInfo.GetCompilationTime()];
 
         var clock = Stopwatch.StartNew();
         while (true)
@@ -180,7 +183,7 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
                 $"bare proxy {compiled[2].TotalMilliseconds:0}, load generator {compiled[3].TotalMilliseconds:0} (quiet at {allowed.TotalMilliseconds:0})");
             if (quiet || clock.Elapsed >= MaxWarmUp)
             {
-                return new WarmUpResult(clock.Elapsed, quiet, gatewayJit.JitTime);
+                return new WarmUpResult(clock.Elapsed, quiet, gatewayJit?.JitTime);
             }
         }
     }

@@ -39,6 +39,22 @@ internal sealed class RuntimeCounters : IDisposable
     /// <summary>The time the process's JIT compiler has spent since this session started (all threads; one-second resolution).</summary>
     public TimeSpan JitTime => TimeSpan.FromMicroseconds(Interlocked.Read(ref _jitMicroseconds));
 
+    /// <summary>
+    /// Like <see cref="Start"/>, or null when the process offers no EventPipe (a Native AOT build without it, or
+    /// diagnostics switched off): then there is no JIT to watch, or no way to watch it.
+    /// </summary>
+    public static RuntimeCounters? TryStart(int processId)
+    {
+        try
+        {
+            return Start(processId);
+        }
+        catch (DiagnosticsClientException)
+        {
+            return null;
+        }
+    }
+
     public static RuntimeCounters Start(int processId)
     {
         var provider = new EventPipeProvider("System.Runtime", EventLevel.Informational, 0,

@@ -279,7 +279,7 @@ internal static class MarkdownReport
     }
 
     private static string WarmUp(WarmUpResult? warmUp) => warmUp is null ? ""
-        : $"; measured after a warm-up of {warmUp.Duration.TotalSeconds:0} s ({(warmUp.Quiet ? "until no process's JIT compiled for more than 1 % of a round" : "**cut off at its cap with a JIT still compiling**")}; the gateway's JIT compiled for {warmUp.GatewayJitTime.TotalSeconds:0.0} s of it)";
+        : $"; measured after a warm-up of {warmUp.Duration.TotalSeconds:0} s ({(warmUp.Quiet ? "until no process's JIT compiled for more than 1 % of a round" : "**cut off at its cap with a JIT still compiling**")}; {(warmUp.GatewayJitTime is { } jit ? $"the gateway's JIT compiled for {jit.TotalSeconds:0.0} s of it" : "the gateway's JIT time not observable: no EventPipe")})";
 
     private static string Check(bool ok) => ok ? "met" : "**missed**";
 
