@@ -105,7 +105,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         Assert.Equal("tokens", (string?)(await ErrorOf(refused, HttpStatusCode.TooManyRequests))["type"]);
 
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
-        Assert.Equal(2 * perCall, (long)await redis.GetDatabase().StringGetAsync("onyx:rl:{master}:toksum"));
+        Assert.Equal(2 * perCall, (long)await redis.GetDatabase().StringGetAsync("onyx:rl:{master}:tokens-total"));
     }
 
     [Fact]
@@ -129,12 +129,68 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
 
         foreach (var subject in subjects)
         {
-            Assert.Equal(12, (long)await database.StringGetAsync(subject.Key + ":toksum"));
-            Assert.Equal(["5:r:1", "7:r:3"], (await database.SortedSetRangeByRankAsync(subject.Key + ":tok")).Select(m => m.ToString()).Order());
+            Assert.Equal(12, (long)await database.StringGetAsync(subject.Key + ":tokens-total"));
+            // Each entry: the running total after it (padded), its own tokens, its request.
+            Assert.Equal(["0000000000000005:5:r:1", "0000000000000012:7:r:3"],
+                (await database.SortedSetRangeByRankAsync(subject.Key + ":tokens")).Select(m => m.ToString()));
         }
         Assert.Equal(0, await database.SortedSetLengthAsync(user.Key + ":par"));
         var next = await store.AdmitAsync(subjects, "r:4", CancellationToken.None);
         Assert.Equal(12, next.Usage[0].Tokens);
+    }
+
+    [Fact]
+    public async Task AnAdmissionDropsABoundedNumberOfExpiredEntriesAndStillCountsExactly()
+    {
+        // A heavy user's busy minute, long gone: thousands of entries older than the window. One admission must not
+        // drop them all (that held Redis for a third of a second at 240 000 entries); the ones left are skipped by rank.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
+        var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(new Onyx.Gateway.Configuration.OnyxOptions()));
+        var drop = Onyx.Gateway.RateLimiting.RedisUsageStore.MaxExpiredDroppedPerAdmission;
+        Onyx.Gateway.RateLimiting.LimitSubject User(long rpm, long tpm) => Onyx.Gateway.RateLimiting.LimitSubject.User("heavy-user", rpm, tpm, maxParallel: 0);
+        var key = User(0, 0).Key;
+        var database = redis.GetDatabase();
+        var expired = 4 * drop + 500;
+        await database.SortedSetAddAsync(key + ":req", [.. Enumerable.Range(0, expired).Select(i => new SortedSetEntry($"old:{i}", 1 + i))]);
+        await database.SortedSetAddAsync(key + ":tokens", [.. Enumerable.Range(0, expired).Select(i => new SortedSetEntry($"{(i + 1) * 10L:D16}:10:old:{i}", 1 + i))]);
+        await database.StringSetAsync(key + ":tokens-total", expired * 10L);
+        async Task AssertLeft(int requests, int tokenEntries)
+        {
+            Assert.Equal(requests, await database.SortedSetLengthAsync(key + ":req"));
+            Assert.Equal(tokenEntries, await database.SortedSetLengthAsync(key + ":tokens"));
+        }
+
+        var first = await store.AdmitAsync([User(1_000_000, 1_000_000)], "new:1", CancellationToken.None);
+        Assert.True(first.Admitted);
+        Assert.Equal(1, first.Usage[0].Requests);
+        Assert.Equal(0, first.Usage[0].Tokens);
+        await AssertLeft(expired - drop + 1, expired - drop);
+        await store.RecordAsync([new([User(0, 0)], "new:1", 25)], CancellationToken.None);
+
+        // Refused on requests while expired entries are still ahead of the window's first: the retry is that entry's.
+        var onRequests = await store.AdmitAsync([User(1, 1_000_000)], "new:2", CancellationToken.None);
+        Assert.False(onRequests.Admitted);
+        Assert.Equal(Onyx.Gateway.RateLimiting.LimitKind.Requests, onRequests.RefusedLimit);
+        Assert.InRange(onRequests.RetryAfter, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(60));
+        Assert.Equal(1, onRequests.Usage[0].Requests);
+        await AssertLeft(expired - 2 * drop + 1, expired - 2 * drop + 1);
+
+        // Refused on tokens likewise: 25 counted, not the thousands still waiting to be dropped.
+        var onTokens = await store.AdmitAsync([User(1_000_000, 20)], "new:3", CancellationToken.None);
+        Assert.False(onTokens.Admitted);
+        Assert.Equal(Onyx.Gateway.RateLimiting.LimitKind.Tokens, onTokens.RefusedLimit);
+        Assert.Equal(25, onTokens.Usage[0].Tokens);
+        Assert.InRange(onTokens.RetryAfter, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(60));
+        await AssertLeft(expired - 3 * drop + 1, expired - 3 * drop + 1);
+
+        var next = await store.AdmitAsync([User(1_000_000, 1_000_000)], "new:4", CancellationToken.None);
+        Assert.True(next.Admitted);
+        Assert.Equal(2, next.Usage[0].Requests);
+        Assert.Equal(25, next.Usage[0].Tokens);
+        await store.RecordAsync([new([User(0, 0)], "new:4", 10)], CancellationToken.None);
+        Assert.Equal(35, (await store.AdmitAsync([User(1_000_000, 1_000_000)], "new:5", CancellationToken.None)).Usage[0].Tokens);
+        // Every expired entry gone by now: 4 × drop + 500 in five admissions.
+        await AssertLeft(3, 2);
     }
 
     [Fact]

@@ -6,66 +6,86 @@ namespace Onyx.Gateway.RateLimiting;
 
 /// <summary>
 /// The shared counters, in Redis: per subject a sorted set of admitted requests and one of token entries (scored
-/// by time), a running token sum, and a sorted set of requests in flight. Each admission is one Lua script — one
+/// by time), a running token total, and a sorted set of requests in flight. Each admission is one Lua script — one
 /// atomic round trip that checks and counts for every subject, timed by the Redis server's own clock so replicas'
 /// clock differences cannot widen the window. Written by hand because no .NET library offers an exact rolling
 /// window across processes: System.Threading.RateLimiting's limiters count inside one process.
 /// </summary>
+/// <remarks>
+/// No admission does work in proportion to the size of a window: counts come from ranks (<c>ZCOUNT</c>,
+/// <c>ZCARD</c>), the window's tokens from the running total, and each admission drops at most
+/// <see cref="MaxExpiredDroppedPerAdmission"/> entries that left the window (the rest go with the next
+/// admissions; until then they are skipped by rank, so counts stay exact). A user who sent a few hundred thousand
+/// requests in a minute and then paused would otherwise stall Redis, for every replica and user, for a third of a
+/// second on the admission that drops them.
+/// </remarks>
 internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<OnyxOptions> options) : IUsageStore
 {
-    // KEYS: four per subject (requests, tokens, token sum, in flight).
-    // ARGV: window ms, parallel lease ms, request member, then per subject: rpm, tpm, max parallel (0 = none).
+    /// <summary>Entries that left the window dropped by one admission, per sorted set.</summary>
+    internal const int MaxExpiredDroppedPerAdmission = 1000;
+
+    // KEYS: four per subject (requests, tokens, token total, in flight).
+    // ARGV: window ms, parallel lease ms, request member, most expired entries to drop per set, then per subject:
+    // rpm, tpm, max parallel (0 = none).
     // Returns: refusal code (0 admitted, else subject * 3 + limit + 1), retry ms, then per subject:
     // requests, ms until the oldest leaves, tokens, ms until the oldest tokens leave.
+    // A token entry is "<running total after it, 16 digits>:<its tokens>:<request member>": the window's tokens are
+    // the total now minus the total before its oldest entry. The digits are padded so that entries of the same
+    // millisecond sort (by member) in the order they were added.
     private const string AdmitScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local window = tonumber(ARGV[1])
         local lease = tonumber(ARGV[2])
         local member = ARGV[3]
+        local drop = tonumber(ARGV[4])
         local edge = now - window
         local subjects = #KEYS / 4
         local out = {0, 0}
         local code, retry = 0, 0
+        -- Drops the entries that left the window, at most `drop` of them. Returns the rank of the first entry still in
+        -- it and how many are in it. Only a set longer than `drop` can hold more: its entry at that rank tells.
+        local function trim(key)
+          local card = redis.call('ZCARD', key)
+          if card > drop and tonumber(redis.call('ZRANGE', key, drop - 1, drop - 1, 'WITHSCORES')[2]) <= edge then
+            redis.call('ZREMRANGEBYRANK', key, 0, drop - 1)
+            local left = redis.call('ZCOUNT', key, '-inf', edge)
+            return left, card - drop - left
+          end
+          return 0, card - redis.call('ZREMRANGEBYSCORE', key, '-inf', edge)
+        end
+        local function totalAfter(entry) return tonumber(string.match(entry, '^(%d+):')) end
         for s = 0, subjects - 1 do
-          local req, tok, sum, par = KEYS[s * 4 + 1], KEYS[s * 4 + 2], KEYS[s * 4 + 3], KEYS[s * 4 + 4]
-          local rpm, tpm, maxpar = tonumber(ARGV[s * 3 + 4]), tonumber(ARGV[s * 3 + 5]), tonumber(ARGV[s * 3 + 6])
-          redis.call('ZREMRANGEBYSCORE', req, '-inf', edge)
-          local expired = redis.call('ZRANGEBYSCORE', tok, '-inf', edge)
-          local tokens = 0
-          if #expired > 0 then
-            redis.call('ZREMRANGEBYSCORE', tok, '-inf', edge)
+          local req, tok, total, par = KEYS[s * 4 + 1], KEYS[s * 4 + 2], KEYS[s * 4 + 3], KEYS[s * 4 + 4]
+          local rpm, tpm, maxpar = tonumber(ARGV[s * 3 + 5]), tonumber(ARGV[s * 3 + 6]), tonumber(ARGV[s * 3 + 7])
+          local reqFirst, requests = trim(req)
+          local reqReset = 0
+          if requests > 0 then reqReset = tonumber(redis.call('ZRANGE', req, reqFirst, reqFirst, 'WITHSCORES')[2]) + window - now end
+          local tokFirst, tokEntries = trim(tok)
+          local tokens, tokReset, totalNow = 0, 0, 0
+          if tokEntries > 0 then
+            local oldest = redis.call('ZRANGE', tok, tokFirst, tokFirst, 'WITHSCORES')
+            totalNow = tonumber(redis.call('GET', total) or '0')
+            local after, own = string.match(oldest[1], '^(%d+):(%d+):')
+            -- Never below 0, even if the total was lost (evicted) while entries remained.
+            tokens = math.max(0, totalNow - tonumber(after) + tonumber(own))
+            if tokens > 0 then tokReset = tonumber(oldest[2]) + window - now end
           end
-          if redis.call('ZCARD', tok) == 0 then
-            redis.call('DEL', sum)
-          else
-            local gone = 0
-            for i = 1, #expired do gone = gone + tonumber(string.match(expired[i], '^%d+')) end
-            if gone > 0 then
-              tokens = redis.call('DECRBY', sum, gone)
-            else
-              tokens = tonumber(redis.call('GET', sum) or '0')
-            end
-          end
-          local requests = redis.call('ZCARD', req)
-          local reqReset, tokReset = 0, 0
-          if requests > 0 then reqReset = tonumber(redis.call('ZRANGE', req, 0, 0, 'WITHSCORES')[2]) + window - now end
-          if tokens > 0 then tokReset = tonumber(redis.call('ZRANGE', tok, 0, 0, 'WITHSCORES')[2]) + window - now end
           if code == 0 then
             if rpm > 0 and requests >= rpm then
               code = s * 3 + 1
-              retry = tonumber(redis.call('ZRANGE', req, requests - rpm, requests - rpm, 'WITHSCORES')[2]) + window - now
+              local rank = reqFirst + requests - rpm
+              retry = tonumber(redis.call('ZRANGE', req, rank, rank, 'WITHSCORES')[2]) + window - now
             elseif tpm > 0 and tokens >= tpm then
               code = s * 3 + 2
-              local entries = redis.call('ZRANGE', tok, 0, -1, 'WITHSCORES')
-              local left = tokens
-              for i = 1, #entries, 2 do
-                left = left - tonumber(string.match(entries[i], '^%d+'))
-                if left < tpm then
-                  retry = tonumber(entries[i + 1]) + window - now
-                  break
-                end
+              -- The first entry whose leaving brings the window under tpm: after it, fewer than tpm remain.
+              -- Totals grow with rank, so a binary search over ranks finds it.
+              local lo, hi = tokFirst, redis.call('ZCARD', tok) - 1
+              while lo < hi do
+                local mid = math.floor((lo + hi) / 2)
+                if totalNow - totalAfter(redis.call('ZRANGE', tok, mid, mid)[1]) < tpm then hi = mid else lo = mid + 1 end
               end
+              retry = tonumber(redis.call('ZRANGE', tok, lo, lo, 'WITHSCORES')[2]) + window - now
             elseif maxpar > 0 then
               redis.call('ZREMRANGEBYSCORE', par, '-inf', now - lease)
               if redis.call('ZCARD', par) >= maxpar then
@@ -83,7 +103,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
           for s = 0, subjects - 1 do
             redis.call('ZADD', KEYS[s * 4 + 1], now, member)
             redis.call('PEXPIRE', KEYS[s * 4 + 1], window)
-            if tonumber(ARGV[s * 3 + 6]) > 0 then
+            if tonumber(ARGV[s * 3 + 7]) > 0 then
               redis.call('ZADD', KEYS[s * 4 + 4], now, member)
               redis.call('PEXPIRE', KEYS[s * 4 + 4], lease)
             end
@@ -97,7 +117,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
         """;
 
     // Any number of finished calls of one user (their keys share the user's hash slot, so this runs on Redis Cluster).
-    // KEYS: three per subject of each call in turn (tokens, token sum, in flight).
+    // KEYS: three per subject of each call in turn (tokens, token total, in flight).
     // ARGV: window ms, then per call: its number of subjects, its tokens, its request member.
     private const string RecordScript = """
         local t = redis.call('TIME')
@@ -108,12 +128,12 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
           local tokens = tonumber(ARGV[a + 1])
           local member = ARGV[a + 2]
           for s = 1, tonumber(ARGV[a]) do
-            local tok, sum, par = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+            local tok, total, par = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
             if tokens > 0 then
-              redis.call('ZADD', tok, now, ARGV[a + 1] .. ':' .. member)
-              redis.call('INCRBY', sum, tokens)
+              local after = redis.call('INCRBY', total, tokens)
+              redis.call('ZADD', tok, now, string.format('%016d', after) .. ':' .. ARGV[a + 1] .. ':' .. member)
               redis.call('PEXPIRE', tok, window)
-              redis.call('PEXPIRE', sum, window)
+              redis.call('PEXPIRE', total, window)
             end
             redis.call('ZREM', par, member)
             k = k + 3
@@ -122,25 +142,32 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
         return 1
         """;
 
+    // The token keys' names changed with their layout (entries once held only their own tokens, and the sum was
+    // decremented): replicas of both versions during a rolling upgrade count tokens apart for at most one window
+    // instead of misreading each other's entries.
+    private const string TokensSuffix = ":tokens";
+    private const string TokensTotalSuffix = ":tokens-total";
+
     private readonly RateLimitOptions _options = options.Value.RateLimits;
 
     public async Task<Admission> AdmitAsync(IReadOnlyList<LimitSubject> subjects, string member, CancellationToken cancellationToken)
     {
         var keys = new RedisKey[subjects.Count * 4];
-        var args = new RedisValue[3 + subjects.Count * 3];
+        var args = new RedisValue[4 + subjects.Count * 3];
         args[0] = (long)_options.Window.TotalMilliseconds;
         args[1] = (long)_options.ParallelLease.TotalMilliseconds;
         args[2] = member;
+        args[3] = MaxExpiredDroppedPerAdmission;
         for (var i = 0; i < subjects.Count; i++)
         {
             var subject = subjects[i];
             keys[i * 4] = subject.Key + ":req";
-            keys[i * 4 + 1] = subject.Key + ":tok";
-            keys[i * 4 + 2] = subject.Key + ":toksum";
+            keys[i * 4 + 1] = subject.Key + TokensSuffix;
+            keys[i * 4 + 2] = subject.Key + TokensTotalSuffix;
             keys[i * 4 + 3] = subject.Key + ":par";
-            args[3 + i * 3] = subject.Rpm;
-            args[4 + i * 3] = subject.Tpm;
-            args[5 + i * 3] = subject.MaxParallel;
+            args[4 + i * 3] = subject.Rpm;
+            args[5 + i * 3] = subject.Tpm;
+            args[6 + i * 3] = subject.MaxParallel;
         }
         var result = (long[])(await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, keys, args))!;
         var usage = new SubjectUsage[subjects.Count];
@@ -166,8 +193,8 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
             var record = records[r];
             foreach (var subject in record.Subjects)
             {
-                keys.Add(subject.Key + ":tok");
-                keys.Add(subject.Key + ":toksum");
+                keys.Add(subject.Key + TokensSuffix);
+                keys.Add(subject.Key + TokensTotalSuffix);
                 keys.Add(subject.Key + ":par");
             }
             args[1 + r * 3] = record.Subjects.Count;
