@@ -250,8 +250,9 @@ internal static class MarkdownReport
         md.AppendLine("5004, counted from the gateway's console log. Each request counted in Redis is admitted by one Lua script");
         md.AppendLine("and its tokens recorded by another; the tokens of calls that finish while a record is being written go together");
         md.AppendLine("in the next one, so under load there are fewer record scripts than calls. Read from Redis's `INFO commandstats`,");
-        md.AppendLine("which also counts the commands scripts run: the admission script runs `ZRANGEBYSCORE` once per request and the");
-        md.AppendLine("record script `ZREM` once per call, and nothing else of the gateway does; 1.00 of each per answer means every");
+        md.AppendLine("which also counts the commands scripts run: the admission script runs `ZCARD` twice per request (once on each");
+        md.AppendLine("sorted set it trims; counted as one admission) and the record script `ZREM` once per call, and nothing else of");
+        md.AppendLine("the gateway runs either; 1.00 of each per answer means every");
         md.AppendLine("request was admitted and recorded in Redis (a handful of warm-up requests may land in the count).");
         md.AppendLine();
         md.AppendLine("| scenario | gateway answers | 429s | other errors | answers with `x-ratelimit-*` headers | admitted in Redis per answer | recorded in Redis per answer | Redis scripts per answer | Redis µs per script | fell back to memory (5002) | back to Redis (5004) | 5002 during warm-up | `rate-limits` health at the end |");
