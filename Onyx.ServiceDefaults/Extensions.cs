@@ -36,6 +36,17 @@ public static class Extensions
     /// <summary>Tag combinations each framework metric keeps (<c>OpenTelemetry:Metrics:FrameworkCardinalityLimit</c>).</summary>
     public const int DefaultFrameworkCardinalityLimit = 200;
 
+    /// <summary>
+    /// Framework instruments not collected unless <c>OpenTelemetry:Metrics:Drop</c> says otherwise (comma-separated
+    /// instrument names; a trailing <c>*</c> matches a prefix; empty collects everything). Each is recorded on every
+    /// request, or on every buffer Kestrel rents, and tells an operator of a gateway nothing that the metrics kept do
+    /// not: the route every request matches, how long the key check took, the connection pool's queue and idle
+    /// states, the memory pool's rentals. A dropped instrument is switched off at its source, so it costs nothing.
+    /// </summary>
+    public const string DefaultDroppedMetrics =
+        "aspnetcore.memory_pool.*,aspnetcore.routing.match_attempts,aspnetcore.authentication.authenticate.duration," +
+        "aspnetcore.authorization.attempts,http.client.request.time_in_queue,http.client.open_connections";
+
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
         builder.ConfigureOpenTelemetry();
@@ -97,6 +108,8 @@ public static class Extensions
         {
             throw new InvalidOperationException($"OpenTelemetry:Metrics:FrameworkCardinalityLimit must be at least 1 (it is {frameworkLimit}).");
         }
+        var dropped = (builder.Configuration["OpenTelemetry:Metrics:Drop"] ?? DefaultDroppedMetrics)
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var telemetry = builder.Services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddAspNetCoreInstrumentation()
@@ -105,7 +118,9 @@ public static class Extensions
                 .AddMeter(OnyxTelemetryPrefix + "*")
                 .AddView(instrument => instrument.Meter.Name.StartsWith(OnyxTelemetryPrefix, StringComparison.Ordinal)
                     ? null
-                    : new MetricStreamConfiguration { CardinalityLimit = frameworkLimit }));
+                    : Matches(dropped, instrument.Name)
+                        ? MetricStreamConfiguration.Drop
+                        : new MetricStreamConfiguration { CardinalityLimit = frameworkLimit }));
         if (traces)
         {
             telemetry.WithTracing(tracing => tracing
@@ -125,6 +140,20 @@ public static class Extensions
             telemetry.UseOtlpExporter();
         }
         return builder;
+    }
+
+    private static bool Matches(string[] patterns, string name)
+    {
+        foreach (var pattern in patterns)
+        {
+            if (pattern.EndsWith('*')
+                ? name.StartsWith(pattern.AsSpan(0, pattern.Length - 1), StringComparison.Ordinal)
+                : name.Equals(pattern, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     public static TBuilder AddDefaultHealthChecks<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder

@@ -162,6 +162,60 @@ public sealed class MetricCardinalityTests : GatewayTest
     }
 }
 
+/// <summary>
+/// Framework instruments recorded on every request that say nothing the kept metrics do not are dropped by default
+/// (<c>OpenTelemetry:Metrics:Drop</c>); an operator can bring them back or drop others.
+/// </summary>
+[Collection(MetricsCollection.Name)]
+public sealed class DroppedMetricsTests : GatewayTest
+{
+    internal static readonly string[] DroppedByDefault =
+    [
+        "aspnetcore_routing_match_attempts", "aspnetcore_authentication_authenticate_duration", "aspnetcore_authorization_attempts",
+        "http_client_open_connections", "http_client_request_time_in_queue", "aspnetcore_memory_pool_",
+    ];
+
+    [Fact]
+    public async Task TheDefaultListKeepsRequestAndUpstreamDurationsAndDropsThePerRequestInternals()
+    {
+        var scrape = await ScrapeAfterAChatAsync(Client);
+
+        Assert.True(scrape.Sum("http_server_request_duration_seconds_count") >= 1);
+        Assert.True(scrape.Sum("http_client_request_duration_seconds_count") >= 1);
+        Assert.Equal(1, scrape.Sum("gen_ai_client_operation_duration_seconds_count"));
+        Assert.DoesNotContain(scrape.Lines, l => DroppedByDefault.Any(d => l.StartsWith(d, StringComparison.Ordinal)));
+    }
+
+    internal static async Task<Prometheus> ScrapeAfterAChatAsync(HttpClient client)
+    {
+        using (var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
+        {
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+        return Prometheus.Parse(await client.GetStringAsync("/metrics"));
+    }
+}
+
+[Collection(MetricsCollection.Name)]
+public sealed class OperatorDroppedMetricsTests : GatewayTest
+{
+    protected override Dictionary<string, string?> Settings => new() { ["OpenTelemetry:Metrics:Drop"] = "http.server.*" };
+
+    [Fact]
+    public async Task AnOperatorsListReplacesTheDefault()
+    {
+        var scrape = await DroppedMetricsTests.ScrapeAfterAChatAsync(Client);
+
+        Assert.DoesNotContain(scrape.Lines, l => l.StartsWith("http_server_", StringComparison.Ordinal));
+        Assert.True(scrape.Sum("http_client_request_duration_seconds_count") >= 1);
+        // Not on the operator's list, so collected again.
+        foreach (var name in DroppedMetricsTests.DroppedByDefault)
+        {
+            Assert.Contains(scrape.Lines, l => l.StartsWith(name, StringComparison.Ordinal));
+        }
+    }
+}
+
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class MetricsCollection
 {

@@ -40,6 +40,9 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
         local member = ARGV[3]
         local drop = tonumber(ARGV[4])
         local edge = now - window
+        -- Numbers go to Redis as integer strings: Redis would format a Lua number with "%.17g", which is slow.
+        local function int(n) return string.format('%d', n) end
+        local nowArg, edgeArg = int(now), int(edge)
         local subjects = #KEYS / 4
         local out = {0, 0}
         local code, retry = 0, 0
@@ -47,12 +50,12 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
         -- it and how many are in it. Only a set longer than `drop` can hold more: its entry at that rank tells.
         local function trim(key)
           local card = redis.call('ZCARD', key)
-          if card > drop and tonumber(redis.call('ZRANGE', key, drop - 1, drop - 1, 'WITHSCORES')[2]) <= edge then
-            redis.call('ZREMRANGEBYRANK', key, 0, drop - 1)
-            local left = redis.call('ZCOUNT', key, '-inf', edge)
+          if card > drop and tonumber(redis.call('ZRANGE', key, int(drop - 1), int(drop - 1), 'WITHSCORES')[2]) <= edge then
+            redis.call('ZREMRANGEBYRANK', key, '0', int(drop - 1))
+            local left = redis.call('ZCOUNT', key, '-inf', edgeArg)
             return left, card - drop - left
           end
-          return 0, card - redis.call('ZREMRANGEBYSCORE', key, '-inf', edge)
+          return 0, card - redis.call('ZREMRANGEBYSCORE', key, '-inf', edgeArg)
         end
         local function totalAfter(entry) return tonumber(string.match(entry, '^(%d+):')) end
         for s = 0, subjects - 1 do
@@ -60,11 +63,11 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
           local rpm, tpm, maxpar = tonumber(ARGV[s * 3 + 5]), tonumber(ARGV[s * 3 + 6]), tonumber(ARGV[s * 3 + 7])
           local reqFirst, requests = trim(req)
           local reqReset = 0
-          if requests > 0 then reqReset = tonumber(redis.call('ZRANGE', req, reqFirst, reqFirst, 'WITHSCORES')[2]) + window - now end
+          if requests > 0 then reqReset = tonumber(redis.call('ZRANGE', req, int(reqFirst), int(reqFirst), 'WITHSCORES')[2]) + window - now end
           local tokFirst, tokEntries = trim(tok)
           local tokens, tokReset, totalNow = 0, 0, 0
           if tokEntries > 0 then
-            local oldest = redis.call('ZRANGE', tok, tokFirst, tokFirst, 'WITHSCORES')
+            local oldest = redis.call('ZRANGE', tok, int(tokFirst), int(tokFirst), 'WITHSCORES')
             totalNow = tonumber(redis.call('GET', total) or '0')
             local after, own = string.match(oldest[1], '^(%d+):(%d+):')
             -- Never below 0, even if the total was lost (evicted) while entries remained.
@@ -75,7 +78,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
             if rpm > 0 and requests >= rpm then
               code = s * 3 + 1
               local rank = reqFirst + requests - rpm
-              retry = tonumber(redis.call('ZRANGE', req, rank, rank, 'WITHSCORES')[2]) + window - now
+              retry = tonumber(redis.call('ZRANGE', req, int(rank), int(rank), 'WITHSCORES')[2]) + window - now
             elseif tpm > 0 and tokens >= tpm then
               code = s * 3 + 2
               -- The first entry whose leaving brings the window under tpm: after it, fewer than tpm remain.
@@ -83,11 +86,11 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
               local lo, hi = tokFirst, redis.call('ZCARD', tok) - 1
               while lo < hi do
                 local mid = math.floor((lo + hi) / 2)
-                if totalNow - totalAfter(redis.call('ZRANGE', tok, mid, mid)[1]) < tpm then hi = mid else lo = mid + 1 end
+                if totalNow - totalAfter(redis.call('ZRANGE', tok, int(mid), int(mid))[1]) < tpm then hi = mid else lo = mid + 1 end
               end
-              retry = tonumber(redis.call('ZRANGE', tok, lo, lo, 'WITHSCORES')[2]) + window - now
+              retry = tonumber(redis.call('ZRANGE', tok, int(lo), int(lo), 'WITHSCORES')[2]) + window - now
             elseif maxpar > 0 then
-              redis.call('ZREMRANGEBYSCORE', par, '-inf', now - lease)
+              redis.call('ZREMRANGEBYSCORE', par, '-inf', int(now - lease))
               if redis.call('ZCARD', par) >= maxpar then
                 code = s * 3 + 3
                 retry = 1000
@@ -101,11 +104,11 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
         end
         if code == 0 then
           for s = 0, subjects - 1 do
-            redis.call('ZADD', KEYS[s * 4 + 1], now, member)
-            redis.call('PEXPIRE', KEYS[s * 4 + 1], window)
+            redis.call('ZADD', KEYS[s * 4 + 1], nowArg, member)
+            redis.call('PEXPIRE', KEYS[s * 4 + 1], ARGV[1])
             if tonumber(ARGV[s * 3 + 7]) > 0 then
-              redis.call('ZADD', KEYS[s * 4 + 4], now, member)
-              redis.call('PEXPIRE', KEYS[s * 4 + 4], lease)
+              redis.call('ZADD', KEYS[s * 4 + 4], nowArg, member)
+              redis.call('PEXPIRE', KEYS[s * 4 + 4], ARGV[2])
             end
             out[s * 4 + 3] = out[s * 4 + 3] + 1
             if out[s * 4 + 4] == 0 then out[s * 4 + 4] = window end
@@ -122,7 +125,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
     private const string RecordScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local window = tonumber(ARGV[1])
+        local nowArg = string.format('%d', now)
         local k = 0
         for a = 2, #ARGV, 3 do
           local tokens = tonumber(ARGV[a + 1])
@@ -130,10 +133,10 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
           for s = 1, tonumber(ARGV[a]) do
             local tok, total, par = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
             if tokens > 0 then
-              local after = redis.call('INCRBY', total, tokens)
-              redis.call('ZADD', tok, now, string.format('%016d', after) .. ':' .. ARGV[a + 1] .. ':' .. member)
-              redis.call('PEXPIRE', tok, window)
-              redis.call('PEXPIRE', total, window)
+              local after = redis.call('INCRBY', total, ARGV[a + 1])
+              redis.call('ZADD', tok, nowArg, string.format('%016d', after) .. ':' .. ARGV[a + 1] .. ':' .. member)
+              redis.call('PEXPIRE', tok, ARGV[1])
+              redis.call('PEXPIRE', total, ARGV[1])
             end
             redis.call('ZREM', par, member)
             k = k + 3
