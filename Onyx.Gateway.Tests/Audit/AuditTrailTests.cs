@@ -341,11 +341,13 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     {
         const int Total = 12;
         var gateway = await StartReplicaAsync(new() { ["Onyx:Audit:BatchSize"] = "4" });
+        // Redis holds every write until the gateway is stopping: the writer's first batch waits in it, the rest wait
+        // in the queue. (A pause for a fixed time raced the stop: on a busy machine it could outlast the 2 s the stop
+        // gives Redis, and the records then went to the spill file, as they should, instead of to Redis.)
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
+        await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "30000", "WRITE");
         using (var client = gateway.CreateClient(ApiKeyTests.MasterKey))
         {
-            // Redis holds every write for a while: the writer's first batch waits in it, the rest wait in the queue.
-            await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
-            await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
             for (var i = 0; i < Total; i++)
             {
                 using var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
@@ -354,10 +356,15 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
             await using var check = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
             Assert.True(await check.GetDatabase().StreamLengthAsync(StreamKey) < Total);
         }
-        await gateway.DisposeAsync();
+        var stopping = gateway.DisposeAsync().AsTask();
+        var flushing = await gateway.Logs.WaitForAsync(r => r.EventId == 8010, Deadline);
+        Assert.True((int)flushing["Count"]! > 0);
+        await admin.GetDatabase().ExecuteAsync("CLIENT", "UNPAUSE");
+        await stopping;
 
         var records = (await ReadAllAsync()).Select(Record).ToList();
-        Assert.Equal(Total, records.Count);
+        var events = string.Join("\n", gateway.Logs.Records.Where(r => r.Category.Contains("Audit", StringComparison.Ordinal)).Select(r => r.Message));
+        Assert.True(Total == records.Count, $"{records.Count} of {Total} records in Redis; the writer logged:\n{events}");
         Assert.Equal(Total, records.Select(r => (string)r["audit_id"]!).Distinct().Count());
         var flushed = gateway.Logs.Records.Single(r => r.EventId == 8008);
         Assert.Equal(0L, flushed["PendingBytes"]);

@@ -73,7 +73,8 @@ public sealed class StartupReportTests
         try
         {
             var error = await Assert.ThrowsAnyAsync<Exception>(() => GatewayHost.StartAsync(new() { ["LITELLM_CONFIG_PATH"] = config }));
-            var validation = Assert.IsType<OptionsValidationException>(Unwrap(error));
+            var validation = Unwrap(error) as OptionsValidationException;
+            Assert.True(validation is not null, error.ToString());
             Assert.Contains("model_list:0:litellm_params:model has an unknown provider prefix 'bedrock/'", validation.Message);
         }
         finally

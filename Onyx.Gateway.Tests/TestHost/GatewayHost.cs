@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.ExceptionServices;
 using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Hosting;
@@ -92,7 +93,7 @@ public sealed class GatewayHost : IAsyncDisposable
         {
             factory.StartServer();
         }
-        catch
+        catch (Exception error)
         {
             // A gateway that refuses to start (bad config) must not leave its fakes running — and the reason it
             // refused is what the caller must see, not a later failure of tearing the half-started host down.
@@ -106,6 +107,15 @@ public sealed class GatewayHost : IAsyncDisposable
             await primary.DisposeAsync();
             await fallback.DisposeAsync();
             DeleteDirectory(ownSpillDirectory);
+            // WebApplicationFactory races the app when it fails to start: the app's own thread disposes the host
+            // (Run's finally) while the factory may still be reading its services, and the factory then throws
+            // ObjectDisposedException instead of the app's exception (seen once in about ten full test runs). The
+            // host logged why it failed ("Hosting failed to start", event 11): that is the reason to throw.
+            if (error is ObjectDisposedException
+                && logs.Records.LastOrDefault(r => r.EventId == 11 && r.Category == "Microsoft.Extensions.Hosting.Internal.Host")?.Exception is { } reason)
+            {
+                ExceptionDispatchInfo.Throw(reason);
+            }
             throw;
         }
         var host = new GatewayHost(primary, fallback, factory, logs, ownSpillDirectory);

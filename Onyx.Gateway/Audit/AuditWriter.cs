@@ -216,6 +216,7 @@ internal sealed partial class AuditWriter : BackgroundService
     {
         // A record arriving after this (a request ended past the host's shutdown timeout) goes to the file in Write.
         _queue.Writer.TryComplete();
+        Log.Stopping(_logger, batch.Count + _queue.Reader.Count);
         var flushed = batch.Count;
         while (_queue.Reader.TryRead(out var record))
         {
@@ -370,6 +371,9 @@ internal sealed partial class AuditWriter : BackgroundService
 
         [LoggerMessage(8009, LogLevel.Error, "Audit: the record of request {RequestId} ended after the writer had closed at exit, and is lost")]
         public static partial void LostAtExit(ILogger logger, string requestId);
+
+        [LoggerMessage(8010, LogLevel.Information, "Audit: stopping; writing the {Count} records still queued")]
+        public static partial void Stopping(ILogger logger, int count);
 
         [LoggerMessage(8008, LogLevel.Information, "Audit: shutdown wrote the {Count} queued records; {PendingBytes} bytes of spilled records wait in {SpillPath} for the next start")]
         public static partial void Flushed(ILogger logger, int count, long pendingBytes, string spillPath);
