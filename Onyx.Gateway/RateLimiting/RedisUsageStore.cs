@@ -41,6 +41,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
         local drop = tonumber(ARGV[4])
         local edge = now - window
         -- Numbers go to Redis as integer strings: Redis would format a Lua number with "%.17g", which is slow.
+        -- ('%d' formats a C long: 64 bits on the 64-bit Unix builds Redis supports, wide enough for ms timestamps.)
         local function int(n) return string.format('%d', n) end
         local nowArg, edgeArg = int(now), int(edge)
         local subjects = #KEYS / 4
