@@ -1,4 +1,12 @@
 using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Telemetry;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 
@@ -102,5 +110,125 @@ public sealed class CallLogTests : GatewayTest
             Assert.DoesNotContain(GatewayHost.TogetherKey, text);
             Assert.DoesNotContain(secretPrompt, text);
         }
+    }
+}
+
+/// <summary>The call log's stdout lines: every record one whole JSON line, a burst written in few system calls.</summary>
+public sealed class CallLogStdoutTests
+{
+    [Theory]
+    [InlineData(50, 1)]
+    // ~400 bytes a line: 400 lines are about 160 KB, written in slices of 64 KB.
+    [InlineData(400, 3)]
+    public async Task ABurstIsWrittenInSlicesOf64KbAndEveryLineIsWhole(int records, int expectedWrites)
+    {
+        var output = new RecordingStream();
+        using var services = new ServiceCollection().BuildServiceProvider();
+        var callLog = new CallLog(NullLoggerFactory.Instance, Options.Create(new OnyxOptions()),
+            new FailureReporter(services, new ConfigurationBuilder().Build()), () => output);
+
+        // Queued before the loop starts, so all of them are one burst.
+        for (var i = 0; i < records; i++)
+        {
+            callLog.Write(Record($"req-{i}"));
+        }
+        await callLog.StartAsync(CancellationToken.None);
+        await output.LineCount(records).WaitAsync(TimeSpan.FromSeconds(10));
+        await callLog.StopAsync(CancellationToken.None);
+
+        Assert.Equal(expectedWrites, output.Writes.Count);
+        Assert.All(output.Writes, write => Assert.True(write <= 64 * 1024 + 1024, $"a write of {write} bytes"));
+        var lines = output.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(Enumerable.Range(0, records).Select(i => $"req-{i}"), lines.Select(line => (string?)JsonNode.Parse(line)!["request_id"]));
+    }
+
+    private static LlmCallRecord Record(string requestId) => new()
+    {
+        Timestamp = DateTimeOffset.UnixEpoch,
+        RequestId = requestId,
+        Alias = "manus-primary",
+        Deployment = "together_ai/deepseek-ai/DeepSeek-V3",
+        ProviderModel = "deepseek-ai/DeepSeek-V3",
+        ResponseModel = "deepseek-ai/DeepSeek-V3",
+        Stream = true,
+        Tokens = new TokenCounts(12, 20, 32, Estimated: false),
+        LatencyMs = 412.5,
+        TtftMs = 20.25,
+        Success = true,
+        Status = 200,
+        Fallback = false,
+        Attempts = 1,
+    };
+
+    /// <summary>Stands in for stdout: keeps every byte and the size of every write.</summary>
+    private sealed class RecordingStream : Stream
+    {
+        private readonly Lock _gate = new();
+        private readonly MemoryStream _bytes = new();
+        private readonly List<(int Lines, TaskCompletionSource Done)> _waiters = [];
+        private int _lines;
+
+        public List<int> Writes { get; } = [];
+
+        public string Text
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return Encoding.UTF8.GetString(_bytes.ToArray());
+                }
+            }
+        }
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public Task LineCount(int lines)
+        {
+            lock (_gate)
+            {
+                if (_lines >= lines)
+                {
+                    return Task.CompletedTask;
+                }
+                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _waiters.Add((lines, done));
+                return done.Task;
+            }
+        }
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            lock (_gate)
+            {
+                Writes.Add(buffer.Length);
+                _bytes.Write(buffer);
+                _lines += buffer.Count((byte)'\n');
+                foreach (var waiter in _waiters.Where(w => _lines >= w.Lines))
+                {
+                    waiter.Done.TrySetResult();
+                }
+            }
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Write(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Threading.Channels;
@@ -88,11 +89,20 @@ internal sealed partial class CallLog : BackgroundService
     });
 
     private readonly FailureReporter _failures;
+    private readonly Func<Stream> _openOutput;
 
     private static readonly TimeSpan BatchDelay = TimeSpan.FromMilliseconds(20);
+    private const int WriteSize = 64 * 1024;
 
     public CallLog(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options, FailureReporter failures)
+        : this(loggerFactory, options, failures, Console.OpenStandardOutput)
     {
+    }
+
+    /// <summary>For tests: <paramref name="openOutput"/> stands in for stdout.</summary>
+    internal CallLog(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options, FailureReporter failures, Func<Stream> openOutput)
+    {
+        _openOutput = openOutput;
         _failures = failures;
         _logger = loggerFactory.CreateLogger(Category);
         _stdout = options.Value.CallLog.Stdout;
@@ -126,9 +136,12 @@ internal sealed partial class CallLog : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // Records are serialized into a buffer and written in batches: one write per burst, not per line.
-        await using var stdout = new BufferedStream(Console.OpenStandardOutput(), 64 * 1024);
-        await using var json = new Utf8JsonWriter(stdout);
+        // Records are serialized into one buffer and written in batches: one write per burst, not per line. The
+        // writer targets the buffer, not the stream: Utf8JsonWriter.Flush on a stream also flushes the stream, which
+        // would turn every line into its own system call again.
+        await using var stdout = _openOutput();
+        var batch = new ArrayBufferWriter<byte>(64 * 1024);
+        await using var json = new Utf8JsonWriter(batch);
         try
         {
             while (await _lines.Reader.WaitToReadAsync(stoppingToken))
@@ -136,19 +149,18 @@ internal sealed partial class CallLog : BackgroundService
                 // Let a burst gather: under load one write per interval instead of one per few calls (each write is a
                 // system call on the gateway's cores). A line is at most this late; at shutdown the queue is written at once.
                 await Task.Delay(BatchDelay, stoppingToken);
-                Drain(json, stdout);
-                await stdout.FlushAsync(stoppingToken);
+                await DrainAsync(json, batch, stdout, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // Shutting down: write what is queued, then stop.
-            Drain(json, stdout);
-            await stdout.FlushAsync(CancellationToken.None);
+            await DrainAsync(json, batch, stdout, CancellationToken.None);
         }
     }
 
-    private void Drain(Utf8JsonWriter json, Stream stdout)
+    /// <summary>Writes every queued record, one JSON line each, in writes of about <see cref="WriteSize"/> bytes.</summary>
+    private async Task DrainAsync(Utf8JsonWriter json, ArrayBufferWriter<byte> batch, Stream stdout, CancellationToken cancellationToken)
     {
         while (_lines.Reader.TryRead(out var record))
         {
@@ -163,8 +175,25 @@ internal sealed partial class CallLog : BackgroundService
             }
             json.Flush();
             json.Reset();
-            stdout.WriteByte((byte)'\n');
+            batch.GetSpan(1)[0] = (byte)'\n';
+            batch.Advance(1);
+            if (batch.WrittenCount >= WriteSize)
+            {
+                await WriteAsync(batch, stdout, cancellationToken);
+            }
         }
+        await WriteAsync(batch, stdout, cancellationToken);
+    }
+
+    private static async Task WriteAsync(ArrayBufferWriter<byte> batch, Stream stdout, CancellationToken cancellationToken)
+    {
+        if (batch.WrittenCount == 0)
+        {
+            return;
+        }
+        await stdout.WriteAsync(batch.WrittenMemory, cancellationToken);
+        batch.ResetWrittenCount();
+        await stdout.FlushAsync(CancellationToken.None);
     }
 
     private static partial class Log
