@@ -140,7 +140,7 @@ internal sealed partial class CallLog : BackgroundService
         // writer targets the buffer, not the stream: Utf8JsonWriter.Flush on a stream also flushes the stream, which
         // would turn every line into its own system call again.
         await using var stdout = _openOutput();
-        var batch = new ArrayBufferWriter<byte>(64 * 1024);
+        var batch = new ArrayBufferWriter<byte>(WriteSize);
         await using var json = new Utf8JsonWriter(batch);
         try
         {
