@@ -16,6 +16,9 @@ internal sealed class GatewayProcess : IAsyncDisposable
     /// <summary>The generated key's limits: far above what two cores can send in a minute, so nothing is refused.</summary>
     public const int KeyRpmLimit = 1_000_000_000;
 
+    /// <summary>The <c>user_id</c> of the benchmark's key: its counters are <c>onyx:rl:{bench}:…</c>.</summary>
+    public const string BenchmarkUser = "bench";
+
     /// <summary>As high as the gateway accepts (<c>tpm_limit</c> is a 32-bit number).</summary>
     public const int KeyTpmLimit = 2_000_000_000;
 
@@ -207,7 +210,7 @@ internal sealed class GatewayProcess : IAsyncDisposable
     private async Task<string> GenerateKeyAsync(HttpClient http, string masterKey)
     {
         var body = string.Create(CultureInfo.InvariantCulture,
-            $$"""{"user_id":"bench","key_alias":"onyx-benchmarks","rpm_limit":{{KeyRpmLimit}},"tpm_limit":{{KeyTpmLimit}}}""");
+            $$"""{"user_id":"{{BenchmarkUser}}","key_alias":"onyx-benchmarks","rpm_limit":{{KeyRpmLimit}},"tpm_limit":{{KeyTpmLimit}}}""");
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(BaseAddress, "key/generate"))
         {
             Content = new StringContent(body, Encoding.UTF8, "application/json"),

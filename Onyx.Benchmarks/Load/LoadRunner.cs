@@ -31,7 +31,8 @@ internal sealed record WarmUpResult(TimeSpan Duration, bool Quiet, TimeSpan? Gat
 /// <summary>
 /// The limiter during one scenario's measured slices: how often the replica fell back to counting in memory because
 /// Redis was slow or gone (log event 5002; also counted during the warm-up) and came back (5004), the Lua scripts
-/// Redis ran for it (two per request counted in Redis: admit, then record its tokens), and its <c>rate-limits</c>
+/// Redis ran for it (an admission per request; a record of its tokens, shared by the calls that finish together),
+/// the requests admitted and recorded in Redis (counted from the limiter's entries), and its <c>rate-limits</c>
 /// health check at the end.
 /// </summary>
 internal sealed record LimiterState(int FallbacksToMemory, int BackToRedis, int FallbacksDuringWarmUp, long RedisScriptCalls, long RedisScriptMicroseconds,
@@ -87,6 +88,16 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
         bare?.ResetPeakRss();
         var (lostBefore, backBefore) = (gateway.RedisLostCount, gateway.RedisBackCount);
         var scriptsBefore = gateway.Redis is { } redis ? await redis.ScriptStatsAsync() : default;
+        // Counted from the limiter's entries a round of slices at a time: each round is far shorter than the window.
+        var (admitted, recorded, countedUntil) = (0L, 0L, scriptsBefore.ClockMs);
+        async Task CountLimiterEntriesAsync()
+        {
+            if (gateway.Redis is { } limits)
+            {
+                var counted = await limits.CountedAsync(GatewayProcess.BenchmarkUser, countedUntil);
+                (admitted, recorded, countedUntil) = (admitted + counted.Admitted, recorded + counted.Recorded, counted.Until);
+            }
+        }
 
         // The gateway's memory, read every half second; the largest reading shows what the peak is made of.
         var atPeak = gateway.Sample();
@@ -121,6 +132,7 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
                     recorder.RedisCpu += gateway.Redis!.Sample().CpuTime - redisStart.CpuTime;
                 }
             }
+            await CountLimiterEntriesAsync();
             var limiter = gateway.Redis is null ? ""
                 : $", 429s {through.Refused}, fallbacks to memory {gateway.RedisLostCount - lostBefore}";
             var floorProgress = floor is null ? "" : $", bare proxy {floor.Requests} req";
@@ -140,8 +152,9 @@ internal sealed class LoadRunner(HttpClient http, UpstreamProcess upstream, Gate
             // Tokens are recorded just after each answer, off its path: let the last ones land.
             await Task.Delay(TimeSpan.FromMilliseconds(500));
             var scripts = await limitsRedis.ScriptStatsAsync() - scriptsBefore;
+            await CountLimiterEntriesAsync();
             state = new LimiterState(gateway.RedisLostCount - lostBefore, gateway.RedisBackCount - backBefore, lostBefore - lostBeforeWarmUp,
-                scripts.Calls, scripts.Microseconds, scripts.Admissions, scripts.Records, await gateway.ReadRateLimitHealthAsync(http));
+                scripts.Calls, scripts.Microseconds, admitted, recorded, await gateway.ReadRateLimitHealthAsync(http));
         }
         return new ScenarioResult(scenario, direct.Summarize(), through.Summarize(), gateway.Sample().PeakRssBytes, atPeak, state)
         {

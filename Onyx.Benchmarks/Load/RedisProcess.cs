@@ -88,36 +88,43 @@ internal sealed class RedisProcess : IAsyncDisposable
 
     /// <summary>
     /// How many Lua scripts Redis has run so far (<c>EVAL</c> and <c>EVALSHA</c>, from <c>INFO commandstats</c>), the
-    /// microseconds it spent in them, and — from the commands those scripts ran, which Redis counts too — how many
-    /// requests the limiter admitted in Redis (its admission script runs <c>ZCARD</c> twice per subject, once on each
-    /// sorted set it trims, and nothing else of the gateway does; a refusal on tokens runs one more, and the
-    /// benchmark's limits refuse nothing) and how many finished calls it recorded there (<c>ZREM</c>, once each).
+    /// microseconds it spent in them, and the Redis server's clock (ms), which times the limiter's entries.
     /// </summary>
     public async Task<ScriptStats> ScriptStatsAsync()
     {
         var server = _connection!.GetServer(_connection.GetEndPoints()[0]);
-        long scripts = 0, microseconds = 0, admissions = 0, records = 0;
+        long scripts = 0, microseconds = 0;
         foreach (var (command, stats) in (await server.InfoAsync("commandstats")).SelectMany(g => g))
         {
+            if (command is not ("cmdstat_eval" or "cmdstat_evalsha"))
+            {
+                continue;
+            }
             // e.g. "calls=1234,usec=5678,usec_per_call=4.60,…"
             var fields = stats.Split(',').Select(f => f.Split('=', 2)).Where(f => f.Length == 2).ToDictionary(f => f[0], f => f[1]);
-            var calls = long.Parse(fields["calls"], CultureInfo.InvariantCulture);
-            switch (command)
-            {
-                case "cmdstat_eval" or "cmdstat_evalsha":
-                    scripts += calls;
-                    microseconds += long.Parse(fields["usec"], CultureInfo.InvariantCulture);
-                    break;
-                case "cmdstat_zcard":
-                    admissions += calls / 2;
-                    break;
-                case "cmdstat_zrem":
-                    records += calls;
-                    break;
-            }
+            scripts += long.Parse(fields["calls"], CultureInfo.InvariantCulture);
+            microseconds += long.Parse(fields["usec"], CultureInfo.InvariantCulture);
         }
-        return new ScriptStats(scripts, microseconds, admissions, records);
+        return new ScriptStats(scripts, microseconds, await ClockAsync(server));
     }
+
+    /// <summary>
+    /// The requests the limiter admitted in Redis for <paramref name="user"/> after <paramref name="since"/> (ms, Redis
+    /// clock) and until now, and the finished calls it recorded there, read from the counters themselves: the entries
+    /// timed in that span in the user's request and token sets (the benchmark's calls all have tokens). Good for a
+    /// span shorter than the window (60 s): older entries are dropped.
+    /// </summary>
+    public async Task<(long Admitted, long Recorded, long Until)> CountedAsync(string user, long since)
+    {
+        var server = _connection!.GetServer(_connection.GetEndPoints()[0]);
+        var until = await ClockAsync(server);
+        var database = _connection.GetDatabase();
+        var admitted = await database.SortedSetLengthAsync($"onyx:rl:{{{user}}}:req", since, until, Exclude.Start);
+        var recorded = await database.SortedSetLengthAsync($"onyx:rl:{{{user}}}:tokens", since, until, Exclude.Start);
+        return (admitted, recorded, until);
+    }
+
+    private static async Task<long> ClockAsync(IServer server) => new DateTimeOffset(DateTime.SpecifyKind(await server.TimeAsync(), DateTimeKind.Utc)).ToUnixTimeMilliseconds();
 
     public async ValueTask DisposeAsync()
     {
@@ -134,9 +141,9 @@ internal sealed class RedisProcess : IAsyncDisposable
     }
 }
 
-/// <summary>Lua scripts Redis ran, the time it spent in them, and the requests they admitted and recorded.</summary>
-internal readonly record struct ScriptStats(long Calls, long Microseconds, long Admissions, long Records)
+/// <summary>Lua scripts Redis ran and the time it spent in them, at a time of its clock (ms).</summary>
+internal readonly record struct ScriptStats(long Calls, long Microseconds, long ClockMs)
 {
     public static ScriptStats operator -(ScriptStats after, ScriptStats before) =>
-        new(after.Calls - before.Calls, after.Microseconds - before.Microseconds, after.Admissions - before.Admissions, after.Records - before.Records);
+        new(after.Calls - before.Calls, after.Microseconds - before.Microseconds, after.ClockMs - before.ClockMs);
 }

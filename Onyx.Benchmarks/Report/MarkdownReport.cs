@@ -249,10 +249,10 @@ internal static class MarkdownReport
         md.AppendLine("replica stops asking Redis and limits in memory until a ping (every second) finds it back: log events 5002 and");
         md.AppendLine("5004, counted from the gateway's console log. Each request counted in Redis is admitted by one Lua script");
         md.AppendLine("and its tokens recorded by another; the tokens of calls that finish while a record is being written go together");
-        md.AppendLine("in the next one, so under load there are fewer record scripts than calls. Read from Redis's `INFO commandstats`,");
-        md.AppendLine("which also counts the commands scripts run: the admission script runs `ZCARD` twice per request (once on each");
-        md.AppendLine("sorted set it trims; counted as one admission) and the record script `ZREM` once per call, and nothing else of");
-        md.AppendLine("the gateway runs either; 1.00 of each per answer means every");
+        md.AppendLine("in the next one, so under load there are fewer record scripts than calls (scripts and their time: Redis's");
+        md.AppendLine("`INFO commandstats`). Admitted and recorded requests are counted from the limiter's own entries in Redis:");
+        md.AppendLine("after each round of slices, the benchmark user's request and token entries timed (by Redis's clock) since the");
+        md.AppendLine("round before (every benchmark call has tokens, so each recorded call leaves one token entry); 1.00 of each per answer means every");
         md.AppendLine("request was admitted and recorded in Redis (a handful of warm-up requests may land in the count).");
         md.AppendLine();
         md.AppendLine("| scenario | gateway answers | 429s | other errors | answers with `x-ratelimit-*` headers | admitted in Redis per answer | recorded in Redis per answer | Redis scripts per answer | Redis µs per script | fell back to memory (5002) | back to Redis (5004) | 5002 during warm-up | `rate-limits` health at the end |");

@@ -117,36 +117,42 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(new Onyx.Gateway.Configuration.OnyxOptions()));
         var user = Onyx.Gateway.RateLimiting.LimitSubject.User("batch-user", rpm: 100, tpm: 1000, maxParallel: 5);
         var subjects = new[] { user, user.EndUser("alice", 100, 1000) };
+        var bob = new[] { user, user.EndUser("bob", 100, 1000) };
         var members = new[] { "r:1", "r:2", "r:3" };
         foreach (var member in members)
         {
             Assert.True((await store.AdmitAsync(subjects, member, CancellationToken.None)).Admitted);
         }
+        Assert.True((await store.AdmitAsync(bob, "r:4", CancellationToken.None)).Admitted);
         var database = redis.GetDatabase();
-        Assert.Equal(3, await database.SortedSetLengthAsync(user.Key + ":par"));
+        Assert.Equal(4, await database.SortedSetLengthAsync(user.Key + ":par"));
 
-        await store.RecordAsync([new(subjects, "r:1", 5), new(subjects, "r:2", 0), new(subjects, "r:3", 7)], CancellationToken.None);
+        await store.RecordAsync([new(subjects, "r:1", 5), new(subjects, "r:2", 0), new(bob, "r:4", 4), new(subjects, "r:3", 7)], CancellationToken.None);
 
-        foreach (var subject in subjects)
+        // Each entry: the running total after it (padded), its own tokens, its request; in the order the calls came.
+        async Task AssertTokens(Onyx.Gateway.RateLimiting.LimitSubject subject, long total, string[] entries)
         {
-            Assert.Equal(12, (long)await database.StringGetAsync(subject.Key + ":tokens-total"));
-            // Each entry: the running total after it (padded), its own tokens, its request.
-            Assert.Equal(["0000000000000005:5:r:1", "0000000000000012:7:r:3"],
-                (await database.SortedSetRangeByRankAsync(subject.Key + ":tokens")).Select(m => m.ToString()));
+            Assert.Equal(total, (long)await database.StringGetAsync(subject.Key + ":tokens-total"));
+            Assert.Equal(entries, (await database.SortedSetRangeByRankAsync(subject.Key + ":tokens")).Select(m => m.ToString()));
         }
+        await AssertTokens(user, 16, ["0000000000000005:5:r:1", "0000000000000009:4:r:4", "0000000000000016:7:r:3"]);
+        await AssertTokens(subjects[1], 12, ["0000000000000005:5:r:1", "0000000000000012:7:r:3"]);
+        await AssertTokens(bob[1], 4, ["0000000000000004:4:r:4"]);
         Assert.Equal(0, await database.SortedSetLengthAsync(user.Key + ":par"));
-        var next = await store.AdmitAsync(subjects, "r:4", CancellationToken.None);
-        Assert.Equal(12, next.Usage[0].Tokens);
+        var next = await store.AdmitAsync(subjects, "r:5", CancellationToken.None);
+        Assert.Equal(16, next.Usage[0].Tokens);
+        Assert.Equal(12, next.Usage[1].Tokens);
     }
 
     [Fact]
-    public async Task AnAdmissionDropsABoundedNumberOfExpiredEntriesAndStillCountsExactly()
+    public async Task ExpiredEntriesAreSkippedByAdmissionsAndDroppedABoundedNumberAtATimeByRecords()
     {
-        // A heavy user's busy minute, long gone: thousands of entries older than the window. One admission must not
-        // drop them all (that held Redis for a third of a second at 240 000 entries); the ones left are skipped by rank.
+        // A heavy user's busy minute, long gone: thousands of entries older than the window. No script may drop them
+        // all at once (that held Redis for a third of a second at 240 000 entries): admissions count only what is in
+        // the window and drop nothing; each record script drops at most a bounded number per set.
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(new Onyx.Gateway.Configuration.OnyxOptions()));
-        var drop = Onyx.Gateway.RateLimiting.RedisUsageStore.MaxExpiredDroppedPerAdmission;
+        var drop = Onyx.Gateway.RateLimiting.RedisUsageStore.MaxExpiredDroppedPerRecord;
         Onyx.Gateway.RateLimiting.LimitSubject User(long rpm, long tpm) => Onyx.Gateway.RateLimiting.LimitSubject.User("heavy-user", rpm, tpm, maxParallel: 0);
         var key = User(0, 0).Key;
         var database = redis.GetDatabase();
@@ -164,8 +170,9 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         Assert.True(first.Admitted);
         Assert.Equal(1, first.Usage[0].Requests);
         Assert.Equal(0, first.Usage[0].Tokens);
-        await AssertLeft(expired - drop + 1, expired - drop);
+        await AssertLeft(expired + 1, expired);
         await store.RecordAsync([new([User(0, 0)], "new:1", 25)], CancellationToken.None);
+        await AssertLeft(expired + 1 - drop, expired + 1 - drop);
 
         // Refused on requests while expired entries are still ahead of the window's first: the retry is that entry's.
         var onRequests = await store.AdmitAsync([User(1, 1_000_000)], "new:2", CancellationToken.None);
@@ -173,7 +180,6 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         Assert.Equal(Onyx.Gateway.RateLimiting.LimitKind.Requests, onRequests.RefusedLimit);
         Assert.InRange(onRequests.RetryAfter, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(60));
         Assert.Equal(1, onRequests.Usage[0].Requests);
-        await AssertLeft(expired - 2 * drop + 1, expired - 2 * drop + 1);
 
         // Refused on tokens likewise: 25 counted, not the thousands still waiting to be dropped.
         var onTokens = await store.AdmitAsync([User(1_000_000, 20)], "new:3", CancellationToken.None);
@@ -181,16 +187,24 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         Assert.Equal(Onyx.Gateway.RateLimiting.LimitKind.Tokens, onTokens.RefusedLimit);
         Assert.Equal(25, onTokens.Usage[0].Tokens);
         Assert.InRange(onTokens.RetryAfter, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(60));
-        await AssertLeft(expired - 3 * drop + 1, expired - 3 * drop + 1);
+        await AssertLeft(expired + 1 - drop, expired + 1 - drop);
 
         var next = await store.AdmitAsync([User(1_000_000, 1_000_000)], "new:4", CancellationToken.None);
         Assert.True(next.Admitted);
         Assert.Equal(2, next.Usage[0].Requests);
         Assert.Equal(25, next.Usage[0].Tokens);
         await store.RecordAsync([new([User(0, 0)], "new:4", 10)], CancellationToken.None);
-        Assert.Equal(35, (await store.AdmitAsync([User(1_000_000, 1_000_000)], "new:5", CancellationToken.None)).Usage[0].Tokens);
-        // Every expired entry gone by now: 4 × drop + 500 in five admissions.
+        await AssertLeft(expired + 2 - 2 * drop, expired + 2 - 2 * drop);
+        var last = await store.AdmitAsync([User(1_000_000, 1_000_000)], "new:5", CancellationToken.None);
+        Assert.Equal(3, last.Usage[0].Requests);
+        Assert.Equal(35, last.Usage[0].Tokens);
+        for (var i = 0; i < 3; i++)
+        {
+            await store.RecordAsync([new([User(0, 0)], "new:5", 0)], CancellationToken.None);
+        }
+        // Every expired entry gone by now: 4 × drop + 500 in five record scripts; the window's own entries kept.
         await AssertLeft(3, 2);
+        Assert.Equal(35, (await store.AdmitAsync([User(1_000_000, 1_000_000)], "new:6", CancellationToken.None)).Usage[0].Tokens);
     }
 
     [Fact]
