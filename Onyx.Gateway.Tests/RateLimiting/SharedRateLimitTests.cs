@@ -145,6 +145,25 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     }
 
     [Fact]
+    public async Task ScriptsFlushedFromRedisAreLoadedAgain()
+    {
+        // The scripts run by their SHA-1; a Redis that lost them (restarted, SCRIPT FLUSH, a new node) answers NOSCRIPT.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
+        var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(new Onyx.Gateway.Configuration.OnyxOptions()));
+        var user = Onyx.Gateway.RateLimiting.LimitSubject.User("flushed-user", rpm: 100, tpm: 1000, maxParallel: 0);
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
+
+        await server.ScriptFlushAsync();
+        Assert.Equal(1, (await store.AdmitAsync([user], "r:1", CancellationToken.None)).Usage[0].Requests);
+        await server.ScriptFlushAsync();
+        await store.RecordAsync([new([user], "r:1", 30)], CancellationToken.None);
+        await server.ScriptFlushAsync();
+        var second = await store.AdmitAsync([user], "r:2", CancellationToken.None);
+        Assert.Equal(2, second.Usage[0].Requests);
+        Assert.Equal(30, second.Usage[0].Tokens);
+    }
+
+    [Fact]
     public async Task ExpiredEntriesAreSkippedByAdmissionsAndDroppedABoundedNumberAtATimeByRecords()
     {
         // A heavy user's busy minute, long gone: thousands of entries older than the window. No script may drop them

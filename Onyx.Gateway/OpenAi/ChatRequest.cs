@@ -225,16 +225,16 @@ internal sealed class ChatRequest
             }
         }
 
-        if (!CheckNumber(body, "temperature", 0, 2, out error)
-            || !CheckNumber(body, "top_p", 0, 1, out error)
-            || !CheckNumber(body, "presence_penalty", -2, 2, out error)
-            || !CheckNumber(body, "frequency_penalty", -2, 2, out error)
-            || !CheckInteger(body, "max_tokens", 1, int.MaxValue, out error)
-            || !CheckInteger(body, "max_completion_tokens", 1, int.MaxValue, out error)
-            || !CheckInteger(body, "seed", long.MinValue, long.MaxValue, out error)
-            || !CheckInteger(body, "top_logprobs", 0, 20, out error)
-            || !CheckBoolean(body, "logprobs", out error)
-            || !CheckBoolean(body, "parallel_tool_calls", out error)
+        if (!CheckNumber(body, "temperature"u8, 0, 2, out error)
+            || !CheckNumber(body, "top_p"u8, 0, 1, out error)
+            || !CheckNumber(body, "presence_penalty"u8, -2, 2, out error)
+            || !CheckNumber(body, "frequency_penalty"u8, -2, 2, out error)
+            || !CheckInteger(body, "max_tokens"u8, 1, int.MaxValue, out error)
+            || !CheckInteger(body, "max_completion_tokens"u8, 1, int.MaxValue, out error)
+            || !CheckInteger(body, "seed"u8, long.MinValue, long.MaxValue, out error)
+            || !CheckInteger(body, "top_logprobs"u8, 0, 20, out error)
+            || !CheckBoolean(body, "logprobs"u8, out error)
+            || !CheckBoolean(body, "parallel_tool_calls"u8, out error)
             || !CheckStop(body, out error)
             || !CheckLogitBias(body, out error)
             || !CheckResponseFormat(body, out error)
@@ -464,7 +464,7 @@ internal sealed class ChatRequest
         return true;
     }
 
-    private static bool CheckNumber(JsonElement body, string name, double min, double max, out OpenAiError error)
+    private static bool CheckNumber(JsonElement body, ReadOnlySpan<byte> name, double min, double max, out OpenAiError error)
     {
         error = null!;
         if (!TryGetField(body, name, out var value))
@@ -473,13 +473,13 @@ internal sealed class ChatRequest
         }
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var number) || number < min || number > max)
         {
-            error = Invalid($"'{name}' must be a number between {min} and {max}.", name);
+            error = Invalid($"'{Name(name)}' must be a number between {min} and {max}.", Name(name));
             return false;
         }
         return true;
     }
 
-    private static bool CheckInteger(JsonElement body, string name, long min, long max, out OpenAiError error)
+    private static bool CheckInteger(JsonElement body, ReadOnlySpan<byte> name, long min, long max, out OpenAiError error)
     {
         error = null!;
         if (!TryGetField(body, name, out var value))
@@ -488,22 +488,25 @@ internal sealed class ChatRequest
         }
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var number) || number < min || number > max)
         {
-            error = Invalid(max == long.MaxValue ? $"'{name}' must be an integer." : $"'{name}' must be an integer from {min} to {max}.", name);
+            error = Invalid(max == long.MaxValue ? $"'{Name(name)}' must be an integer." : $"'{Name(name)}' must be an integer from {min} to {max}.", Name(name));
             return false;
         }
         return true;
     }
 
-    private static bool CheckBoolean(JsonElement body, string name, out OpenAiError error)
+    private static bool CheckBoolean(JsonElement body, ReadOnlySpan<byte> name, out OpenAiError error)
     {
         error = null!;
         if (TryGetField(body, name, out var value) && value.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
         {
-            error = Invalid($"'{name}' must be a boolean.", name);
+            error = Invalid($"'{Name(name)}' must be a boolean.", Name(name));
             return false;
         }
         return true;
     }
+
+    /// <summary>A field's name for an error message: the checks look fields up by their UTF-8 names, as the body holds them.</summary>
+    private static string Name(ReadOnlySpan<byte> name) => System.Text.Encoding.UTF8.GetString(name);
 
     /// <summary><c>stop</c>: a string, or an array of at most 4 strings (OpenAI's limit).</summary>
     private static bool CheckStop(JsonElement body, out OpenAiError error)
@@ -596,16 +599,6 @@ internal sealed class ChatRequest
             error = Invalid("'tool_choice' must be a string (none, auto, required) or an object.", "tool_choice");
         }
         return ok;
-    }
-
-    private static bool TryGetField(JsonElement obj, string name, out JsonElement value)
-    {
-        if (obj.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null)
-        {
-            return true;
-        }
-        value = default;
-        return false;
     }
 
     private static bool IsString(JsonElement obj, ReadOnlySpan<byte> name) =>
