@@ -31,6 +31,8 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     private int _sharedUp = 1;
     private int _slowAnswers;
 
+    // Far below what one record script can take: it passes a subject's calls to ZADD and ZREM with Lua's unpack, which
+    // fails from about 4 000 values, after the script's INCRBY (Redis does not roll a script back).
     private const int MaxRecordsPerScript = 256;
     private int _writing;
     // Full only if Redis stalls under load before the limiter falls back; a call that finds it full is counted in memory.
