@@ -473,7 +473,8 @@ internal sealed class ChatRequest
         }
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var number) || number < min || number > max)
         {
-            error = Invalid($"'{Name(name)}' must be a number between {min} and {max}.", Name(name));
+            var field = Name(name);
+            error = Invalid($"'{field}' must be a number between {min} and {max}.", field);
             return false;
         }
         return true;
@@ -488,7 +489,8 @@ internal sealed class ChatRequest
         }
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var number) || number < min || number > max)
         {
-            error = Invalid(max == long.MaxValue ? $"'{Name(name)}' must be an integer." : $"'{Name(name)}' must be an integer from {min} to {max}.", Name(name));
+            var field = Name(name);
+            error = Invalid(max == long.MaxValue ? $"'{field}' must be an integer." : $"'{field}' must be an integer from {min} to {max}.", field);
             return false;
         }
         return true;
@@ -499,7 +501,8 @@ internal sealed class ChatRequest
         error = null!;
         if (TryGetField(body, name, out var value) && value.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
         {
-            error = Invalid($"'{Name(name)}' must be a boolean.", Name(name));
+            var field = Name(name);
+            error = Invalid($"'{field}' must be a boolean.", field);
             return false;
         }
         return true;
