@@ -254,7 +254,13 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
 
         using (var shared = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
         {
-            Assert.Equal(HttpStatusCode.OK, shared.StatusCode);
+            if (shared.StatusCode != HttpStatusCode.OK)
+            {
+                // Say why: the answer's error and what the gateway logged at warning or above.
+                var logged = string.Join("\n", gateway.Logs.Records.Where(r => r.Level >= Microsoft.Extensions.Logging.LogLevel.Warning)
+                    .Select(r => $"{r.EventId} {r.Category}: {r.Message} {r.Exception?.Message}"));
+                Assert.Fail($"{(int)shared.StatusCode}: {await shared.Content.ReadAsStringAsync()}\n{logged}");
+            }
             // The restarted Redis is empty: this is its first request.
             Assert.Equal("99", Header(shared, "x-ratelimit-remaining-requests"));
         }
