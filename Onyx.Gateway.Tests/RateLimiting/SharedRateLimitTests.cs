@@ -147,7 +147,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     [Fact]
     public async Task ScriptsFlushedFromRedisAreLoadedAgain()
     {
-        // The scripts run by their SHA-1; a Redis that lost them (restarted, SCRIPT FLUSH, a new node) answers NOSCRIPT.
+        // A Redis that lost the scripts (restarted, SCRIPT FLUSH, a new node) answers EVALSHA with NOSCRIPT: they are loaded again.
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
         var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(new Onyx.Gateway.Configuration.OnyxOptions()));
         var user = Onyx.Gateway.RateLimiting.LimitSubject.User("flushed-user", rpm: 100, tpm: 1000, maxParallel: 0);

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Microsoft.Extensions.Options;
-using Onyx.Gateway.Cluster;
 using StackExchange.Redis;
 
 namespace Onyx.Gateway.Audit;
@@ -21,7 +20,7 @@ internal sealed class RedisAuditStream(IConnectionMultiplexer redis, IOptions<Au
     // microsecond past the newest score when the clock has not moved on): trimming the set by rank then drops the
     // same oldest records the stream drops. With equal scores, Redis would rank ids made in the same millisecond by
     // their random part instead. Scores count whole microseconds, exact in a double, written out with three decimals.
-    private static readonly RedisScript AddScript = new("""
+    private const string AddScript = """
         redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
         local score = tonumber(ARGV[3]) * 1000
         local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
@@ -51,7 +50,7 @@ internal sealed class RedisAuditStream(IConnectionMultiplexer redis, IOptions<Au
           redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[1]) + 1))
         end
         return added
-        """);
+        """;
 
     /// <summary>How far a record's time may lie before its stream id (clock skew between a replica and Redis).</summary>
     private static readonly TimeSpan ClockSkew = TimeSpan.FromMinutes(5);
@@ -77,7 +76,7 @@ internal sealed class RedisAuditStream(IConnectionMultiplexer redis, IOptions<Au
             args[5 + i * 3] = record.UserId ?? "";
             args[6 + i * 3] = JsonSerializer.SerializeToUtf8Bytes(record, AuditJsonContext.Default.AuditRecord);
         }
-        var result = await AddScript.EvaluateAsync(redis.GetDatabase(), _keys, args)
+        var result = await redis.GetDatabase().ScriptEvaluateAsync(AddScript, _keys, args)
             .WaitAsync(timeout, time, cancellationToken);
         return (int)result;
     }

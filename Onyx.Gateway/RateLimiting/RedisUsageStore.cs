@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Options;
-using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
 using StackExchange.Redis;
 
@@ -34,7 +33,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
     // A token entry is "<running total after it, 16 digits>:<its tokens>:<request member>": the window's tokens are
     // the total now minus the total before its oldest entry. The digits are padded so that entries of the same
     // millisecond sort (by member) in the order they were added.
-    private static readonly RedisScript AdmitScript = new("""
+    private const string AdmitScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local window = tonumber(ARGV[1])
@@ -114,7 +113,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
         out[1] = code
         out[2] = retry
         return out
-        """);
+        """;
 
     // Any number of finished calls of one user (their keys share the user's hash slot, so this runs on Redis Cluster).
     // KEYS: four per subject of each call in turn (requests, tokens, token total, in flight).
@@ -124,7 +123,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
     // one INCRBY of the total by all their tokens (each entry's running total is counted on from the total before),
     // one ZADD of all their entries, one ZREM of all their requests in flight. Then it drops entries that have left
     // the window, at most `drop` per set: the oldest, by rank, as many as ZCOUNT finds older than the window.
-    private static readonly RedisScript RecordScript = new("""
+    private const string RecordScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local function int(n) return string.format('%d', n) end
@@ -171,7 +170,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
           trim(g.tok)
         end
         return 1
-        """);
+        """;
 
     private const string RequestsSuffix = ":req";
     // The token keys' names changed with their layout (entries once held only their own tokens, and the sum was
@@ -201,7 +200,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
             args[4 + i * 3] = subject.Tpm;
             args[5 + i * 3] = subject.MaxParallel;
         }
-        var result = (long[])(await AdmitScript.EvaluateAsync(redis.GetDatabase(), keys, args))!;
+        var result = (long[])(await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, keys, args))!;
         var usage = new SubjectUsage[subjects.Count];
         for (var i = 0; i < usage.Length; i++)
         {
@@ -235,7 +234,7 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
             args[3 + r * 3] = record.Tokens;
             args[4 + r * 3] = record.Member;
         }
-        return RecordScript.EvaluateAsync(redis.GetDatabase(), [.. keys], args);
+        return redis.GetDatabase().ScriptEvaluateAsync(RecordScript, [.. keys], args);
     }
 
     /// <summary>Whether Redis answers now (the limiter's way back from its fallback).</summary>
