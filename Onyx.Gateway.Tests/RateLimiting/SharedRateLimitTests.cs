@@ -145,6 +145,89 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     }
 
     [Fact]
+    public async Task AdmissionsThatComeTogetherGoInFewScriptsAndAreCountedExactly()
+    {
+        // Admissions that arrive while one is in flight go together, one script per user: each is still checked and
+        // counted in turn, as if it had come alone. Two users, each with an end user capped below the user's limits.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
+        var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(new Onyx.Gateway.Configuration.OnyxOptions()));
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
+        await server.ExecuteAsync("CONFIG", "RESETSTAT");
+        var ann = Onyx.Gateway.RateLimiting.LimitSubject.User("together-ann", rpm: 25, tpm: 1000, maxParallel: 0);
+        var ben = Onyx.Gateway.RateLimiting.LimitSubject.User("together-ben", rpm: 1000, tpm: 1000, maxParallel: 12);
+        var calls = new List<(string User, Onyx.Gateway.RateLimiting.LimitSubject[] Subjects, Task<Onyx.Gateway.RateLimiting.Admission> Admission)>();
+        for (var i = 0; i < 40; i++)
+        {
+            Onyx.Gateway.RateLimiting.LimitSubject[] annSubjects = [ann, ann.EndUser(i % 2 == 0 ? "a1" : "a2", 10, 0)];
+            calls.Add(("ann", annSubjects, store.AdmitAsync(annSubjects, $"ann:{i}", CancellationToken.None)));
+            Onyx.Gateway.RateLimiting.LimitSubject[] benSubjects = [ben];
+            calls.Add(("ben", benSubjects, store.AdmitAsync(benSubjects, $"ben:{i}", CancellationToken.None)));
+        }
+        await Task.WhenAll(calls.Select(c => c.Admission));
+
+        // Ann: each end user gets 10 (its own limit), 20 in all, under her 25; the rest are refused by the end user's limit.
+        var annCalls = calls.Where(c => c.User == "ann").Select(c => c.Admission.Result).ToList();
+        Assert.Equal(20, annCalls.Count(a => a.Admitted));
+        Assert.Equal(Enumerable.Range(1, 20).Select(n => (long)n), annCalls.Where(a => a.Admitted).Select(a => a.Usage[0].Requests).Order());
+        Assert.All(annCalls.Where(a => !a.Admitted), a =>
+        {
+            Assert.Equal(1, a.RefusedSubject);
+            Assert.Equal(Onyx.Gateway.RateLimiting.LimitKind.Requests, a.RefusedLimit);
+            Assert.Equal(10, a.Usage[1].Requests);
+            Assert.InRange(a.RetryAfter, TimeSpan.FromSeconds(50), TimeSpan.FromSeconds(60));
+        });
+        // Ben: 12 in flight at most, in the order the admissions came.
+        var benCalls = calls.Where(c => c.User == "ben").Select(c => c.Admission.Result).ToList();
+        Assert.All(benCalls.Take(12), a => Assert.True(a.Admitted));
+        Assert.Equal(Enumerable.Range(1, 12).Select(n => (long)n), benCalls.Take(12).Select(a => a.Usage[0].Requests));
+        Assert.All(benCalls.Skip(12), a =>
+        {
+            Assert.False(a.Admitted);
+            Assert.Equal(Onyx.Gateway.RateLimiting.LimitKind.Parallel, a.RefusedLimit);
+            Assert.Equal(12, a.Usage[0].Requests);
+        });
+
+        var database = redis.GetDatabase();
+        Assert.Equal(20, await database.SortedSetLengthAsync(ann.Key + ":req"));
+        Assert.Equal(10, await database.SortedSetLengthAsync(ann.EndUser("a1", 10, 0).Key + ":req"));
+        Assert.Equal(12, await database.SortedSetLengthAsync(ben.Key + ":req"));
+        Assert.Equal(12, await database.SortedSetLengthAsync(ben.Key + ":par"));
+        Assert.InRange((await database.KeyTimeToLiveAsync(ann.Key + ":req"))!.Value, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(60));
+        Assert.InRange((await database.KeyTimeToLiveAsync(ben.Key + ":par"))!.Value, TimeSpan.FromMilliseconds(1), new Onyx.Gateway.Configuration.OnyxOptions().RateLimits.ParallelLease);
+
+        // 80 admissions; alone, each would have taken a script of its own.
+        var stats = (string)(await server.ExecuteAsync("INFO", "commandstats"))!;
+        var scripts = System.Text.RegularExpressions.Regex.Matches(stats, @"cmdstat_eval(?:sha)?:calls=(\d+)").Sum(m => long.Parse(m.Groups[1].Value));
+        Assert.InRange(scripts, 2, 40);
+    }
+
+    [Fact]
+    public async Task AnAdmissionThatWaitedPastTheTimeoutForItsTurnIsNotSent()
+    {
+        // The limiter decides in memory a request whose answer takes longer than RedisTimeout (50 ms). Admissions
+        // that queued behind a script Redis held up are past it when their turn comes: sent then, Redis would count
+        // requests their replica has already counted in memory.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
+        var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(new Onyx.Gateway.Configuration.OnyxOptions()));
+        var user = Onyx.Gateway.RateLimiting.LimitSubject.User("queued-user", rpm: 100, tpm: 1000, maxParallel: 0);
+        // Redis answers no one for 500 ms (this connection is closed only afterwards: closing waits out the pause).
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
+        await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "500", "ALL");
+
+        var first = store.AdmitAsync([user], "r:1", CancellationToken.None);
+        var queued = new[] { store.AdmitAsync([user], "r:2", CancellationToken.None), store.AdmitAsync([user], "r:3", CancellationToken.None) };
+
+        Assert.True((await first).Admitted);
+        foreach (var admission in queued)
+        {
+            await Assert.ThrowsAsync<TimeoutException>(() => admission);
+        }
+        Assert.Equal(["r:1"], (await redis.GetDatabase().SortedSetRangeByRankAsync(user.Key + ":req")).Select(m => m.ToString()));
+        // The next admission goes as usual.
+        Assert.Equal(2, (await store.AdmitAsync([user], "r:4", CancellationToken.None)).Usage[0].Requests);
+    }
+
+    [Fact]
     public async Task ScriptsFlushedFromRedisAreLoadedAgain()
     {
         // A Redis that lost the scripts (restarted, SCRIPT FLUSH, a new node) answers EVALSHA with NOSCRIPT: they are loaded again.
