@@ -218,7 +218,7 @@ internal static class MarkdownReport
         md.AppendLine();
         md.AppendLine("Each `-limits` scenario next to its twin with limits off, from this run: the twins run back to back, each");
         md.AppendLine("against its own gateway process. With limits on, every request carries a generated API key (hashed and found in");
-        md.AppendLine("the replica's 30 s cache of the keys in Redis), is admitted by one Lua script in Redis on the request path, and");
+        md.AppendLine("the replica's 30 s cache of the keys in Redis), is admitted by a Lua script in Redis on the request path, and");
         md.AppendLine("after the call its tokens are added by a second script (off the response's path). Redis shares the two cores;");
         md.AppendLine("its CPU time is counted per request too (at the paced scenarios' few requests per second, CPU per request is");
         md.AppendLine("mostly the processes' background work). Δ = limits on − limits off; the direct rows of both scenarios in the");
@@ -247,9 +247,9 @@ internal static class MarkdownReport
         md.AppendLine("Did every request pay the whole path? A request whose Redis answer takes longer than");
         md.AppendLine("`Onyx:RateLimits:RedisTimeout` (50 ms) is decided in memory instead; after three such answers in a row the");
         md.AppendLine("replica stops asking Redis and limits in memory until a ping (every second) finds it back: log events 5002 and");
-        md.AppendLine("5004, counted from the gateway's console log. Each request counted in Redis is admitted by one Lua script");
-        md.AppendLine("and its tokens recorded by another; the tokens of calls that finish while a record is being written go together");
-        md.AppendLine("in the next one, so under load there are fewer record scripts than calls (scripts and their time: Redis's");
+        md.AppendLine("5004, counted from the gateway's console log. Each request counted in Redis is admitted by a Lua script");
+        md.AppendLine("and its tokens recorded by another. Admissions that arrive while one is in flight go together in the next script,");
+        md.AppendLine("and so do the tokens of calls that finish while a record is being written: under load there are fewer scripts than calls (scripts and their time: Redis's");
         md.AppendLine("`INFO commandstats`). Admitted and recorded requests are counted from the limiter's own entries in Redis:");
         md.AppendLine("after each round of slices, the benchmark user's request and token entries timed (by Redis's clock) since the");
         md.AppendLine("round before (every benchmark call has tokens, so each recorded call leaves one token entry); 1.00 of each per answer means every");
