@@ -228,6 +228,32 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     }
 
     [Fact]
+    public async Task AQueuedAdmissionWhoseClientHasGoneIsNotSent()
+    {
+        // Counted after its client has gone, an admission would hold a parallel slot until the lease ends.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
+        var options = new Onyx.Gateway.Configuration.OnyxOptions();
+        options.RateLimits.RedisTimeout = TimeSpan.FromSeconds(30);
+        var store = new Onyx.Gateway.RateLimiting.RedisUsageStore(redis, Microsoft.Extensions.Options.Options.Create(options));
+        var user = Onyx.Gateway.RateLimiting.LimitSubject.User("gone-user", rpm: 100, tpm: 1000, maxParallel: 5);
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
+        await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "300", "ALL");
+
+        var first = store.AdmitAsync([user], "r:1", CancellationToken.None);
+        using var gone = new CancellationTokenSource();
+        var abandoned = store.AdmitAsync([user], "r:2", gone.Token);
+        var waiting = store.AdmitAsync([user], "r:3", CancellationToken.None);
+        gone.Cancel();
+
+        Assert.Equal(1, (await first).Usage[0].Requests);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => abandoned);
+        Assert.Equal(2, (await waiting).Usage[0].Requests);
+        var database = redis.GetDatabase();
+        Assert.Equal(["r:1", "r:3"], (await database.SortedSetRangeByRankAsync(user.Key + ":req")).Select(m => m.ToString()));
+        Assert.Equal(["r:1", "r:3"], (await database.SortedSetRangeByRankAsync(user.Key + ":par")).Select(m => m.ToString()));
+    }
+
+    [Fact]
     public async Task ScriptsFlushedFromRedisAreLoadedAgain()
     {
         // A Redis that lost the scripts (restarted, SCRIPT FLUSH, a new node) answers EVALSHA with NOSCRIPT: they are loaded again.

@@ -231,10 +231,17 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
     /// </summary>
     public Task<Admission> AdmitAsync(IReadOnlyList<LimitSubject> subjects, string member, CancellationToken cancellationToken)
     {
-        var admission = new PendingAdmission(subjects, member, Environment.TickCount64);
+        var admission = new PendingAdmission(subjects, member, Environment.TickCount64, cancellationToken);
         if (Volatile.Read(ref _admitting) == 0 && Interlocked.CompareExchange(ref _admitting, 1, 0) == 0)
         {
-            return AdmitAloneAsync(admission);
+            if (_admissions.IsEmpty)
+            {
+                return AdmitAloneAsync(admission);
+            }
+            // Admissions queued before this one go first: the sender found them as it let go.
+            _admissions.Enqueue(admission);
+            _ = SendAdmissionsAsync();
+            return admission.Task;
         }
         _admissions.Enqueue(admission);
         // The script in flight may have ended, and found nothing queued, before the line above.
@@ -274,6 +281,11 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
                 {
                     next.TrySetException(new TimeoutException("The rate-limit admission waited longer than RedisTimeout for its turn."));
                 }
+                else if (next.Cancelled.IsCancellationRequested)
+                {
+                    // Its client has gone: counted, it would hold a parallel slot until the lease ends.
+                    next.TrySetCanceled(next.Cancelled);
+                }
                 else
                 {
                     batch.Add(next);
@@ -286,7 +298,9 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
                 givenUp = Environment.TickCount64 - (long)_options.RedisTimeout.TotalMilliseconds;
                 continue;
             }
-            Volatile.Write(ref _admitting, 0);
+            // A full fence: the check below must not be read before the flag is down, or an admission queued in between
+            // would wait for the next one.
+            Interlocked.Exchange(ref _admitting, 0);
             // An admission queued between the last read and the line above would wait for the next one: take it now.
             if (_admissions.IsEmpty || Interlocked.CompareExchange(ref _admitting, 1, 0) != 0)
             {
@@ -374,9 +388,11 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
     }
 
     /// <summary>An admission for a script; one that waits for its turn is awaited by <see cref="TaskCompletionSource{TResult}.Task"/>.</summary>
-    private sealed class PendingAdmission(IReadOnlyList<LimitSubject> subjects, string member, long queued)
+    private sealed class PendingAdmission(IReadOnlyList<LimitSubject> subjects, string member, long queued, CancellationToken cancelled)
         : TaskCompletionSource<Admission>(TaskCreationOptions.RunContinuationsAsynchronously)
     {
+        /// <summary>The request's own token: a queued admission whose client has gone is not sent.</summary>
+        public CancellationToken Cancelled { get; } = cancelled;
         public IReadOnlyList<LimitSubject> Subjects { get; } = subjects;
         public string Member { get; } = member;
         /// <summary>When it was queued (<see cref="Environment.TickCount64"/>).</summary>

@@ -161,7 +161,8 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
             {
                 continue;
             }
-            Volatile.Write(ref _writing, 0);
+            // A full fence: the check below must not be read before the flag is down.
+            Interlocked.Exchange(ref _writing, 0);
             // A call queued between the last read and the line above would wait for the next one: take it now.
             if (!_records.Reader.TryPeek(out _) || Interlocked.CompareExchange(ref _writing, 1, 0) != 0)
             {
