@@ -349,28 +349,32 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
 
     private Task<RedisResult> EvaluateAsync(IReadOnlyList<PendingAdmission> admissions)
     {
-        var keys = new List<RedisKey>(admissions.Count * 4);
-        var args = new List<RedisValue>(2 + admissions.Count * 5)
-        {
-            (long)_options.Window.TotalMilliseconds,
-            (long)_options.ParallelLease.TotalMilliseconds,
-        };
+        var subjects = 0;
         foreach (var admission in admissions)
         {
-            args.Add(admission.Subjects.Count);
-            args.Add(admission.Member);
+            subjects += admission.Subjects.Count;
+        }
+        var keys = new RedisKey[subjects * 4];
+        var args = new RedisValue[2 + admissions.Count * 2 + subjects * 3];
+        args[0] = (long)_options.Window.TotalMilliseconds;
+        args[1] = (long)_options.ParallelLease.TotalMilliseconds;
+        int k = 0, a = 2;
+        foreach (var admission in admissions)
+        {
+            args[a++] = admission.Subjects.Count;
+            args[a++] = admission.Member;
             foreach (var subject in admission.Subjects)
             {
-                keys.Add(subject.Key + RequestsSuffix);
-                keys.Add(subject.Key + TokensSuffix);
-                keys.Add(subject.Key + TokensTotalSuffix);
-                keys.Add(subject.Key + InFlightSuffix);
-                args.Add(subject.Rpm);
-                args.Add(subject.Tpm);
-                args.Add(subject.MaxParallel);
+                keys[k++] = subject.Key + RequestsSuffix;
+                keys[k++] = subject.Key + TokensSuffix;
+                keys[k++] = subject.Key + TokensTotalSuffix;
+                keys[k++] = subject.Key + InFlightSuffix;
+                args[a++] = subject.Rpm;
+                args[a++] = subject.Tpm;
+                args[a++] = subject.MaxParallel;
             }
         }
-        return redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, [.. keys], [.. args]);
+        return redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, keys, args);
     }
 
     private static Admission Read(long[] result, ref int at, int subjects)
