@@ -63,7 +63,10 @@ public sealed class GatewayHost : IAsyncDisposable
             ["TOGETHER_API_KEY"] = TogetherKey,
             ["Onyx:Providers:together_ai:ApiBase"] = primary.BaseUrl.ToString(),
             ["services:ollama:http:0"] = fallback.BaseUrl.ToString(),
-            ["Onyx:Routing:FirstTokenTimeout"] = "00:00:01",
+            // Far above what a healthy call takes even while the whole suite loads both cores: with 1 s, the first
+            // call of a fresh gateway now and then ran out of it and fell over to the fallback. The tests of the limit
+            // itself set a short one (Routing/FirstTokenLimitTests).
+            ["Onyx:Routing:FirstTokenTimeout"] = "00:00:10",
             ["Onyx:CallLog:Stdout"] = "false",
             // Each gateway its own audit spill directory, so no test replays another's leftover records.
             [SpillDirectoryKey] = Path.Combine(Path.GetTempPath(), "onyx-tests", Guid.NewGuid().ToString("N")),
