@@ -33,6 +33,9 @@ public static class Extensions
     /// <summary>Meters and activity sources of Onyx's own code, exported next to the framework's.</summary>
     public const string OnyxTelemetryPrefix = "Onyx.";
 
+    /// <summary>The log category whose being enabled makes ASP.NET Core build a request Activity and log scope.</summary>
+    public const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
+
     /// <summary>Tag combinations each framework metric keeps (<c>OpenTelemetry:Metrics:FrameworkCardinalityLimit</c>).</summary>
     public const int DefaultFrameworkCardinalityLimit = 200;
 
@@ -94,6 +97,17 @@ public static class Extensions
                 logging.IncludeFormattedMessage = true;
                 logging.IncludeScopes = true;
             });
+        }
+
+        // ASP.NET Core starts an Activity and opens a log scope (an AsyncLocal write) for every request whenever its
+        // hosting logger is enabled at any level, so that log records can carry the request's trace and path. With no
+        // log or trace exporter nothing reads either, so that category is switched off, unless the configuration sets
+        // it. All it logs otherwise: request start and end lines (Information, below the usual "Microsoft.AspNetCore":
+        // "Warning"), and startup errors only with CaptureStartupErrors, which a Kestrel app does not turn on. Under the
+        // json-c16 benchmark it cut what the gateway allocates per request from about 15.4 to 14.5 KB.
+        if (!logs && !traces && builder.Configuration[$"Logging:LogLevel:{HostingDiagnosticsCategory}"] is null)
+        {
+            builder.Logging.AddFilter(HostingDiagnosticsCategory, LogLevel.None);
         }
 
         // OpenTelemetry reserves room for every metric's whole cardinality limit up front (2 000 tag combinations by
