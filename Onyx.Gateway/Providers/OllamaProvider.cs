@@ -24,12 +24,8 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
         OllamaChatLine? line;
         try
         {
-            var body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            var body = await UpstreamClients.ReadAnswerAsync(response, deployment, cancellationToken);
             line = JsonSerializer.Deserialize(body, OllamaJsonContext.Default.OllamaChatLine);
-        }
-        catch (Exception ex) when (ex is IOException or HttpRequestException)
-        {
-            throw UpstreamErrors.Broken(ex, deployment);
         }
         catch (JsonException ex)
         {

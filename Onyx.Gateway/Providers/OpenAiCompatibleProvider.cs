@@ -22,15 +22,7 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
     public async Task<CompletionResult> CompleteAsync(Deployment deployment, ChatRequest request, AttemptContext context, CancellationToken cancellationToken)
     {
         using var response = await SendAsync(deployment, request, stream: false, cancellationToken);
-        byte[] body;
-        try
-        {
-            body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
-        }
-        catch (Exception ex) when (ex is IOException or HttpRequestException)
-        {
-            throw UpstreamErrors.Broken(ex, deployment);
-        }
+        var body = await UpstreamClients.ReadAnswerAsync(response, deployment, cancellationToken);
 
         try
         {

@@ -54,6 +54,39 @@ internal sealed class UpstreamClients(IOptions<OnyxOptions> options, bool traces
         return response;
     }
 
+    /// <summary>
+    /// The largest non-streamed answer read from an upstream (16 MiB). A chat answer is text of at most some tens of
+    /// thousands of tokens, a few hundred KB even with log-probabilities; without a bound, one upstream sending an
+    /// endless body would hold the gateway's memory (HttpClient's own bound, 2 GB, applies only to the buffering it does
+    /// itself, and upstream calls read their answers after the headers).
+    /// </summary>
+    public const int MaxAnswerBytes = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// Reads a non-streamed answer whole, up to <paramref name="maxBytes"/>. A longer one is a malformed answer (the next
+    /// deployment is tried) and is not read further; a connection that ends early is a broken one.
+    /// </summary>
+    public static async Task<byte[]> ReadAnswerAsync(HttpResponseMessage response, Deployment deployment, CancellationToken cancellationToken,
+        int maxBytes = MaxAnswerBytes)
+    {
+        try
+        {
+            await response.Content.LoadIntoBufferAsync(maxBytes, cancellationToken);
+            return await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        }
+        catch (HttpRequestException ex) when (ex.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
+        {
+            throw TooLarge(deployment, maxBytes, ex);
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            throw UpstreamErrors.Broken(ex, deployment);
+        }
+    }
+
+    private static UpstreamException TooLarge(Deployment deployment, int maxBytes, Exception ex) =>
+        UpstreamErrors.Malformed(deployment, $"the answer is larger than {maxBytes / (1024 * 1024.0):0.###} MiB", ex);
+
     private HttpClient Create() => new(CreateHandler?.Invoke() ?? new SocketsHttpHandler
     {
         ConnectTimeout = options.Value.Routing.ConnectTimeout,
