@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Onyx.Benchmarks.Load;
 using Onyx.Benchmarks.Micro;
 using Onyx.Benchmarks.Reference;
@@ -11,6 +12,27 @@ namespace Onyx.Benchmarks;
 /// <summary>A benchmark run: the micro-benchmarks, the load scenarios, the 1 000 slow streams and the soak, then the report.</summary>
 internal static class BenchmarkRun
 {
+    private const string ChartFile = "benchmarks/ttft.png";
+
+    /// <summary>
+    /// <c>chart</c>: draws the chart again from the last run's <c>docs/benchmarks/results.json</c>, measuring nothing
+    /// (for a change to the chart alone; the figures stay the run's).
+    /// </summary>
+    public static async Task<int> RedrawChartAsync()
+    {
+        var docs = Path.Combine(BenchmarkOptions.FindRepositoryRoot(), "docs");
+        await using var json = File.OpenRead(Path.Combine(docs, "benchmarks", "results.json"));
+        var results = await JsonSerializer.DeserializeAsync<SavedResults>(json) ?? throw new InvalidDataException("results.json is empty.");
+        Chart.WriteTimeToFirstToken(results.Load, Path.Combine(docs, ChartFile));
+        Progress($"drew {Path.Combine(docs, ChartFile)} from results.json");
+        return 0;
+    }
+
+    /// <summary>The part of <c>results.json</c> the chart is drawn from.</summary>
+    private sealed record SavedResults([property: JsonPropertyName("load")] List<ScenarioResult> Load);
+
+    private static void Progress(string line) => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {line}");
+
     public static async Task<int> RunAsync(string[] args)
     {
         var options = BenchmarkOptions.Parse(args);
@@ -54,8 +76,6 @@ internal static class BenchmarkRun
         })
         { Timeout = TimeSpan.FromMinutes(2) };
         var runner = new LoadRunner(http, upstream, gateway, bare);
-        static void Progress(string line) => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {line}");
-
         var load = new List<ScenarioResult>();
         var scenarios = options.LoadScenarios().ToList();
         {
@@ -114,13 +134,12 @@ internal static class BenchmarkRun
             soak = new SoakResult(soakScenario, options.SoakWarmUp, samples, recorder.Summarize());
         }
 
-        const string chartFile = "benchmarks/ttft.png";
         if (load.Count > 0)
         {
-            Chart.WriteTimeToFirstToken(load.Where(r => r.Scenario.Concurrency == 16).ToList(), Path.Combine(docs, chartFile));
+            Chart.WriteTimeToFirstToken(load, Path.Combine(docs, ChartFile));
         }
         var command = "dotnet run -c Release --project Onyx.Benchmarks" + (args.Length > 0 ? " -- " + string.Join(' ', args) : "");
-        var report = MarkdownReport.Write(root, command, load, slow, soak, micro, chartFile);
+        var report = MarkdownReport.Write(root, command, load, slow, soak, micro, ChartFile);
         await File.WriteAllTextAsync(Path.Combine(docs, "benchmarks.md"), report);
         await File.WriteAllTextAsync(Path.Combine(artifacts, "results.json"), JsonSerializer.Serialize(new { load, slow, soak }, new JsonSerializerOptions { WriteIndented = true }));
         Progress($"wrote {Path.Combine(docs, "benchmarks.md")}");
