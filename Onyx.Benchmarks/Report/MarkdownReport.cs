@@ -105,7 +105,7 @@ internal static class MarkdownReport
             md.AppendLine($"| soak {soak.Scenario.DurationPerTarget.TotalMinutes:0} min: RSS and GC heap flat after warm-up, zero errors | RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB ({F(soak.RssSlopeMegabytesPerMinute, 2, signed: true)} MB/min), live GC heap {F(soak.LiveHeapGrowthMegabytes, 1, signed: true)} MB ({F(soak.LiveHeapSlopeMegabytesPerMinute, 2, signed: true)} MB/min), {soak.Gateway.Errors} errors | {Check(soak.Flat)} | |");
         }
         md.AppendLine();
-        WriteMissed(md, load, slowStreams);
+        WriteMissed(md, load, slowStreams, soak);
 
         md.AppendLine("## Load scenarios");
         md.AppendLine();
@@ -211,7 +211,7 @@ internal static class MarkdownReport
     /// Each missed target of this run: by how much, and why, from this run's own figures (the floor, the limits-off
     /// twin, CPU per request, what the peak RSS is made of), so a reader does not have to work it out from the tables.
     /// </summary>
-    private static void WriteMissed(StringBuilder md, IReadOnlyList<ScenarioResult> load, ScenarioResult? slowStreams)
+    private static void WriteMissed(StringBuilder md, IReadOnlyList<ScenarioResult> load, ScenarioResult? slowStreams, SoakResult? soak)
     {
         var lines = new List<string>();
         ScenarioResult? Twin(ScenarioResult r) => load.FirstOrDefault(t => t.Scenario.Name == r.Scenario.LimitsOffTwin);
@@ -279,6 +279,19 @@ internal static class MarkdownReport
                 $"and the GC heaps, stacks and buffers of {slowStreams.Scenario.Concurrency} open streams the other {F(m.AnonBytes / 1048576.0, 1)} MB. " +
                 "The runtime settings tried against it (workstation GC, smaller GC budgets, Native AOT) and what each reached are in the README's benchmark section.");
         }
+        // Errors, stalls and growth have no cause this run's figures can name: the line says what was seen and where to look.
+        foreach (var r in load.Where(r => r.Scenario.Limits && (r.Gateway.Errors > 0 || r.Gateway.RateLimitHeaders != r.Gateway.Requests)))
+        {
+            lines.Add($"- **{r.Scenario.Name}: no 429s, no errors, every answer admitted**: {r.Gateway.Refused} × 429, {r.Gateway.Errors - r.Gateway.Refused} other errors, {r.Gateway.RateLimitHeaders} of {r.Gateway.Requests} answers with `x-ratelimit-*` headers. Why: {FirstErrorOrUnknown(r.Gateway)}; the limiter's table below shows whether the gateway fell back to memory.");
+        }
+        if (slowStreams is not null && (slowStreams.Gateway.Errors > 0 || slowStreams.Gateway.Stalls > 0))
+        {
+            lines.Add($"- **no errors, no stalls ({slowStreams.Scenario.Name})**: {slowStreams.Gateway.Errors} errors, {slowStreams.Gateway.Stalls} stalls in {slowStreams.Gateway.Requests} streams. Why: {FirstErrorOrUnknown(slowStreams.Gateway)}.");
+        }
+        if (soak is not null && !soak.Flat)
+        {
+            lines.Add($"- **soak flat, zero errors**: RSS {F(soak.RssGrowthMegabytes, 1, signed: true)} MB, live GC heap {F(soak.LiveHeapGrowthMegabytes, 1, signed: true)} MB (allowed {SoakResult.AllowedGrowthMegabytes} MB), {soak.Gateway.Errors} errors in {soak.Gateway.Requests} requests. Why: not known from this run; {FirstErrorOrUnknown(soak.Gateway)}; the soak table below shows when the growth happened, and a `dotnet-gcdump` of the gateway during a longer soak shows what grew.");
+        }
         if (lines.Count == 0)
         {
             return;
@@ -291,6 +304,9 @@ internal static class MarkdownReport
         }
         md.AppendLine();
     }
+
+    private static string FirstErrorOrUnknown(TargetSummary target) =>
+        target.FirstError is { } error ? $"the first error seen was: {error}" : "no error message was recorded";
 
     /// <summary>Each <c>-limits</c> scenario against its limits-off twin from the same run: what the limiter adds per request.</summary>
     private static void WriteLimiterCost(StringBuilder md, IReadOnlyList<ScenarioResult> load)
