@@ -13,6 +13,7 @@ namespace Onyx.Benchmarks;
 internal static class BenchmarkRun
 {
     private const string ChartFile = "benchmarks/ttft.png";
+    private const string ResultsFile = "benchmarks/results.json";
 
     /// <summary>
     /// <c>chart</c>: draws the chart again from the last run's <c>docs/benchmarks/results.json</c>, measuring nothing
@@ -21,7 +22,7 @@ internal static class BenchmarkRun
     public static async Task<int> RedrawChartAsync()
     {
         var docs = Path.Combine(BenchmarkOptions.FindRepositoryRoot(), "docs");
-        await using var json = File.OpenRead(Path.Combine(docs, "benchmarks", "results.json"));
+        await using var json = File.OpenRead(Path.Combine(docs, ResultsFile));
         var results = await JsonSerializer.DeserializeAsync<SavedResults>(json) ?? throw new InvalidDataException("results.json is empty.");
         Chart.WriteTimeToFirstToken(results.Load, Path.Combine(docs, ChartFile));
         Progress($"drew {Path.Combine(docs, ChartFile)} from results.json");
@@ -141,7 +142,7 @@ internal static class BenchmarkRun
         var command = "dotnet run -c Release --project Onyx.Benchmarks" + (args.Length > 0 ? " -- " + string.Join(' ', args) : "");
         var report = MarkdownReport.Write(root, command, load, slow, soak, micro, ChartFile);
         await File.WriteAllTextAsync(Path.Combine(docs, "benchmarks.md"), report);
-        await File.WriteAllTextAsync(Path.Combine(artifacts, "results.json"), JsonSerializer.Serialize(new { load, slow, soak }, new JsonSerializerOptions { WriteIndented = true }));
+        await File.WriteAllTextAsync(Path.Combine(docs, ResultsFile), JsonSerializer.Serialize(new { load, slow, soak }, new JsonSerializerOptions { WriteIndented = true }));
         Progress($"wrote {Path.Combine(docs, "benchmarks.md")}");
         return 0;
     }

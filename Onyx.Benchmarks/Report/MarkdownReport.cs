@@ -87,18 +87,15 @@ internal static class MarkdownReport
         }
         foreach (var result in load.Where(r => r.Scenario.Limits))
         {
-            var g = result.Gateway;
-            var clean = g.Refused == 0 && g.Errors == 0 && g.RateLimitHeaders == g.Requests;
-            md.AppendLine($"| {result.Scenario.Name}: no 429s, no errors, every answer admitted by the limiter | {g.Refused} × 429, {g.Errors - g.Refused} other errors, {g.RateLimitHeaders} of {g.Requests} answers with `x-ratelimit-*` headers | {Check(clean)} | |");
+            md.AppendLine($"| {result.Scenario.Name}: no 429s, no errors, every answer admitted by the limiter | {LimiterFigures(result.Gateway)} | {Check(AllAdmitted(result.Gateway))} | |");
         }
         if (slowStreams is not null)
         {
             var peak = slowStreams.GatewayPeakRssBytes / 1048576.0;
-            var clean = slowStreams.Gateway.Errors == 0 && slowStreams.Gateway.Stalls == 0;
             var floorPeak = slowStreams.Bare is null ? "" : $"{F(slowStreams.BarePeakRssBytes / 1048576.0, 1)} MB";
             var floorClean = slowStreams.Bare is { } b ? $"{b.Errors} errors, {b.Stalls} stalls" : "";
             md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: peak RSS ≤ {Targets.MaxPeakRssMegabytes} MB | {F(peak, 1)} MB | {Check(peak <= Targets.MaxPeakRssMegabytes)} | {floorPeak} |");
-            md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: no errors, no stalls | {slowStreams.Gateway.Errors} errors, {slowStreams.Gateway.Stalls} stalls | {Check(clean)} | {floorClean} |");
+            md.AppendLine($"| {slowStreams.Scenario.Concurrency} concurrent slow streams: no errors, no stalls | {slowStreams.Gateway.Errors} errors, {slowStreams.Gateway.Stalls} stalls | {Check(NoErrorsNoStalls(slowStreams.Gateway))} | {floorClean} |");
         }
         if (soak is not null)
         {
@@ -280,11 +277,11 @@ internal static class MarkdownReport
                 "The runtime settings tried against it (workstation GC, smaller GC budgets, Native AOT) and what each reached are in the README's benchmark section.");
         }
         // Errors, stalls and growth have no cause this run's figures can name: the line says what was seen and where to look.
-        foreach (var r in load.Where(r => r.Scenario.Limits && (r.Gateway.Errors > 0 || r.Gateway.RateLimitHeaders != r.Gateway.Requests)))
+        foreach (var r in load.Where(r => r.Scenario.Limits && !AllAdmitted(r.Gateway)))
         {
-            lines.Add($"- **{r.Scenario.Name}: no 429s, no errors, every answer admitted**: {r.Gateway.Refused} × 429, {r.Gateway.Errors - r.Gateway.Refused} other errors, {r.Gateway.RateLimitHeaders} of {r.Gateway.Requests} answers with `x-ratelimit-*` headers. Why: {FirstErrorOrUnknown(r.Gateway)}; the limiter's table below shows whether the gateway fell back to memory.");
+            lines.Add($"- **{r.Scenario.Name}: no 429s, no errors, every answer admitted**: {LimiterFigures(r.Gateway)}. Why: {FirstErrorOrUnknown(r.Gateway)}; the limiter's table below shows whether the gateway fell back to memory.");
         }
-        if (slowStreams is not null && (slowStreams.Gateway.Errors > 0 || slowStreams.Gateway.Stalls > 0))
+        if (slowStreams is not null && !NoErrorsNoStalls(slowStreams.Gateway))
         {
             lines.Add($"- **no errors, no stalls ({slowStreams.Scenario.Name})**: {slowStreams.Gateway.Errors} errors, {slowStreams.Gateway.Stalls} stalls in {slowStreams.Gateway.Requests} streams. Why: {FirstErrorOrUnknown(slowStreams.Gateway)}.");
         }
@@ -304,6 +301,14 @@ internal static class MarkdownReport
         }
         md.AppendLine();
     }
+
+    /// <summary>The <c>-limits</c> scenarios' key check: nothing refused or failed, and every answer went through the limiter.</summary>
+    private static bool AllAdmitted(TargetSummary g) => g.Refused == 0 && g.Errors == 0 && g.RateLimitHeaders == g.Requests;
+
+    private static string LimiterFigures(TargetSummary g) =>
+        $"{g.Refused} × 429, {g.Errors - g.Refused} other errors, {g.RateLimitHeaders} of {g.Requests} answers with `x-ratelimit-*` headers";
+
+    private static bool NoErrorsNoStalls(TargetSummary g) => g.Errors == 0 && g.Stalls == 0;
 
     private static string FirstErrorOrUnknown(TargetSummary target) =>
         target.FirstError is { } error ? $"the first error seen was: {error}" : "no error message was recorded";
