@@ -88,7 +88,7 @@ public sealed class FaultMatrixTests(AppHostFixture fixture, ITestOutputHelper o
                 break;
             case "fallback rejects the continuation":
                 primary.Fault = FakeFault.DropAfter(2);
-                fallback.Update(b => b with { Tokens = ["Long", " ago"], RejectsPrefill = true });
+                fallback.Update(b => b with { Tokens = ["Long", " ago"], Continuation = FakeContinuation.RefusesPrefill });
                 break;
             case "Ollama {\"error\"} line":
                 alias = "manus-fallback";

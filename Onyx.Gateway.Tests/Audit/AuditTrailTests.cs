@@ -170,7 +170,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         // Cut after "Once upon"; the fallback refuses the prefilled continuation, is asked anew, and its answer is
         // spliced after what the client already had.
         gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
-        gateway.Fallback.Update(b => b with { Tokens = ["Once", " upon", " a", " time", " there"], RejectsPrefill = true });
+        gateway.Fallback.Update(b => b with { Tokens = ["Once", " upon", " a", " time", " there"], Continuation = FakeContinuation.RefusesPrefill });
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
         var received = Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync()));
 

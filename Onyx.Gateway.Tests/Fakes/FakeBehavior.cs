@@ -30,12 +30,31 @@ public sealed record FakeBehavior
     /// <summary>When set, a stream answers with a call of this tool, its arguments streamed in <see cref="Tokens"/>.</summary>
     public string? ToolCall { get; init; }
 
-    /// <summary>A model server that refuses a conversation ending in an assistant message (no prefill): a 400.</summary>
-    public bool RejectsPrefill { get; init; }
+    /// <summary>What the model does with a conversation that ends in an assistant message (a prefill).</summary>
+    public FakeContinuation Continuation { get; init; } = FakeContinuation.Restarts;
+
+    /// <summary>Usage numbers are written as JSON floats (<c>12.0</c>), as some OpenAI-compatible servers do.</summary>
+    public bool FractionalUsage { get; init; }
 
     /// <summary>The models the discovery endpoints list (OpenAI <c>/v1/models</c>, Ollama <c>/api/tags</c> and <c>/api/show</c>).</summary>
     public IReadOnlyList<string> Models { get; init; } = ["fake-model"];
 
     /// <summary>The full answer text: the tokens concatenated.</summary>
     public string Text => string.Concat(Tokens);
+}
+
+/// <summary>How a fake model treats a trailing assistant message: the ways real models and servers differ.</summary>
+public enum FakeContinuation
+{
+    /// <summary>Ignores it and answers from the beginning (as many chat templates make a model do).</summary>
+    Restarts,
+
+    /// <summary>
+    /// Continues it: when it is a prefix of the fake's answer, streams the rest of that answer from exactly there;
+    /// otherwise (someone else's words) goes on with its own answer, as a model does with a prefix it would not have written.
+    /// </summary>
+    Honours,
+
+    /// <summary>Refuses it with a 400 ("the last message must be from the user").</summary>
+    RefusesPrefill,
 }

@@ -6,8 +6,14 @@ using Microsoft.AspNetCore.Http;
 namespace Onyx.Gateway.Tests.Fakes;
 
 /// <summary>One chat call being answered: the request, the behaviour and fault chosen for it, and the write helpers.</summary>
-internal sealed class FakeChatCall(HttpContext context, JsonNode body, FakeBehavior behavior, FakeFault fault)
+internal sealed class FakeChatCall(HttpContext context, JsonNode body, FakeBehavior behavior, FakeFault fault, IReadOnlyList<string> tokens)
 {
+    /// <summary>The tokens this call answers with: the behaviour's, or what is left of them after an honoured prefill.</summary>
+    public IReadOnlyList<string> Tokens { get; } = tokens;
+
+    /// <summary>This call's answer text.</summary>
+    public string Text => string.Concat(Tokens);
+
     public HttpContext Context { get; } = context;
 
     public HttpResponse Response => Context.Response;

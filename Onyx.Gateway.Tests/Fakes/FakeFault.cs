@@ -49,6 +49,9 @@ public abstract record FakeFault
     /// <summary>After <paramref name="tokens"/> content tokens, send nothing more until the client aborts (non-streaming: stall half way through the body).</summary>
     public static FakeFault StallAfter(int tokens) => new StallAfterFault(tokens);
 
+    /// <summary>After <paramref name="tokens"/> content tokens, one event / line that is not valid JSON, then the rest of the stream.</summary>
+    public static FakeFault MalformedAfter(int tokens) => new MalformedAfterFault(tokens);
+
     /// <summary>After <paramref name="tokens"/> content tokens, send an in-band error event / line, then end the stream.</summary>
     public static FakeFault ErrorLineAfter(int tokens) => new ErrorLineAfterFault(tokens);
 
@@ -77,4 +80,6 @@ public abstract record FakeFault
     public sealed record StallAfterFault(int Tokens) : FakeFault;
 
     public sealed record ErrorLineAfterFault(int Tokens) : FakeFault;
+
+    public sealed record MalformedAfterFault(int Tokens) : FakeFault;
 }

@@ -259,13 +259,16 @@ public abstract class FakeLlmProvider : IAsyncDisposable
     /// Streams the tokens through <paramref name="writeToken"/>, applying the token faults and pacing.
     /// Returns false when a fault ended the stream early (the caller writes nothing more).
     /// </summary>
-    private protected static async Task<bool> StreamTokensAsync(FakeChatCall call, Func<string, Task> writeToken, Func<Task> writeError)
+    private protected static async Task<bool> StreamTokensAsync(FakeChatCall call, Func<string, Task> writeToken, Func<Task> writeError, Func<Task> writeMalformed)
     {
-        var tokens = call.Behavior.Tokens;
+        var tokens = call.Tokens;
         for (var i = 0; i <= tokens.Count; i++)
         {
             switch (call.Fault)
             {
+                case FakeFault.MalformedAfterFault malformed when malformed.Tokens == i:
+                    await writeMalformed();
+                    break;
                 case FakeFault.DropAfterFault drop when drop.Tokens == i:
                     await call.CutConnectionAsync();
                     return false;
@@ -305,7 +308,7 @@ public abstract class FakeLlmProvider : IAsyncDisposable
             await call.DelayAsync(slow.Delay);
         }
 
-        var tokenCount = call.Behavior.Tokens.Count;
+        var tokenCount = call.Tokens.Count;
         if (tokenCount > 1)
         {
             await call.DelayAsync(call.Behavior.TokenDelay * (tokenCount - 1));
@@ -422,7 +425,7 @@ public abstract class FakeLlmProvider : IAsyncDisposable
         using var stopping = _stopping.Token.Register(context.Abort);
         var behavior = Behavior;
         var fault = _nextFaults.TryDequeue(out var next) ? next : behavior.Fault;
-        var call = new FakeChatCall(context, request.Json ?? new JsonObject(), behavior, fault);
+        var call = new FakeChatCall(context, request.Json ?? new JsonObject(), behavior, fault, AnswerTokens(behavior, request.Json));
         var finished = false;
         try
         {
@@ -462,7 +465,7 @@ public abstract class FakeLlmProvider : IAsyncDisposable
             return;
         }
 
-        if (call.Behavior.RejectsPrefill && request.Json?["messages"] is JsonArray { Count: > 0 } messages && (string?)messages[^1]?["role"] == "assistant")
+        if (call.Behavior.Continuation == FakeContinuation.RefusesPrefill && Prefill(request.Json) is not null)
         {
             await WriteErrorAsync(call.Response, StatusCodes.Status400BadRequest, ErrorJson(StatusCodes.Status400BadRequest, "The last message must be from the user."));
             return;
@@ -489,6 +492,36 @@ public abstract class FakeLlmProvider : IAsyncDisposable
                 await WriteAnswerAsync(call);
                 break;
         }
+    }
+
+    /// <summary>The content of a trailing assistant message (a prefill), or null.</summary>
+    private static string? Prefill(JsonNode? body) =>
+        body?["messages"] is JsonArray { Count: > 0 } messages && messages[^1] is JsonObject last && (string?)last["role"] == "assistant"
+            ? last["content"] is JsonValue content && content.TryGetValue<string>(out var text) ? text : ""
+            : null;
+
+    /// <summary>
+    /// The tokens a call answers with. A model that honours a prefill which its own answer begins with goes on from
+    /// exactly there (the token the prefill ends inside is split); every other case is the whole answer.
+    /// </summary>
+    private static IReadOnlyList<string> AnswerTokens(FakeBehavior behavior, JsonNode? body)
+    {
+        if (behavior.Continuation != FakeContinuation.Honours || Prefill(body) is not { } prefill || !behavior.Text.StartsWith(prefill, StringComparison.Ordinal))
+        {
+            return behavior.Tokens;
+        }
+        var rest = new List<string>();
+        var at = 0;
+        foreach (var token in behavior.Tokens)
+        {
+            var end = at + token.Length;
+            if (end > prefill.Length)
+            {
+                rest.Add(at >= prefill.Length ? token : token[(prefill.Length - at)..]);
+            }
+            at = end;
+        }
+        return rest;
     }
 
     private static async Task WriteErrorAsync(HttpResponse response, int statusCode, string body)

@@ -103,7 +103,7 @@ public sealed class FakeOllamaProvider : FakeLlmProvider
             return StreamAsync(call);
         }
 
-        var answer = Line(call, call.Behavior.Text);
+        var answer = Line(call, call.Text);
         answer["done_reason"] = "stop";
         answer["done"] = true;
         AddCounts(call, answer);
@@ -127,7 +127,8 @@ public sealed class FakeOllamaProvider : FakeLlmProvider
             await Write($$"""{"model":"{{call.Model}}","created_at":""");
         }
 
-        var complete = await StreamTokensAsync(call, token => Write(Line(call, token).ToJsonString(WireJson)), () => Write(InBandErrorJson));
+        var complete = await StreamTokensAsync(call, token => Write(Line(call, token).ToJsonString(WireJson)), () => Write(InBandErrorJson),
+            () => Write($$"""{"model":"{{call.Model}}","created_at":"""));
         if (!complete || call.Fault is FakeFault.EndWithoutDoneFault)
         {
             return;
@@ -157,12 +158,12 @@ public sealed class FakeOllamaProvider : FakeLlmProvider
         }
 
         long promptEval = call.Behavior.PromptTokens * PromptEvalNsPerToken;
-        long eval = call.Behavior.Tokens.Count * EvalNsPerToken;
+        long eval = call.Tokens.Count * EvalNsPerToken;
         line["total_duration"] = LoadDurationNs + promptEval + eval;
         line["load_duration"] = LoadDurationNs;
         line["prompt_eval_count"] = call.Behavior.PromptTokens;
         line["prompt_eval_duration"] = promptEval;
-        line["eval_count"] = call.Behavior.Tokens.Count;
+        line["eval_count"] = call.Tokens.Count;
         line["eval_duration"] = eval;
     }
 

@@ -81,14 +81,14 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
             ["choices"] = new JsonArray(new JsonObject
             {
                 ["index"] = 0,
-                ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = call.Behavior.Text, ["refusal"] = null },
+                ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = call.Text, ["refusal"] = null },
                 ["logprobs"] = null,
                 ["finish_reason"] = "stop",
             }),
         };
         if (call.ReportsUsage)
         {
-            completion["usage"] = Usage(call.Behavior);
+            completion["usage"] = Usage(call);
         }
 
         completion["system_fingerprint"] = "fp_fake";
@@ -158,7 +158,8 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
                 first = false;
                 return Event(Chunk(delta, null).ToJsonString(WireJson));
             },
-            () => Event(InBandErrorJson));
+            () => Event(InBandErrorJson),
+            () => Event("""{"id":"chatcmpl-malformed","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"""));
         if (!complete)
         {
             return;
@@ -169,7 +170,7 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
         if (includeUsage && call.ReportsUsage)
         {
             var usage = Chunk(null, null);
-            usage["usage"] = Usage(call.Behavior);
+            usage["usage"] = Usage(call);
             await Event(usage.ToJsonString(WireJson));
         }
 
@@ -183,12 +184,19 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
         }
     }
 
-    private static JsonObject Usage(FakeBehavior behavior) => new()
-    {
-        ["prompt_tokens"] = behavior.PromptTokens,
-        ["completion_tokens"] = behavior.Tokens.Count,
-        ["total_tokens"] = behavior.PromptTokens + behavior.Tokens.Count,
-    };
+    private static JsonObject Usage(FakeChatCall call) => call.Behavior.FractionalUsage
+        ? new()
+        {
+            ["prompt_tokens"] = (double)call.Behavior.PromptTokens,
+            ["completion_tokens"] = (double)call.Tokens.Count,
+            ["total_tokens"] = (double)(call.Behavior.PromptTokens + call.Tokens.Count),
+        }
+        : new()
+        {
+            ["prompt_tokens"] = call.Behavior.PromptTokens,
+            ["completion_tokens"] = call.Tokens.Count,
+            ["total_tokens"] = call.Behavior.PromptTokens + call.Tokens.Count,
+        };
 
     private static string NewId() => $"chatcmpl-{Guid.NewGuid():N}";
 }

@@ -20,29 +20,37 @@ public sealed class ChatRequestTests
     }
 
     [Theory]
-    [InlineData("TrailingAssistant", 2, false)]
-    [InlineData("PrefixFlag", 2, true)]
-    [InlineData("Instruction", 3, false)]
-    public void AsksForTheContinuationOfAPartialAnswerEachProvidersWay(string styleName, int messages, bool prefixFlag)
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AsksForTheContinuationOfAPartialAnswerAsAPrefill(bool prefixFlag)
     {
-        var style = Enum.Parse<Onyx.Gateway.Providers.ContinuationStyle>(styleName);
-        Assert.True(ChatRequest.TryParse(JsonElement.Parse("""{"model":"m","stream":true,"messages":[{"role":"user","content":"Tell a story"}]}"""), out var request, out _));
+        Assert.True(ChatRequest.TryParse(JsonElement.Parse("""{"model":"m","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"Tell a story"}]}"""), out var request, out _));
 
-        var continuation = request.WithPartialAnswer("Once upon", style);
+        var continuation = request.WithPrefill("Once upon", prefixFlag, maxTokens: 97);
 
-        Assert.Equal(messages, continuation.Messages.GetArrayLength());
+        Assert.Equal(2, continuation.Messages.GetArrayLength());
         var assistant = continuation.Messages[1];
         Assert.Equal("assistant", assistant.GetProperty("role").GetString());
         Assert.Equal("Once upon", assistant.GetProperty("content").GetString());
         Assert.Equal(prefixFlag, assistant.TryGetProperty("prefix", out var prefix) && prefix.GetBoolean());
-        if (style == Onyx.Gateway.Providers.ContinuationStyle.Instruction)
-        {
-            Assert.Equal("user", continuation.Messages[2].GetProperty("role").GetString());
-        }
+        // What was already produced counts against the client's limit.
+        Assert.Equal(97, continuation.Body.GetProperty("max_tokens").GetInt32());
         // The client's request is left as it was, and the rest of the body goes with the continuation.
         Assert.Equal(1, request.Messages.GetArrayLength());
+        Assert.Equal(100, request.Body.GetProperty("max_tokens").GetInt32());
         Assert.Equal("m", continuation.Body.GetProperty("model").GetString());
         Assert.True(continuation.Stream);
+    }
+
+    [Fact]
+    public void GivesAContinuationWhatIsLeftOfTheDeploymentsDefaultLimit()
+    {
+        Assert.True(ChatRequest.TryParse(JsonElement.Parse("""{"model":"m","messages":[{"role":"user","content":"Tell a story"}]}"""), out var request, out _));
+
+        var continuation = request.WithPrefill("Once upon", prefixFlag: false, maxTokens: 40);
+
+        Assert.Equal(40, continuation.Body.GetProperty("max_tokens").GetInt32());
+        Assert.False(continuation.Body.TryGetProperty("max_completion_tokens", out _));
     }
 
     [Theory]

@@ -89,7 +89,7 @@ public sealed class StreamResumeTests : GatewayTest
     public async Task SplicesARegeneratedAnswerWhenTheFallbackRefusesThePrefill()
     {
         Gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
-        Gateway.Fallback.Update(b => b with { Tokens = ["Once", " upon", " a", " time", " there"], RejectsPrefill = true });
+        Gateway.Fallback.Update(b => b with { Tokens = ["Once", " upon", " a", " time", " there"], Continuation = FakeContinuation.RefusesPrefill });
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
         var events = Sse.Events(await response.Content.ReadAsStringAsync());
@@ -105,7 +105,7 @@ public sealed class StreamResumeTests : GatewayTest
     public async Task EndsWithACleanErrorWhenTheRegeneratedAnswerBeginsDifferently()
     {
         Gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
-        Gateway.Fallback.Update(b => b with { Tokens = ["Long", " ago"], RejectsPrefill = true });
+        Gateway.Fallback.Update(b => b with { Tokens = ["Long", " ago"], Continuation = FakeContinuation.RefusesPrefill });
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
         var events = Sse.Events(await response.Content.ReadAsStringAsync());

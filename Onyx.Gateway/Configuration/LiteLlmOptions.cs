@@ -109,6 +109,26 @@ internal sealed class ModelInfo : PriceFields
     /// <summary>LiteLLM's older name for <see cref="MaxOutputTokens"/> (used when that is not set).</summary>
     [ConfigurationKeyName("max_tokens")]
     public int? MaxTokens { get; set; }
+
+    /// <summary>The longest prompt the model takes, in tokens.</summary>
+    [ConfigurationKeyName("max_input_tokens")]
+    public int? MaxInputTokens { get; set; }
+
+    /// <summary>Whether the model continues a trailing assistant message (true: resume by prefill; false: by replay).</summary>
+    [ConfigurationKeyName("supports_assistant_prefill")]
+    public bool? SupportsAssistantPrefill { get; set; }
+
+    /// <summary>False: a request with <c>tools</c> skips this deployment rather than reaching a model that ignores them.</summary>
+    [ConfigurationKeyName("supports_function_calling")]
+    public bool? SupportsFunctionCalling { get; set; }
+
+    /// <summary>False: a request with images skips this deployment.</summary>
+    [ConfigurationKeyName("supports_vision")]
+    public bool? SupportsVision { get; set; }
+
+    /// <summary>False: a request with a <c>json_schema</c> response format skips this deployment.</summary>
+    [ConfigurationKeyName("supports_response_schema")]
+    public bool? SupportsResponseSchema { get; set; }
 }
 
 internal sealed class LiteLlmParams : PriceFields
@@ -156,6 +176,18 @@ internal sealed class LiteLlmParams : PriceFields
     /// <summary>Calls this deployment may have in flight (LiteLLM's name); more wait in a bounded queue or go elsewhere.</summary>
     [ConfigurationKeyName("max_parallel_requests")]
     public int? MaxParallelRequests { get; set; }
+
+    /// <summary>
+    /// Onyx's addition: how this deployment continues another one's broken answer — <c>prefill</c>,
+    /// <c>prefix_flag</c>, <c>replay</c> or <c>none</c>. Default: by provider, or by
+    /// <c>model_info.supports_assistant_prefill</c> when that is set.
+    /// </summary>
+    [ConfigurationKeyName("continuation")]
+    public string? Continuation { get; set; }
+
+    /// <summary>Ollama's context window in tokens (an Ollama option LiteLLM passes on).</summary>
+    [ConfigurationKeyName("num_ctx")]
+    public int? NumCtx { get; set; }
 }
 
 internal sealed class RouterSettings

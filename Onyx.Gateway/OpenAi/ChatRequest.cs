@@ -43,22 +43,27 @@ internal sealed class ChatRequest
     /// <summary>OpenAI's <c>user</c>: the end user inside the caller's application (may be rate-limited on its own).</summary>
     public string? User { get; }
 
-    /// <summary>What the gateway tells a model that has no way to prefill its answer, to continue a cut one.</summary>
-    public const string ContinueInstruction =
-        "Your previous answer was cut off. Continue it exactly where it stopped, without repeating any of it and without any preamble.";
-
     /// <summary>
-    /// This request, asking for the continuation of <paramref name="partial"/> — the answer so far — in the way
-    /// the provider understands (<paramref name="style"/>).
+    /// This request with <paramref name="prefill"/> as the start of the assistant's answer (a trailing assistant
+    /// message, marked <c>"prefix": true</c> when <paramref name="prefixFlag"/>), and its output limit lowered to
+    /// <paramref name="maxTokens"/> when given: the continuation of an answer that broke elsewhere.
     /// </summary>
-    public ChatRequest WithPartialAnswer(string partial, Providers.ContinuationStyle style)
+    public ChatRequest WithPrefill(string prefill, bool prefixFlag, long? maxTokens)
     {
-        var bytes = JsonBytes.Write((Body, partial, style), static (json, s) =>
+        var bytes = JsonBytes.Write((Body, prefill, prefixFlag, maxTokens), static (json, s) =>
         {
-            var (body, partial, style) = s;
+            var (body, prefill, prefixFlag, maxTokens) = s;
             json.WriteStartObject();
+            var limited = false;
             foreach (var property in body.EnumerateObject())
             {
+                if (maxTokens is { } limit && (property.NameEquals("max_tokens"u8) || property.NameEquals("max_completion_tokens"u8))
+                    && property.Value.ValueKind != JsonValueKind.Null)
+                {
+                    json.WriteNumber(property.Name, limit);
+                    limited = true;
+                    continue;
+                }
                 if (!property.NameEquals("messages"u8))
                 {
                     property.WriteTo(json);
@@ -71,20 +76,18 @@ internal sealed class ChatRequest
                 }
                 json.WriteStartObject();
                 json.WriteString("role"u8, "assistant"u8);
-                json.WriteString("content"u8, partial);
-                if (style == Providers.ContinuationStyle.PrefixFlag)
+                json.WriteString("content"u8, prefill);
+                if (prefixFlag)
                 {
                     json.WriteBoolean("prefix"u8, true);
                 }
                 json.WriteEndObject();
-                if (style == Providers.ContinuationStyle.Instruction)
-                {
-                    json.WriteStartObject();
-                    json.WriteString("role"u8, "user"u8);
-                    json.WriteString("content"u8, ContinueInstruction);
-                    json.WriteEndObject();
-                }
                 json.WriteEndArray();
+            }
+            if (maxTokens is { } remaining && !limited)
+            {
+                // The client set no limit, but the deployment's default applies: the continuation gets what is left of it.
+                json.WriteNumber("max_tokens"u8, remaining);
             }
             json.WriteEndObject();
         });

@@ -9,6 +9,12 @@ internal interface IChatProvider
 {
     ProviderProtocol Protocol { get; }
 
+    /// <summary>
+    /// Why <paramref name="deployment"/> cannot serve <paramref name="request"/> faithfully (a field it would have to
+    /// drop or change), or null when it can. A deployment that cannot is skipped with this reason.
+    /// </summary>
+    string? CannotServe(Deployment deployment, ChatRequest request);
+
     /// <summary>A non-streaming completion as an OpenAI <c>chat.completion</c> body.</summary>
     /// <exception cref="UpstreamException">The upstream failed or answered something unusable.</exception>
     Task<CompletionResult> CompleteAsync(Deployment deployment, ChatRequest request, AttemptContext context, CancellationToken cancellationToken);
@@ -36,6 +42,12 @@ internal sealed class AttemptContext(string requestId)
 
     /// <summary>The model name the upstream reported.</summary>
     public string? ResponseModel { get; set; }
+
+    /// <summary>
+    /// The upstream answered with response headers. A deployment that never did is silent (never retried, and its
+    /// time-out counts against its breaker); one that did but sent no token in time is slow.
+    /// </summary>
+    public bool HeadersReceived { get; set; }
 
     /// <summary>The attempt's span (null when nobody listens); the upstream HTTP request's span is its child.</summary>
     public System.Diagnostics.Activity? Activity { get; init; }

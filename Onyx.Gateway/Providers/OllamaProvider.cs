@@ -18,9 +18,12 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
 
     public ProviderProtocol Protocol => ProviderProtocol.OllamaNative;
 
+    public string? CannotServe(Deployment deployment, ChatRequest request) => DeploymentCapabilities.Lacks(deployment, request);
+
     public async Task<CompletionResult> CompleteAsync(Deployment deployment, ChatRequest request, AttemptContext context, CancellationToken cancellationToken)
     {
         using var response = await SendAsync(deployment, request, stream: false, cancellationToken);
+        context.HeadersReceived = true;
         OllamaChatLine? line;
         try
         {
@@ -75,6 +78,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var response = await SendAsync(deployment, request, stream: true, cancellationToken);
+        context.HeadersReceived = true;
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken), Encoding.UTF8);
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var id = "chatcmpl-" + context.RequestId;

@@ -19,9 +19,12 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
 
     public ProviderProtocol Protocol => ProviderProtocol.OpenAiCompatible;
 
+    public string? CannotServe(Deployment deployment, ChatRequest request) => DeploymentCapabilities.Lacks(deployment, request);
+
     public async Task<CompletionResult> CompleteAsync(Deployment deployment, ChatRequest request, AttemptContext context, CancellationToken cancellationToken)
     {
         using var response = await SendAsync(deployment, request, stream: false, cancellationToken);
+        context.HeadersReceived = true;
         var body = await UpstreamClients.ReadAnswerAsync(response, deployment, cancellationToken);
 
         try
@@ -66,6 +69,7 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var response = await SendAsync(deployment, request, stream: true, cancellationToken);
+        context.HeadersReceived = true;
         Stream body;
         try
         {

@@ -100,7 +100,7 @@ internal sealed class ChatCompletionRouter(
                 continue;
             }
             var provider = _providers[deployment.Provider.Protocol];
-            var continuation = call.Request.WithPartialAnswer(partial, deployment.Provider.Continuation);
+            var continuation = call.Request.WithPrefill(partial, deployment.Continuation == ContinuationStyle.PrefixFlag, null);
             var attempts = new (ChatRequest Request, string? Prefix)[] { (continuation, null), (call.Request, partial) };
             foreach (var (request, prefix) in attempts)
             {

@@ -32,6 +32,27 @@ internal sealed class Deployment
     /// <summary>Whether a stream of this alias that breaks mid-answer is continued on the next deployment.</summary>
     public bool ResumeStreams { get; init; } = true;
 
+    /// <summary>How this deployment is asked to continue another one's broken answer.</summary>
+    public ContinuationStyle Continuation { get; init; } = ContinuationStyle.Prefill;
+
+    /// <summary><c>model_info.max_input_tokens</c>: the longest prompt the model takes (none: unknown).</summary>
+    public int? MaxInputTokens { get; init; }
+
+    /// <summary>
+    /// Ollama's context window (<c>litellm_params.num_ctx</c>, else worked out from <c>model_info</c>): sent with every
+    /// call, since Ollama otherwise cuts a longer prompt to its small default without saying so.
+    /// </summary>
+    public int? NumCtx { get; init; }
+
+    /// <summary><c>model_info.supports_function_calling</c>: false means a request with tools skips this deployment.</summary>
+    public bool? SupportsFunctionCalling { get; init; }
+
+    /// <summary><c>model_info.supports_vision</c>: false means a request with images skips this deployment.</summary>
+    public bool? SupportsVision { get; init; }
+
+    /// <summary><c>model_info.supports_response_schema</c>: false means a <c>json_schema</c> request skips this deployment.</summary>
+    public bool? SupportsResponseSchema { get; init; }
+
     /// <summary>Calls it may have in flight at once (none: no limit).</summary>
     public int? MaxParallelRequests { get; init; }
 

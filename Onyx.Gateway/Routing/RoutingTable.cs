@@ -104,6 +104,15 @@ internal sealed class RoutingTable
                 errors.Add($"{key}:litellm_params:temperature must be between 0 and 2.");
             }
             var price = Price.Resolve(entry, key, errors);
+            var continuation = ContinuationOf(entry, provider, key, errors);
+            if (entry.LiteLlmParams.NumCtx is < 1)
+            {
+                errors.Add($"{key}:litellm_params:num_ctx must be at least 1.");
+            }
+            if (entry.ModelInfo.MaxInputTokens is < 1)
+            {
+                errors.Add($"{key}:model_info:max_input_tokens must be at least 1.");
+            }
 
             var explicitBase = EnvironmentReferences.Resolve(entry.LiteLlmParams.ApiBase, configuration);
             var baseText = explicitBase
@@ -145,6 +154,14 @@ internal sealed class RoutingTable
                 MaxOutputTokens = maxOutput,
                 DefaultTemperature = entry.LiteLlmParams.Temperature,
                 ResumeStreams = entry.LiteLlmParams.ResumeStreams ?? true,
+                Continuation = continuation,
+                MaxInputTokens = entry.ModelInfo.MaxInputTokens,
+                // Ollama's window holds the prompt and the answer: room for the longest prompt and the longest answer.
+                NumCtx = entry.LiteLlmParams.NumCtx
+                    ?? (entry.ModelInfo.MaxInputTokens is { } input ? input + (maxOutput ?? entry.LiteLlmParams.MaxTokens ?? 0) : null),
+                SupportsFunctionCalling = entry.ModelInfo.SupportsFunctionCalling,
+                SupportsVision = entry.ModelInfo.SupportsVision,
+                SupportsResponseSchema = entry.ModelInfo.SupportsResponseSchema,
                 MaxParallelRequests = entry.LiteLlmParams.MaxParallelRequests,
                 HedgeAfter = entry.LiteLlmParams.HedgeAfterMs is { } hedge ? TimeSpan.FromMilliseconds(hedge) : null,
                 UnavailableReason = unavailable,
@@ -207,6 +224,36 @@ internal sealed class RoutingTable
                 .ToArray();
         }
         return new RoutingTable(aliases, deployments, chains, strategy == "simple-shuffle");
+    }
+
+    /// <summary>
+    /// <c>litellm_params.continuation</c> when set; else LiteLLM's <c>model_info.supports_assistant_prefill</c> (true:
+    /// the provider's own prefill form, false: replay); else the provider's default.
+    /// </summary>
+    private static ContinuationStyle ContinuationOf(ModelListEntry entry, ProviderInfo provider, string key, List<string> errors)
+    {
+        switch (entry.LiteLlmParams.Continuation)
+        {
+            case null:
+                break;
+            case "prefill":
+                return ContinuationStyle.Prefill;
+            case "prefix_flag":
+                return ContinuationStyle.PrefixFlag;
+            case "replay":
+                return ContinuationStyle.Replay;
+            case "none":
+                return ContinuationStyle.None;
+            default:
+                errors.Add($"{key}:litellm_params:continuation must be prefill, prefix_flag, replay or none; got '{entry.LiteLlmParams.Continuation}'.");
+                break;
+        }
+        return entry.ModelInfo.SupportsAssistantPrefill switch
+        {
+            true => provider.Continuation == ContinuationStyle.PrefixFlag ? ContinuationStyle.PrefixFlag : ContinuationStyle.Prefill,
+            false => ContinuationStyle.Replay,
+            null => provider.Continuation,
+        };
     }
 
     private static string DescribeKeySource(string? reference) => reference switch
