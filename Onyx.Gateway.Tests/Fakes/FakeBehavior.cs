@@ -33,6 +33,9 @@ public sealed record FakeBehavior
     /// <summary>What the model does with a conversation that ends in an assistant message (a prefill).</summary>
     public FakeContinuation Continuation { get; init; } = FakeContinuation.Restarts;
 
+    /// <summary>Reasoning deltas (<c>reasoning_content</c>, as DeepSeek-R1 streams them) sent before the answer's tokens (OpenAI fake).</summary>
+    public IReadOnlyList<string> Reasoning { get; init; } = [];
+
     /// <summary>Usage numbers are written as JSON floats (<c>12.0</c>), as some OpenAI-compatible servers do.</summary>
     public bool FractionalUsage { get; init; }
 

@@ -140,6 +140,11 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
 
         await Event(Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "", ["refusal"] = null }, null).ToJsonString(WireJson));
 
+        foreach (var thought in call.Behavior.Reasoning)
+        {
+            await Event(Chunk(new JsonObject { ["reasoning_content"] = thought }, null).ToJsonString(WireJson));
+        }
+
         var toolCall = call.Behavior.ToolCall;
         var first = true;
         var complete = await StreamTokensAsync(

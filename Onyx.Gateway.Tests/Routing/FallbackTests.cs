@@ -9,55 +9,10 @@ namespace Onyx.Gateway.Tests.Routing;
 
 public sealed class FallbackTests : GatewayTest
 {
-    public static TheoryData<string> PrimaryFaults() =>
-    [
-        "500", "503", "429", "502-html", "408", "401", "403", "404", "malformed", "error-first-event",
-    ];
-
-    /// <summary>The faults where the primary sends no first token: only the first-token limit ends them (see <see cref="FirstTokenLimitTests"/>).</summary>
-    public static TheoryData<string> SilentPrimaryFaults() => ["hang-before-headers", "headers-then-hang", "slow-first-token"];
-
-    internal static FakeFault Fault(string name) => name switch
-    {
-        "500" => FakeFault.Status(500),
-        "503" => FakeFault.Status(503),
-        "429" => FakeFault.Status(429, headers: new Dictionary<string, string> { ["Retry-After"] = "2" }),
-        "502-html" => FakeFault.Status(502, "<html><body><h1>502 Bad Gateway</h1></body></html>", new Dictionary<string, string> { ["Content-Type"] = "text/html" }),
-        "408" => FakeFault.Status(408),
-        "401" => FakeFault.Status(401),
-        "403" => FakeFault.Status(403),
-        "404" => FakeFault.Status(404),
-        "malformed" => FakeFault.MalformedChunk,
-        "error-first-event" => FakeFault.ErrorFirstEvent,
-        "hang-before-headers" => FakeFault.HangBeforeHeaders,
-        "headers-then-hang" => FakeFault.HeadersThenHang,
-        "slow-first-token" => FakeFault.SlowFirstToken(TimeSpan.FromSeconds(30)),
-        _ => throw new ArgumentOutOfRangeException(nameof(name)),
-    };
-
     [Theory]
-    [MemberData(nameof(PrimaryFaults))]
+    [MemberData(nameof(PrimaryFaults.BeforeFirstToken), MemberType = typeof(PrimaryFaults))]
     public async Task StreamsFromTheFallbackWhenThePrimaryFailsBeforeTheFirstToken(string fault) =>
-        await AssertStreamedByTheFallbackAsync(Gateway, Client, Fault(fault));
-
-    /// <summary>With <paramref name="fault"/> on the primary, a streamed request is answered by the fallback, on the second attempt.</summary>
-    internal static async Task AssertStreamedByTheFallbackAsync(GatewayHost gateway, HttpClient client, FakeFault fault)
-    {
-        gateway.Primary.Fault = fault;
-
-        using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
-
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
-        Assert.Equal("ollama/mistral:7b-instruct", ChatCompletionsApiTests.Header(response, "x-onyx-deployment"));
-        Assert.Equal("2", ChatCompletionsApiTests.Header(response, "x-onyx-attempts"));
-        var events = Sse.Events(await response.Content.ReadAsStringAsync());
-        Assert.Equal(gateway.Fallback.ExpectedText, Sse.Content(events));
-        Assert.Equal("mistral:7b-instruct", (string?)JsonNode.Parse(events[0])!["model"]);
-        Assert.Equal("[DONE]", events[^1]);
-        Assert.Equal(1, gateway.Primary.Calls);
-        Assert.Equal(1, gateway.Fallback.Calls);
-    }
+        await PrimaryFaults.AssertStreamedByTheFallbackAsync(Gateway, Client, fault);
 
     [Theory]
     [InlineData("500")]
@@ -67,7 +22,7 @@ public sealed class FallbackTests : GatewayTest
     [InlineData("error-first-event")]
     public async Task AnswersFromTheFallbackWhenThePrimaryFailsWithoutStreaming(string fault)
     {
-        Gateway.Primary.Fault = Fault(fault);
+        Gateway.Primary.Fault = PrimaryFaults.Fault(fault);
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
@@ -95,13 +50,14 @@ public sealed class FallbackTests : GatewayTest
     [Fact]
     public async Task ReturnsTheClientsOwnMistakeAsIsWithoutFallingOver()
     {
-        Gateway.Primary.Fault = FakeFault.Status(400, FakeOpenAiProvider.ErrorBody("This model's maximum context length is 65536 tokens.", param: "messages", code: "context_length_exceeded"));
+        Gateway.Primary.Fault = FakeFault.Status(400, FakeOpenAiProvider.ErrorBody("Invalid value for 'top_k': must be an integer.", param: "top_k", code: "invalid_value"));
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
         var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("invalid_request_error", (string?)error["type"]);
-        Assert.Contains("maximum context length", (string)error["message"]!);
+        Assert.Equal("upstream_rejected_request", (string?)error["code"]);
+        Assert.Contains("Invalid value for 'top_k'", (string)error["message"]!);
         Assert.Equal(1, Gateway.Primary.Calls);
         Assert.Equal(0, Gateway.Fallback.Calls);
     }

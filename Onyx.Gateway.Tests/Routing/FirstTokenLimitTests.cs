@@ -16,9 +16,9 @@ public sealed class FirstTokenLimitTests : GatewayTest
     protected override Dictionary<string, string?> Settings => new() { ["Onyx:Routing:FirstTokenTimeout"] = Limit.ToString() };
 
     [Theory]
-    [MemberData(nameof(FallbackTests.SilentPrimaryFaults), MemberType = typeof(FallbackTests))]
+    [MemberData(nameof(PrimaryFaults.Silent), MemberType = typeof(PrimaryFaults))]
     public async Task StreamsFromTheFallbackWhenThePrimarySendsNoFirstToken(string fault) =>
-        await FallbackTests.AssertStreamedByTheFallbackAsync(Gateway, Client, FallbackTests.Fault(fault));
+        await PrimaryFaults.AssertStreamedByTheFallbackAsync(Gateway, Client, fault);
 
     [Fact]
     public async Task AbandonsAPrimaryThatSendsNoTokenWithinTheFirstTokenLimit()

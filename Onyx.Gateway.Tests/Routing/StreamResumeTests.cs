@@ -6,18 +6,21 @@ using Onyx.Gateway.Tests.TestHost;
 namespace Onyx.Gateway.Tests.Routing;
 
 /// <summary>
-/// An answer that breaks mid-stream is continued on the next deployment, so the client gets one answer ending in
-/// one [DONE] — or, when nobody can continue it, an error event and never a truncated answer that looks whole.
+/// An answer that breaks mid-stream is continued on the next deployment with a seam the client cannot see — one
+/// answer, one role, one identity, one [DONE] — or, when nobody can continue it faithfully, ends in an error event and
+/// never a truncated or spliced answer that looks whole.
 /// </summary>
 public sealed class StreamResumeTests : GatewayTest
 {
+    private static readonly IReadOnlyList<string> Story = ["Once", " upon", " a", " time", " there", " was"];
+
     protected override Dictionary<string, string?> Settings => new() { ["Onyx:Routing:StreamIdleTimeout"] = "00:00:00.500" };
 
     [Fact]
-    public async Task ContinuesACutAnswerOnTheFallbackAsOneAnswer()
+    public async Task ContinuesACutAnswerOnAFallbackThatHonoursThePrefill()
     {
-        Gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
-        Gateway.Fallback.Update(b => b with { Tokens = [" a", " time", " there", " was"] });
+        Gateway.Primary.Update(b => b with { Tokens = Story, Fault = FakeFault.DropAfter(2) });
+        Gateway.Fallback.Update(b => b with { Tokens = Story, Continuation = FakeContinuation.Honours });
 
         using var response = await Client.PostAsync("/v1/chat/completions",
             GatewayHost.Json(GatewayHost.ChatBody(stream: true, extra: ""","stream_options":{"include_usage":true}""")));
@@ -25,21 +28,26 @@ public sealed class StreamResumeTests : GatewayTest
         var events = Sse.Events(body);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("Once upon a time there was", Sse.Content(events));
-        Assert.Equal("[DONE]", events[^1]);
-        Assert.Single(events, e => e == "[DONE]");
-        Assert.DoesNotContain(events, e => e.Contains("\"error\"", StringComparison.Ordinal));
-        // One role delta and one usage chunk, for the whole answer.
-        Assert.Single(events, e => e.Contains("\"role\":\"assistant\"", StringComparison.Ordinal));
+        Assert.Equal(StreamOutcome.Whole, AnswerIntegrity.Check(body, string.Concat(Story)));
+        // One usage chunk, for the whole answer.
         var usage = Assert.Single(events, e => e != "[DONE]" && JsonNode.Parse(e) is JsonObject o && o["usage"] is JsonObject);
-        Assert.True((int)JsonNode.Parse(usage)!["usage"]!["completion_tokens"]! >= Gateway.Fallback.Tokens.Count);
+        Assert.True((int)JsonNode.Parse(usage)!["usage"]!["completion_tokens"]! >= Story.Count - 2);
 
-        // The fallback was asked to continue the partial answer, Ollama's way: a trailing assistant message.
+        // The fallback was given the answer so far minus its last word, as Ollama continues it: a trailing assistant
+        // message. It had to write " upon" again before anything of it reached the client.
         var messages = Gateway.Fallback.LastRequest!.Json!["messages"]!.AsArray();
         Assert.Equal("assistant", (string?)messages[^1]!["role"]);
-        Assert.Equal("Once upon", (string?)messages[^1]!["content"]);
+        Assert.Equal("Once", (string?)messages[^1]!["content"]);
 
-        // Where it broke is said in the stream (an SSE comment) and in the call log.
+        // Where and how it was resumed: on the chunk that finishes the answer, in an SSE comment, and in the call log.
+        var finish = events.Select(e => e == "[DONE]" ? null : JsonNode.Parse(e))
+            .Single(c => c?["choices"] is JsonArray { Count: > 0 } choices && choices[0]!["finish_reason"] is JsonValue)!;
+        var resumed = finish["x_onyx"]!["resumed"]![0]!;
+        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", (string?)resumed["from"]);
+        Assert.Equal("ollama/mistral:7b-instruct", (string?)resumed["to"]);
+        Assert.Equal(9, (int?)resumed["at_chars"]);
+        Assert.Equal("prefill", (string?)resumed["how"]);
+        Assert.Equal("mistral:7b-instruct", (string?)finish["model"]);
         Assert.Contains(": onyx-resumed from=together_ai/deepseek-ai/DeepSeek-V3 to=ollama/mistral:7b-instruct at_chars=9", body);
         var call = await Gateway.Logs.WaitForAsync(r => r.EventId == 3001, TimeSpan.FromSeconds(10));
         Assert.Equal(200, call["Status"]);
@@ -48,74 +56,105 @@ public sealed class StreamResumeTests : GatewayTest
     }
 
     [Fact]
-    public async Task ContinuesAStalledAnswer()
+    public async Task ReplaysSilentlyAFallbackThatStartsTheAnswerOver()
     {
-        Gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.StallAfter(2) });
-        Gateway.Fallback.Update(b => b with { Tokens = [" a", " time"] });
+        Gateway.Primary.Update(b => b with { Tokens = Story, Fault = FakeFault.StallAfter(3) });
+        Gateway.Fallback.Update(b => b with { Tokens = Story, Continuation = FakeContinuation.Restarts });
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
-        var events = Sse.Events(await response.Content.ReadAsStringAsync());
+        var body = await response.Content.ReadAsStringAsync();
 
-        Assert.Equal("Once upon a time", Sse.Content(events));
-        Assert.Equal("[DONE]", events[^1]);
+        Assert.Equal(StreamOutcome.Whole, AnswerIntegrity.Check(body, string.Concat(Story)));
+        Assert.Contains("how=replayed", body);
         await Gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
     }
 
     [Fact]
-    public async Task AsksAnOpenAiCompatibleFallbackToContinueWithAnInstruction()
+    public async Task AsksAFallbackThatRefusesThePrefillAgainByReplay()
     {
-        // Ollama cut, Together continues: the primary alias's chain is [together, ollama], so this uses the
-        // fallback alias with the primary as its fallback.
-        await using var gateway = await GatewayHost.StartAsync(new()
-        {
-            ["router_settings:fallbacks:0:manus-fallback:0"] = "manus-primary",
-        });
-        gateway.Fallback.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
-        gateway.Primary.Update(b => b with { Tokens = [" a", " time"] });
-        using var client = gateway.CreateClient();
-
-        using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback", stream: true)));
-        var events = Sse.Events(await response.Content.ReadAsStringAsync());
-
-        Assert.Equal("Once upon a time", Sse.Content(events));
-        var messages = gateway.Primary.LastRequest!.Json!["messages"]!.AsArray();
-        Assert.Equal("assistant", (string?)messages[^2]!["role"]);
-        Assert.Equal("Once upon", (string?)messages[^2]!["content"]);
-        Assert.Equal("user", (string?)messages[^1]!["role"]);
-        Assert.Contains("Continue it exactly where it stopped", (string?)messages[^1]!["content"]);
-    }
-
-    [Fact]
-    public async Task SplicesARegeneratedAnswerWhenTheFallbackRefusesThePrefill()
-    {
-        Gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
-        Gateway.Fallback.Update(b => b with { Tokens = ["Once", " upon", " a", " time", " there"], Continuation = FakeContinuation.RefusesPrefill });
+        Gateway.Primary.Update(b => b with { Tokens = Story, Fault = FakeFault.DropAfter(2) });
+        Gateway.Fallback.Update(b => b with { Tokens = Story, Continuation = FakeContinuation.RefusesPrefill });
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
-        var events = Sse.Events(await response.Content.ReadAsStringAsync());
 
-        Assert.Equal("Once upon a time there", Sse.Content(events));
-        Assert.Equal("[DONE]", events[^1]);
-        // The refused continuation, then the answer anew.
+        Assert.Equal(StreamOutcome.Whole, AnswerIntegrity.Check(await response.Content.ReadAsStringAsync(), string.Concat(Story)));
+        // The refused prefill, then the question again — and the refusal never reached the client.
         Assert.Equal(2, Gateway.Fallback.Calls);
+        Assert.Equal("assistant", (string?)Gateway.Fallback.Requests[0].Json!["messages"]!.AsArray()[^1]!["role"]);
         Assert.Equal("user", (string?)Gateway.Fallback.LastRequest!.Json!["messages"]!.AsArray()[^1]!["role"]);
     }
 
     [Fact]
-    public async Task EndsWithACleanErrorWhenTheRegeneratedAnswerBeginsDifferently()
+    public async Task EndsWithACleanErrorWhenTheFallbackSaysSomethingElse()
     {
-        Gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
+        Gateway.Primary.Update(b => b with { Tokens = Story, Fault = FakeFault.DropAfter(2) });
         Gateway.Fallback.Update(b => b with { Tokens = ["Long", " ago"], Continuation = FakeContinuation.RefusesPrefill });
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
         var events = Sse.Events(await response.Content.ReadAsStringAsync());
 
-        Assert.DoesNotContain("[DONE]", events);
+        Assert.Equal(StreamOutcome.CleanError, AnswerIntegrity.Check(string.Join("", events.Select(e => $"data: {e}\n\n")), string.Concat(Story)));
         Assert.Equal("Once upon", Sse.Content(events[..^1]));
-        var error = JsonNode.Parse(events[^1])!["error"]!;
-        Assert.Equal("stream_interrupted", (string?)error["code"]);
-        Assert.Contains("begins differently", (string?)error["message"]);
-        Assert.DoesNotContain(events, e => e.Contains("\"finish_reason\":\"stop\"", StringComparison.Ordinal));
+        Assert.Contains("begins differently", (string?)JsonNode.Parse(events[^1])!["error"]!["message"]);
+    }
+
+    [Fact]
+    public async Task GivesTheContinuationWhatIsLeftOfTheClientsMaxTokens()
+    {
+        await using var gateway = await OpenAiFallbackGateway.StartAsync(continuation: "prefill");
+        IReadOnlyList<string> words = ["One", .. Enumerable.Range(2, 40).Select(i => $" word{i}")];
+        gateway.Primary.Update(b => b with { Tokens = words, Fault = FakeFault.DropAfter(30) });
+        gateway.Fallback.Update(b => b with { Tokens = words, Continuation = FakeContinuation.Honours });
+        using var client = gateway.Gateway.CreateClient();
+
+        using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true, extra: ""","max_tokens":200""")));
+
+        Assert.Equal(StreamOutcome.Whole, AnswerIntegrity.Check(await response.Content.ReadAsStringAsync(), string.Concat(words)));
+        // 29 words of about two tokens each were already produced: the continuation may not write 200 more.
+        var limit = (int)gateway.Fallback.LastRequest!.Json!["max_tokens"]!;
+        Assert.InRange(limit, 100, 190);
+    }
+
+    [Fact]
+    public async Task ContinuesAJsonAnswerOnlyByReplay()
+    {
+        Gateway.Primary.Update(b => b with { Tokens = ["{\"a\":", " 1,", " \"b\":", " 2}"], Fault = FakeFault.DropAfter(2) });
+        Gateway.Fallback.Update(b => b with { Tokens = ["{\"a\":", " 1,", " \"b\":", " 2}"], Continuation = FakeContinuation.Honours });
+
+        using var response = await Client.PostAsync("/v1/chat/completions",
+            GatewayHost.Json(GatewayHost.ChatBody(stream: true, extra: ""","response_format":{"type":"json_object"}""")));
+
+        Assert.Equal(StreamOutcome.Whole, AnswerIntegrity.Check(await response.Content.ReadAsStringAsync(), "{\"a\": 1, \"b\": 2}"));
+        // Not a prefill (a model held to JSON would start a new value): the question again, proven character by character.
+        var sent = Gateway.Fallback.LastRequest!.Json!;
+        Assert.Equal("user", (string?)sent["messages"]!.AsArray()[^1]!["role"]);
+        Assert.Equal("json", (string?)sent["format"]);
+    }
+
+    [Fact]
+    public async Task DoesNotContinueAnAnswerWhoseLogprobsTheClientWants()
+    {
+        Gateway.Primary.Update(b => b with { Tokens = Story, Fault = FakeFault.DropAfter(2) });
+
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true, extra: ""","logprobs":true""")));
+        var events = Sse.Events(await response.Content.ReadAsStringAsync());
+
+        Assert.DoesNotContain("[DONE]", events);
+        Assert.Contains("logprobs", (string?)JsonNode.Parse(events[^1])!["error"]!["message"]);
+        Assert.Equal(0, Gateway.Fallback.Calls);
+    }
+
+    [Fact]
+    public async Task DoesNotContinueAnAnswerCutWhileTheModelWasReasoning()
+    {
+        Gateway.Primary.Update(b => b with { Reasoning = ["Let me think.", " The user wants"], Tokens = Story, Fault = FakeFault.DropAfter(0) });
+
+        using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(StreamOutcome.CleanError, AnswerIntegrity.Check(body, string.Concat(Story)));
+        Assert.Contains("reasoning", (string?)JsonNode.Parse(Sse.Events(body)[^1])!["error"]!["message"]);
+        Assert.Equal(0, Gateway.Fallback.Calls);
     }
 
     [Fact]

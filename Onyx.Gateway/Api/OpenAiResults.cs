@@ -70,7 +70,7 @@ internal sealed class ChatStreamResult(RoutedStream stream) : IResult
                     {
                         // A comment line: SSE clients ignore it, people and tools reading the stream see it. Where
                         // the protocol carries trailers (HTTP/2, HTTP/3), a trailer says it too.
-                        var where = $"from={resume.From} to={resume.To} at_chars={resume.AtChars} reason={resume.Reason}";
+                        var where = $"from={resume.From} to={resume.To} at_chars={resume.AtChars} reason={resume.Reason} how={resume.How}";
                         SseWriter.WriteComment(writer, "onyx-resumed " + where);
                         if (response.SupportsTrailers())
                         {

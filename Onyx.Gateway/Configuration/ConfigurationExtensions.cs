@@ -67,6 +67,25 @@ internal sealed class LiteLlmOptionsValidator(IConfiguration configuration, IOpt
         {
             errors.Add("router_settings:num_retries must be from 0 to 10.");
         }
+        var policy = options.RouterSettings.RetryPolicy;
+        foreach (var (key, value) in new (string, int?)[]
+        {
+            ("BadRequestErrorRetries", policy.BadRequestErrorRetries), ("TimeoutErrorRetries", policy.TimeoutErrorRetries),
+            ("RateLimitErrorRetries", policy.RateLimitErrorRetries), ("ContentPolicyViolationErrorRetries", policy.ContentPolicyViolationErrorRetries),
+            ("InternalServerErrorRetries", policy.InternalServerErrorRetries), ("AuthenticationErrorRetries", policy.AuthenticationErrorRetries),
+        })
+        {
+            if (value is < 0 or > 10)
+            {
+                errors.Add($"router_settings:retry_policy:{key} must be from 0 to 10.");
+            }
+        }
+        if (policy.AuthenticationErrorRetries is > 0)
+        {
+            // A refused provider key opens the deployment's breaker at once (the key is wrong for every request), so a
+            // retry could never be sent: the setting would be a promise the gateway does not keep.
+            errors.Add("router_settings:retry_policy:AuthenticationErrorRetries must be 0: a provider that refuses the gateway's key is taken out of rotation at once, so it is never retried.");
+        }
         var limits = options.LiteLlmSettings.RateLimit;
         if (limits.Rpm < 0 || limits.Tpm < 0 || limits.MaxParallelRequests < 0)
         {
@@ -85,6 +104,14 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         if (routing.FirstTokenTimeout <= TimeSpan.Zero)
         {
             errors.Add("Onyx:Routing:FirstTokenTimeout must be positive.");
+        }
+        if (routing.FirstTokenTimeoutPer1000PromptTokens < TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:FirstTokenTimeoutPer1000PromptTokens must not be negative.");
+        }
+        if (routing.MaxRetryAfterWait < TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:MaxRetryAfterWait must not be negative.");
         }
         if (routing.StreamIdleTimeout <= TimeSpan.Zero)
         {

@@ -215,13 +215,50 @@ internal sealed class RouterSettings
     [ConfigurationKeyName("cooldown_time")]
     public double? CooldownTime { get; set; }
 
-    /// <summary>Retries of a deployment after a retryable failure (connect error, 5xx, 408), with jittered backoff (default 0).</summary>
+    /// <summary>
+    /// Retries of the same deployment after a failure worth retrying (a 5xx, a reset, a malformed stream, a 429 whose
+    /// Retry-After is short), before anything reached the client (default 1). <see cref="RetryPolicy"/> sets it per class.
+    /// </summary>
     [ConfigurationKeyName("num_retries")]
     public int? NumRetries { get; set; }
+
+    /// <summary>LiteLLM's per-error-class retry counts; each overrides <see cref="NumRetries"/> for its class.</summary>
+    [ConfigurationKeyName("retry_policy")]
+    public RetryPolicySettings RetryPolicy { get; set; } = new();
+
+    /// <summary>Where a request goes when a deployment says its prompt is too long: <c>[{"manus-primary": ["long-context"]}]</c>.</summary>
+    [ConfigurationKeyName("context_window_fallbacks")]
+    public List<Dictionary<string, List<string>>> ContextWindowFallbacks { get; set; } = [];
+
+    /// <summary>Where a request goes when a provider's content policy refuses it (without this, the client gets the refusal).</summary>
+    [ConfigurationKeyName("content_policy_fallbacks")]
+    public List<Dictionary<string, List<string>>> ContentPolicyFallbacks { get; set; } = [];
 
     /// <summary>Seconds one non-streaming attempt may take before the next deployment is tried (default 600).</summary>
     [ConfigurationKeyName("timeout")]
     public double? Timeout { get; set; }
+}
+
+/// <summary>LiteLLM's <c>retry_policy</c>: retries of the same deployment per error class.</summary>
+internal sealed class RetryPolicySettings
+{
+    [ConfigurationKeyName("BadRequestErrorRetries")]
+    public int? BadRequestErrorRetries { get; set; }
+
+    [ConfigurationKeyName("AuthenticationErrorRetries")]
+    public int? AuthenticationErrorRetries { get; set; }
+
+    [ConfigurationKeyName("TimeoutErrorRetries")]
+    public int? TimeoutErrorRetries { get; set; }
+
+    [ConfigurationKeyName("RateLimitErrorRetries")]
+    public int? RateLimitErrorRetries { get; set; }
+
+    [ConfigurationKeyName("ContentPolicyViolationErrorRetries")]
+    public int? ContentPolicyViolationErrorRetries { get; set; }
+
+    [ConfigurationKeyName("InternalServerErrorRetries")]
+    public int? InternalServerErrorRetries { get; set; }
 }
 
 internal sealed class LiteLlmSettings

@@ -86,8 +86,23 @@ internal sealed class AuthOptions
 
 internal sealed class RoutingOptions
 {
-    /// <summary>A streaming attempt that has produced no token by then is abandoned for the next deployment.</summary>
+    /// <summary>
+    /// A streaming attempt that has produced no token by then (plus <see cref="FirstTokenTimeoutPer1000PromptTokens"/>)
+    /// is abandoned for the next deployment.
+    /// </summary>
     public TimeSpan FirstTokenTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Added to <see cref="FirstTokenTimeout"/> per 1 000 prompt tokens (estimated from the prompt's size): a model
+    /// reads a long prompt before it writes its first token, and a healthy one must not be abandoned for it.
+    /// </summary>
+    public TimeSpan FirstTokenTimeoutPer1000PromptTokens { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// A 429 or 503 whose Retry-After is at most this long is waited out and the same deployment tried again; a longer
+    /// one sends the request to the next deployment at once.
+    /// </summary>
+    public TimeSpan MaxRetryAfterWait { get; set; } = TimeSpan.FromSeconds(3);
 
     /// <summary>A stream that sends nothing for this long after its first token has stalled: a failure, like a cut.</summary>
     public TimeSpan StreamIdleTimeout { get; set; } = TimeSpan.FromSeconds(5);
@@ -96,8 +111,9 @@ internal sealed class RoutingOptions
     public TimeSpan FailureWindow { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
-    /// <c>num_retries</c> retries of one deployment start only within this long of the request's start; later, the
-    /// gateway fails over instead, so retries never delay failover past it.
+    /// Retries of one deployment (other than a Retry-After waited out) start only within this long of the request's
+    /// start; later, the gateway fails over instead, so retries never delay failover past it. It is also the window in
+    /// which one deployment gets at most two attempts.
     /// </summary>
     public TimeSpan RetryDeadline { get; set; } = TimeSpan.FromSeconds(1.5);
 

@@ -5,7 +5,8 @@ using System.Text.Json;
 namespace Onyx.Gateway.OpenAi;
 
 /// <summary>What the gateway needs to know about one <c>chat.completion.chunk</c>.</summary>
-internal readonly record struct ChunkInfo(bool HasContent, bool HasFinishReason, bool ChoicesEmpty, TokenUsage? Usage, bool IsError, bool HasToolCall = false);
+internal readonly record struct ChunkInfo(bool HasContent, bool HasFinishReason, bool ChoicesEmpty, TokenUsage? Usage, bool IsError, bool HasToolCall = false,
+    bool HasReasoning = false, bool HasLogprobs = false);
 
 /// <summary>
 /// Reads an OpenAI stream chunk with <see cref="Utf8JsonReader"/> — no DOM, no allocation — to learn whether it
@@ -22,7 +23,7 @@ internal static class ChunkInspector
         {
             throw new JsonException("A stream chunk must be a JSON object.");
         }
-        bool hasContent = false, hasFinish = false, choicesEmpty = false, isError = false, hasToolCall = false;
+        bool hasContent = false, hasFinish = false, choicesEmpty = false, isError = false, hasToolCall = false, hasReasoning = false, hasLogprobs = false;
         TokenUsage? usage = null;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -38,7 +39,7 @@ internal static class ChunkInspector
                 while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
                 {
                     count++;
-                    ReadChoice(ref reader, completionText, ref hasContent, ref hasFinish, ref hasToolCall);
+                    ReadChoice(ref reader, completionText, ref hasContent, ref hasFinish, ref hasToolCall, ref hasReasoning, ref hasLogprobs);
                 }
                 choicesEmpty = count == 0;
             }
@@ -58,7 +59,7 @@ internal static class ChunkInspector
                 reader.Skip();
             }
         }
-        return new ChunkInfo(hasContent, hasFinish, choicesEmpty, usage, isError, hasToolCall);
+        return new ChunkInfo(hasContent, hasFinish, choicesEmpty, usage, isError, hasToolCall, hasReasoning, hasLogprobs);
     }
 
     private static TokenUsage? SkipValue(ref Utf8JsonReader reader)
@@ -67,7 +68,8 @@ internal static class ChunkInspector
         return null;
     }
 
-    private static void ReadChoice(ref Utf8JsonReader reader, StringBuilder? completionText, ref bool hasContent, ref bool hasFinish, ref bool hasToolCall)
+    private static void ReadChoice(ref Utf8JsonReader reader, StringBuilder? completionText, ref bool hasContent, ref bool hasFinish, ref bool hasToolCall,
+        ref bool hasReasoning, ref bool hasLogprobs)
     {
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -75,6 +77,12 @@ internal static class ChunkInspector
             {
                 reader.Read();
                 hasFinish |= reader.TokenType == JsonTokenType.String;
+            }
+            else if (reader.ValueTextEquals("logprobs"u8))
+            {
+                reader.Read();
+                hasLogprobs |= reader.TokenType == JsonTokenType.StartObject;
+                reader.Skip();
             }
             else if (reader.ValueTextEquals("delta"u8) || reader.ValueTextEquals("message"u8))
             {
@@ -93,6 +101,7 @@ internal static class ChunkInspector
                         if (reader.TokenType == JsonTokenType.String && reader.ValueSpan.Length > 0)
                         {
                             hasContent = true;
+                            hasReasoning |= !isContent;
                             if (isContent && completionText is not null)
                             {
                                 AppendString(ref reader, completionText);
@@ -128,12 +137,12 @@ internal static class ChunkInspector
             if (reader.ValueTextEquals("prompt_tokens"u8))
             {
                 reader.Read();
-                prompt = reader.TokenType == JsonTokenType.Number ? reader.GetInt32() : null;
+                prompt = Count(ref reader);
             }
             else if (reader.ValueTextEquals("completion_tokens"u8))
             {
                 reader.Read();
-                completion = reader.TokenType == JsonTokenType.Number ? reader.GetInt32() : null;
+                completion = Count(ref reader);
             }
             else
             {
@@ -141,6 +150,27 @@ internal static class ChunkInspector
             }
         }
         return prompt is null && completion is null ? null : new TokenUsage(prompt ?? 0, completion ?? 0);
+    }
+
+    /// <summary>
+    /// A token count as providers write it: <c>12</c>, or <c>12.0</c> from servers that write every number as a float.
+    /// Anything else (a fraction, a negative, out of range, not a number) is no count at all, never an exception.
+    /// </summary>
+    private static int? Count(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType != JsonTokenType.Number)
+        {
+            if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+            {
+                reader.Skip();
+            }
+            return null;
+        }
+        if (reader.TryGetInt32(out var count))
+        {
+            return count >= 0 ? count : null;
+        }
+        return reader.TryGetDouble(out var number) && number is >= 0 and <= int.MaxValue && number == Math.Floor(number) ? (int)number : null;
     }
 
     private static void AppendString(ref Utf8JsonReader reader, StringBuilder target)

@@ -52,7 +52,7 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
             TokenUsage? usage = null;
             if (root.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object
                 && u.TryGetProperty("prompt_tokens", out var p) && u.TryGetProperty("completion_tokens", out var c)
-                && p.TryGetInt32(out var prompt) && c.TryGetInt32(out var completion))
+                && Count(p) is { } prompt && Count(c) is { } completion)
             {
                 usage = new TokenUsage(prompt, completion);
             }
@@ -64,6 +64,11 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
             throw UpstreamErrors.Malformed(deployment, "the body is not valid JSON", ex);
         }
     }
+
+    /// <summary>A token count written as <c>12</c> or <c>12.0</c>; anything else is none.</summary>
+    private static int? Count(JsonElement value) => value.ValueKind != JsonValueKind.Number ? null
+        : value.TryGetInt32(out var count) ? (count >= 0 ? count : null)
+        : value.TryGetDouble(out var number) && number is >= 0 and <= int.MaxValue && number == Math.Floor(number) ? (int)number : null;
 
     public async IAsyncEnumerable<StreamChunk> StreamAsync(Deployment deployment, ChatRequest request, AttemptContext context,
         [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -112,7 +117,7 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
             {
                 info = ChunkInspector.Inspect(data, context.CompletionText);
             }
-            catch (JsonException ex)
+            catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
             {
                 throw UpstreamErrors.Malformed(deployment, "a stream chunk is not valid JSON", ex);
             }

@@ -15,10 +15,11 @@ internal static class UpstreamErrors
     {
         var status = (int)response.StatusCode;
         string? detail = null;
+        string? code = null;
         try
         {
             var body = await ReadPrefixAsync(response.Content, cancellationToken);
-            detail = ExtractMessage(body, response.Content.Headers.ContentType);
+            (detail, code) = ExtractError(body, response.Content.Headers.ContentType);
         }
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
@@ -26,12 +27,14 @@ internal static class UpstreamErrors
         }
         var kind = status switch
         {
+            400 or 404 or 413 or 422 when UpstreamErrorText.IsContextWindow(code, detail) => FailureKind.ContextWindow,
+            400 or 403 or 422 when UpstreamErrorText.IsContentPolicy(code, detail) => FailureKind.ContentPolicy,
             400 or 413 or 422 => FailureKind.ClientError,
             401 or 403 => FailureKind.Auth,
             _ => FailureKind.Status,
         };
         var message = $"{deployment.Id} answered HTTP {status}" + (detail is null ? "" : $": {Summarize(detail, deployment)}");
-        return new UpstreamException(kind, message, status, RetryAfter(response.Headers.RetryAfter));
+        return new UpstreamException(kind, message, status, RetryAfter(response.Headers));
     }
 
     public static UpstreamException Transport(Exception ex, Deployment deployment) =>
@@ -44,7 +47,11 @@ internal static class UpstreamErrors
         new(FailureKind.Malformed, $"{deployment.Id} sent a malformed response: {what}", inner: ex);
 
     public static UpstreamException ErrorEvent(Deployment deployment, ReadOnlySpan<byte> json) =>
-        new(FailureKind.ErrorEvent, $"{deployment.Id} reported an error: {Summarize(ExtractMessage(json.ToArray(), null) ?? "unknown error", deployment)}");
+        new(FailureKind.ErrorEvent, $"{deployment.Id} reported an error: {Summarize(ExtractError(json.ToArray(), null).Message ?? "unknown error", deployment)}");
+
+    /// <summary>Anything else a provider adapter threw: a bug or an answer no check foresaw, handled as a malformed one.</summary>
+    public static UpstreamException Unexpected(Exception ex, Deployment deployment) =>
+        new(FailureKind.Malformed, $"{deployment.Id} sent a response the gateway could not read ({ex.GetType().Name})", inner: ex);
 
     /// <summary>Shortens a provider's message and removes the deployment's key, base URL and host:port from it.</summary>
     public static string Summarize(string detail, Deployment deployment)
@@ -80,12 +87,15 @@ internal static class UpstreamErrors
         return buffer[..read];
     }
 
-    /// <summary>OpenAI's <c>{"error":{"message"}}</c>, Ollama's <c>{"error":"…"}</c>, or a note on a non-JSON body.</summary>
-    private static string? ExtractMessage(byte[] body, MediaTypeHeaderValue? contentType)
+    /// <summary>
+    /// OpenAI's <c>{"error":{"message","code","type"}}</c>, Ollama's <c>{"error":"…"}</c>, or a note on a non-JSON body;
+    /// with the error's <c>code</c> (else its <c>type</c>) where it has one.
+    /// </summary>
+    private static (string? Message, string? Code) ExtractError(byte[] body, MediaTypeHeaderValue? contentType)
     {
         if (body.Length == 0)
         {
-            return null;
+            return (null, null);
         }
         try
         {
@@ -97,33 +107,49 @@ internal static class UpstreamErrors
                 {
                     if (error.ValueKind == JsonValueKind.String)
                     {
-                        return error.GetString();
+                        return (error.GetString(), null);
                     }
                     if (error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var message) && message.ValueKind == JsonValueKind.String)
                     {
-                        return message.GetString();
+                        return (message.GetString(), Text(error, "code") ?? Text(error, "type"));
                     }
                 }
                 if (root.TryGetProperty("message", out var plain) && plain.ValueKind == JsonValueKind.String)
                 {
-                    return plain.GetString();
+                    return (plain.GetString(), Text(root, "code") ?? Text(root, "type"));
                 }
             }
-            return null;
+            return (null, null);
         }
         catch (JsonException)
         {
             var type = contentType?.MediaType ?? "unknown";
-            return type.Contains("html", StringComparison.OrdinalIgnoreCase)
+            return (type.Contains("html", StringComparison.OrdinalIgnoreCase)
                 ? "an HTML error page"
-                : $"a non-JSON body ({type}): {Encoding.UTF8.GetString(body.AsSpan(0, Math.Min(body.Length, 120)))}";
+                : $"a non-JSON body ({type}): {Encoding.UTF8.GetString(body.AsSpan(0, Math.Min(body.Length, 120)))}", null);
         }
+
+        static string? Text(JsonElement obj, string name) =>
+            obj.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
     }
 
-    private static TimeSpan? RetryAfter(RetryConditionHeaderValue? header) => header switch
+    /// <summary>
+    /// How long the provider asked to be left alone: <c>retry-after-ms</c> (OpenAI's, precise) or <c>Retry-After</c>
+    /// (seconds or an HTTP date).
+    /// </summary>
+    private static TimeSpan? RetryAfter(HttpResponseHeaders headers)
     {
-        { Delta: { } delta } => delta,
-        { Date: { } date } => date - DateTimeOffset.UtcNow is var wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
-        _ => null,
-    };
+        if (headers.TryGetValues("retry-after-ms", out var values)
+            && double.TryParse(values.FirstOrDefault(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var ms)
+            && ms >= 0 && double.IsFinite(ms))
+        {
+            return TimeSpan.FromMilliseconds(ms);
+        }
+        return headers.RetryAfter switch
+        {
+            { Delta: { } delta } => delta,
+            { Date: { } date } => date - DateTimeOffset.UtcNow is var wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
+            _ => null,
+        };
+    }
 }

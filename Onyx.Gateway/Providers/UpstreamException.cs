@@ -18,6 +18,12 @@ internal enum FailureKind
     /// <summary>400/413/422: the client's request itself is at fault. Returned as is, not failed over.</summary>
     ClientError,
 
+    /// <summary>A 4xx saying the prompt does not fit the model's context window: another model may take it.</summary>
+    ContextWindow,
+
+    /// <summary>A 4xx saying the provider's content policy refused the request.</summary>
+    ContentPolicy,
+
     /// <summary>The body or a chunk is not what the protocol says.</summary>
     Malformed,
 
@@ -29,6 +35,9 @@ internal enum FailureKind
 
     /// <summary>The stream sent nothing for longer than the idle limit.</summary>
     Stalled,
+
+    /// <summary>A deployment asked to continue a broken answer did not reproduce what the client already had.</summary>
+    Diverged,
 }
 
 /// <summary>
@@ -47,7 +56,9 @@ internal sealed class UpstreamException(FailureKind kind, string message, int? s
     public bool IsClientError => Kind == FailureKind.ClientError;
 
     /// <summary>A short label for logs and metrics: <c>http_503</c>, <c>timeout</c>, …</summary>
-    public string Reason => StatusCode is { } status ? $"http_{status}" : Kind switch
+    public string Reason => Kind is FailureKind.ContextWindow or FailureKind.ContentPolicy || StatusCode is not { } status ? Label : $"http_{status}";
+
+    private string Label => Kind switch
     {
         FailureKind.Connect => "connect_error",
         FailureKind.Timeout => "timeout",
@@ -55,6 +66,9 @@ internal sealed class UpstreamException(FailureKind kind, string message, int? s
         FailureKind.ErrorEvent => "error_event",
         FailureKind.StreamBroken => "stream_broken",
         FailureKind.Stalled => "stream_stalled",
+        FailureKind.ContextWindow => "context_window_exceeded",
+        FailureKind.ContentPolicy => "content_policy",
+        FailureKind.Diverged => "continuation_diverged",
         _ => Kind.ToString().ToLowerInvariant(),
     };
 }

@@ -66,9 +66,9 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     /// The answer broke on <paramref name="from"/> after <paramref name="partial"/> and continues on <paramref name="to"/>,
     /// whose text counts from its <paramref name="skippedChars"/>th character (what it reproduced of the partial answer).
     /// </summary>
-    public void Resumed(Deployment from, Deployment to, string partial, int skippedChars, string reason)
+    public void Resumed(Deployment from, Deployment to, string partial, int skippedChars, string reason, string how)
     {
-        (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, partial.Length, reason));
+        (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, partial.Length, reason, how));
         (_answerBefore, _answerSkipped) = (partial, skippedChars);
         metrics.Resumed(Request.Model, from.Id, to.Id, reason);
         GatewayTracing.Resumed(_activity, from, to, partial.Length, reason);

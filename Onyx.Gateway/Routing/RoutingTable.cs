@@ -12,13 +12,18 @@ namespace Onyx.Gateway.Routing;
 internal sealed class RoutingTable
 {
     private readonly Dictionary<string, Deployment[]> _chains;
+    private readonly Dictionary<string, Deployment[]> _contextWindowChains;
+    private readonly Dictionary<string, Deployment[]> _contentPolicyChains;
 
     private RoutingTable(IReadOnlyList<string> aliases, IReadOnlyList<Deployment> deployments,
-        Dictionary<string, Deployment[]> chains, bool shuffle)
+        Dictionary<string, Deployment[]> chains, Dictionary<string, Deployment[]> contextWindowChains,
+        Dictionary<string, Deployment[]> contentPolicyChains, bool shuffle)
     {
         Aliases = aliases;
         Deployments = deployments;
         _chains = chains;
+        _contextWindowChains = contextWindowChains;
+        _contentPolicyChains = contentPolicyChains;
         ShuffleWithinAlias = shuffle;
     }
 
@@ -30,6 +35,12 @@ internal sealed class RoutingTable
     public bool ShuffleWithinAlias { get; }
 
     public bool TryGetChain(string alias, out Deployment[] chain) => _chains.TryGetValue(alias, out chain!);
+
+    /// <summary><c>context_window_fallbacks</c>: the deployments to try when one says the prompt is too long (null: the rest of the chain).</summary>
+    public Deployment[]? ContextWindowFallbacks(string alias) => _contextWindowChains.GetValueOrDefault(alias);
+
+    /// <summary><c>content_policy_fallbacks</c>: the deployments to try when a provider's content policy refuses (null: none, the client gets the refusal).</summary>
+    public Deployment[]? ContentPolicyFallbacks(string alias) => _contentPolicyChains.GetValueOrDefault(alias);
 
     /// <summary>
     /// The most output tokens a request for <paramref name="alias"/> may ask for: the smallest
@@ -218,12 +229,39 @@ internal sealed class RoutingTable
         {
             var chainAliases = new List<string> { alias };
             chainAliases.AddRange(perAlias.TryGetValue(alias, out var specific) ? specific : defaultFallbacks);
-            chains[alias] = chainAliases
-                .Distinct(StringComparer.Ordinal)
-                .SelectMany(a => deployments.Where(d => d.Alias == a))
-                .ToArray();
+            chains[alias] = DeploymentsOf(chainAliases, deployments);
         }
-        return new RoutingTable(aliases, deployments, chains, strategy == "simple-shuffle");
+        var contextWindowChains = SpecialFallbacks(router.ContextWindowFallbacks, "context_window_fallbacks", aliases, deployments, errors);
+        var contentPolicyChains = SpecialFallbacks(router.ContentPolicyFallbacks, "content_policy_fallbacks", aliases, deployments, errors);
+        return new RoutingTable(aliases, deployments, chains, contextWindowChains, contentPolicyChains, strategy == "simple-shuffle");
+    }
+
+    private static Deployment[] DeploymentsOf(IEnumerable<string> aliases, List<Deployment> deployments) => aliases
+        .Distinct(StringComparer.Ordinal)
+        .SelectMany(a => deployments.Where(d => d.Alias == a))
+        .ToArray();
+
+    /// <summary>LiteLLM's list form <c>[{"alias": ["fallback", …]}]</c> for one kind of refusal, as deployment lists per alias.</summary>
+    private static Dictionary<string, Deployment[]> SpecialFallbacks(List<Dictionary<string, List<string>>> entries, string key,
+        List<string> aliases, List<Deployment> deployments, List<string> errors)
+    {
+        var result = new Dictionary<string, Deployment[]>(StringComparer.Ordinal);
+        for (var i = 0; i < entries.Count; i++)
+        {
+            foreach (var (from, to) in entries[i])
+            {
+                if (!aliases.Contains(from))
+                {
+                    errors.Add($"router_settings:{key}:{i} names '{from}', which is not a model_name in model_list.");
+                }
+                foreach (var target in to.Where(t => !aliases.Contains(t)))
+                {
+                    errors.Add($"router_settings:{key}:{i}:{from} names '{target}', which is not a model_name in model_list.");
+                }
+                result[from] = DeploymentsOf(to, deployments);
+            }
+        }
+        return result;
     }
 
     /// <summary>
@@ -234,7 +272,7 @@ internal sealed class RoutingTable
     {
         switch (entry.LiteLlmParams.Continuation)
         {
-            case null:
+            case null or "":
                 break;
             case "prefill":
                 return ContinuationStyle.Prefill;

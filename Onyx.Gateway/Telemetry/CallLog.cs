@@ -40,7 +40,8 @@ internal sealed record ResumedAt(
     [property: JsonPropertyName("from")] string From,
     [property: JsonPropertyName("to")] string To,
     [property: JsonPropertyName("at_chars")] int AtChars,
-    [property: JsonPropertyName("reason")] string Reason);
+    [property: JsonPropertyName("reason")] string Reason,
+    [property: JsonPropertyName("how")] string How);
 
 internal sealed record TokenCounts(
     [property: JsonPropertyName("prompt")] int Prompt,
@@ -114,7 +115,7 @@ internal sealed partial class CallLog : BackgroundService
             record.Stream, record.Tokens.Prompt, record.Tokens.Completion, record.Tokens.Total, record.Tokens.Estimated,
             record.LatencyMs, record.TtftMs, record.Success, record.Status, record.Error?.Type, record.Error?.Message,
             record.Fallback, record.Attempts,
-            record.Resumed is { } resumes ? string.Join("; ", resumes.Select(r => $"{r.From} -> {r.To} at {r.AtChars} chars ({r.Reason})")) : null,
+            record.Resumed is { } resumes ? string.Join("; ", resumes.Select(r => $"{r.From} -> {r.To} at {r.AtChars} chars ({r.Reason}, {r.How})")) : null,
             record.CostUsd);
         Enqueue(record);
         _failures.Report(record);

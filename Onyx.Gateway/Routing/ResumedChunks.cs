@@ -1,0 +1,83 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Onyx.Gateway.Routing;
+
+/// <summary>The identity the client's first chunk gave the answer: every later chunk must carry the same.</summary>
+internal sealed record ChunkIdentity(string? Id, long? Created, string? SystemFingerprint)
+{
+    public static ChunkIdentity Read(ReadOnlyMemory<byte> chunk)
+    {
+        if (chunk.IsEmpty)
+        {
+            return new ChunkIdentity(null, null, null);
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(chunk);
+            var root = document.RootElement;
+            return new ChunkIdentity(
+                root.TryGetProperty("id"u8, out var id) && id.ValueKind == JsonValueKind.String ? id.GetString() : null,
+                root.TryGetProperty("created"u8, out var created) && created.TryGetInt64(out var seconds) ? seconds : null,
+                root.TryGetProperty("system_fingerprint"u8, out var fingerprint) && fingerprint.ValueKind == JsonValueKind.String ? fingerprint.GetString() : null);
+        }
+        catch (JsonException)
+        {
+            return new ChunkIdentity(null, null, null);
+        }
+    }
+}
+
+/// <summary>
+/// Rewrites the chunks of a continued answer so the seam does not show: the first chunk's <c>id</c>, <c>created</c> and
+/// <c>system_fingerprint</c>, no second <c>role</c>; and on the chunk that finishes the answer, an <c>x_onyx</c>
+/// field saying where and how it was resumed, for clients that care (OpenAI's SDKs keep unknown fields aside).
+/// Only continued answers pay for this parse; every other chunk is forwarded as the upstream sent it.
+/// </summary>
+internal static class ResumedChunks
+{
+    public static byte[] Rewrite(ReadOnlyMemory<byte> chunk, ChunkIdentity identity, IReadOnlyList<ResumeInfo>? resumes)
+    {
+        var node = JsonNode.Parse(chunk.Span)!.AsObject();
+        if (identity.Id is { } id)
+        {
+            node["id"] = id;
+        }
+        if (identity.Created is { } created)
+        {
+            node["created"] = created;
+        }
+        if (identity.SystemFingerprint is { } fingerprint)
+        {
+            node["system_fingerprint"] = fingerprint;
+        }
+        else
+        {
+            node.Remove("system_fingerprint");
+        }
+        if (node["choices"] is JsonArray choices)
+        {
+            foreach (var choice in choices)
+            {
+                (choice?["delta"] as JsonObject)?.Remove("role");
+            }
+        }
+        if (resumes is not null)
+        {
+            var list = new JsonArray();
+            foreach (var resume in resumes)
+            {
+                list.Add(new JsonObject
+                {
+                    ["from"] = resume.From,
+                    ["to"] = resume.To,
+                    ["at_chars"] = resume.AtChars,
+                    ["reason"] = resume.Reason,
+                    ["how"] = resume.How,
+                });
+            }
+            node["x_onyx"] = new JsonObject { ["resumed"] = list };
+        }
+        return System.Text.Encoding.UTF8.GetBytes(node.ToJsonString());
+    }
+}
