@@ -51,7 +51,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
         var usage = Usage(line);
         var text = message.Content ?? string.Empty;
         var toolCalls = ToolCalls(message, deployment, next: 0);
-        var answer = new Answer(text, Reasoning(message), toolCalls, toolCalls is null ? FinishReason(line.DoneReason) : ToolCallsFinish);
+        var answer = new TranslatedAnswer(text, Reasoning(message), toolCalls, toolCalls is null ? FinishReason(line.DoneReason) : ToolCallsFinish);
 
         var bytes = JsonBytes.Write((id: "chatcmpl-" + context.RequestId, created: time.GetUtcNow().ToUnixTimeSeconds(), model, answer, usage), static (json, s) =>
         {
@@ -177,7 +177,7 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
     private const string ToolCallsFinish = "tool_calls";
 
     /// <summary>A non-streamed answer, translated: what the <c>chat.completion</c> body is written from.</summary>
-    private readonly record struct Answer(string Text, string? Reasoning, ToolCall[]? ToolCalls, string Finish);
+    private readonly record struct TranslatedAnswer(string Text, string? Reasoning, ToolCall[]? ToolCalls, string Finish);
 
     private static string? Reasoning(OllamaMessage? message) => string.IsNullOrEmpty(message?.Thinking) ? null : message.Thinking;
 
