@@ -228,11 +228,6 @@ internal sealed class ChatCompletionRouter(
                 call.Skipped(deployment, $"unavailable: {unavailable}");
                 continue;
             }
-            if (_providers[deployment.Provider.Protocol].CannotServe(deployment, call.Request) is { } cannot)
-            {
-                call.Skipped(deployment, cannot);
-                continue;
-            }
             var breaker = breakers.For(deployment);
             for (var retry = 0; ; retry++)
             {
