@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -12,6 +13,9 @@ namespace Onyx.Gateway.Tests.Fakes;
 /// object with <c>"stream": false</c>), <c>GET /api/tags</c>, <c>POST /api/show</c>, <c>GET /api/version</c> and
 /// <c>GET /</c> ("Ollama is running"), on a real loopback port. <c>/api/chat</c> answers for any model name;
 /// <c>/api/show</c> knows only <see cref="FakeLlmProvider.Models"/> (a name without a tag means <c>:latest</c>).
+/// With <see cref="FakeBehavior.ToolCall"/> set, a request that offers <c>tools</c> is answered as Ollama answers a
+/// tool call: the whole call in one line (the arguments, <see cref="FakeBehavior.Tokens"/> concatenated, as a JSON
+/// object), empty content, and <c>done_reason: "stop"</c> all the same.
 /// </summary>
 public sealed class FakeOllamaProvider : FakeLlmProvider
 {
@@ -98,12 +102,13 @@ public sealed class FakeOllamaProvider : FakeLlmProvider
 
     private protected override Task WriteAnswerAsync(FakeChatCall call)
     {
+        var arguments = ToolCallArguments(call);
         if (IsStreaming(call.Body))
         {
-            return StreamAsync(call);
+            return arguments is null ? StreamAsync(call) : StreamToolCallAsync(call, arguments);
         }
 
-        var answer = Line(call, call.Text);
+        var answer = arguments is null ? Line(call, call.Text) : ToolCallLine(call, arguments);
         answer["done_reason"] = "stop";
         answer["done"] = true;
         AddCounts(call, answer);
@@ -139,6 +144,78 @@ public sealed class FakeOllamaProvider : FakeLlmProvider
         done["done"] = true;
         AddCounts(call, done);
         await Write(done.ToJsonString(WireJson));
+    }
+
+    /// <summary>
+    /// A tool call, as Ollama streams one: nothing while the model writes it (Ollama holds the tokens back until it
+    /// has parsed the whole call), then the call in one line, then the done line — whose <c>done_reason</c> is
+    /// "stop", as Ollama's is.
+    /// </summary>
+    private async Task StreamToolCallAsync(FakeChatCall call, JsonObject arguments)
+    {
+        Task Write(string json) => call.WriteAsync(json + "\n");
+
+        await call.StartAsync(StreamContentType);
+
+        if (call.Fault is FakeFault.ErrorFirstEventFault)
+        {
+            await Write(InBandErrorJson);
+            return;
+        }
+
+        if (call.Fault is FakeFault.MalformedChunkFault)
+        {
+            await Write($$"""{"model":"{{call.Model}}","created_at":""");
+        }
+
+        var left = call.Tokens.Count;
+        var complete = await StreamTokensAsync(call, _ => --left == 0 ? Write(ToolCallLine(call, arguments).ToJsonString(WireJson)) : Task.CompletedTask,
+            () => Write(InBandErrorJson), () => Write($$"""{"model":"{{call.Model}}","created_at":"""));
+        if (!complete || call.Fault is FakeFault.EndWithoutDoneFault)
+        {
+            return;
+        }
+        if (call.Tokens.Count == 0)
+        {
+            await Write(ToolCallLine(call, arguments).ToJsonString(WireJson));
+        }
+
+        var done = Line(call, "");
+        done["done_reason"] = "stop";
+        done["done"] = true;
+        AddCounts(call, done);
+        await Write(done.ToJsonString(WireJson));
+    }
+
+    /// <summary>
+    /// The arguments of the tool call this call answers with, or null for a plain answer: a model cannot call a
+    /// tool it was not offered, and Ollama passes text it cannot parse as a call on as content.
+    /// </summary>
+    private static JsonObject? ToolCallArguments(FakeChatCall call)
+    {
+        if (call.Behavior.ToolCall is null || call.Body["tools"] is not JsonArray { Count: > 0 })
+        {
+            return null;
+        }
+        try
+        {
+            return call.Text.Length == 0 ? new JsonObject() : JsonNode.Parse(call.Text) as JsonObject;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>A line calling <see cref="FakeBehavior.ToolCall"/>: empty content and <c>tool_calls</c>, arguments an object.</summary>
+    private static JsonObject ToolCallLine(FakeChatCall call, JsonObject arguments)
+    {
+        var line = Line(call, "");
+        line["message"]!["tool_calls"] = new JsonArray(new JsonObject
+        {
+            ["function"] = new JsonObject { ["name"] = call.Behavior.ToolCall, ["arguments"] = arguments.DeepClone() },
+        });
+        return line;
     }
 
     /// <summary>A chat line: <c>{"model","created_at","message":{"role":"assistant","content"},"done":false}</c>.</summary>

@@ -248,6 +248,44 @@ public sealed class FakeProvidersTests : IClassFixture<FakeProvidersFixture>, ID
         Assert.Equal("upstream overloaded", lines[1]["error"]!.GetValue<string>());
     }
 
+    [Fact]
+    public async Task OllamaCallsAToolInOneLineAndStillSaysStop()
+    {
+        _ollama.Update(b => b with { ToolCall = "get_weather", Tokens = ["{\"city\":", "\"Paris\"}"] });
+
+        using var streamed = await PostAsync(_ollama.ChatUrl, """
+            {"model":"llama3.2:1b","messages":[{"role":"user","content":"Weather?"}],
+             "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]}
+            """);
+        using var whole = await PostAsync(_ollama.ChatUrl, """
+            {"model":"llama3.2:1b","stream":false,"messages":[{"role":"user","content":"Weather?"}],
+             "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]}
+            """);
+
+        var lines = (await ReadLinesAsync(streamed)).Where(line => line.Length > 0).Select(line => JsonNode.Parse(line)!).ToList();
+        Assert.Equal(2, lines.Count);
+        var call = JsonNode.Parse("""[{"function":{"name":"get_weather","arguments":{"city":"Paris"}}}]""");
+        Assert.Equal("", (string?)lines[0]["message"]!["content"]);
+        Assert.True(JsonNode.DeepEquals(call, lines[0]["message"]!["tool_calls"]));
+        Assert.Equal("stop", (string?)lines[1]["done_reason"]);
+        Assert.Null(lines[1]["message"]!["tool_calls"]);
+        var answer = JsonNode.Parse(await whole.Content.ReadAsStringAsync())!;
+        Assert.True(JsonNode.DeepEquals(call, answer["message"]!["tool_calls"]));
+        Assert.Equal("stop", (string?)answer["done_reason"]);
+    }
+
+    [Fact]
+    public async Task OllamaAnswersTextWhenItWasOfferedNoTools()
+    {
+        _ollama.Update(b => b with { ToolCall = "get_weather", Tokens = ["{\"city\":", "\"Paris\"}"] });
+
+        using var response = await PostAsync(_ollama.ChatUrl, """{"model":"llama3.2:1b","stream":false,"messages":[{"role":"user","content":"Weather?"}]}""");
+
+        var answer = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.Equal("{\"city\":\"Paris\"}", (string?)answer["message"]!["content"]);
+        Assert.Null(answer["message"]!["tool_calls"]);
+    }
+
     private ChatClient Client(string model, string apiKey) =>
         new(model, new ApiKeyCredential(apiKey), new OpenAIClientOptions { Endpoint = _openAi.BaseUrl, RetryPolicy = new ClientRetryPolicy(0) });
 

@@ -77,6 +77,7 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
             { "tools not functions", Body(",\"tools\":[{\"type\":\"shell\"}]"), 400, "tools[0]", "invalid_value" },
             { "tools type not a string", Body(",\"tools\":[{\"type\":true,\"function\":{\"name\":\"f\"}}]"), 400, "tools[0]", "invalid_value" },
             { "tool_choice a number", Body(",\"tool_choice\":1"), 400, "tool_choice", "invalid_value" },
+            { "tool_choice an unknown string", Body(",\"tool_choice\":\"always\""), 400, "tool_choice", "invalid_value" },
             { "user too long", Body(",\"user\":\"" + new string('u', 257) + "\""), 400, "user", "invalid_value" },
         };
         // Per-request provider overrides (LiteLLM's names): never honoured, always refused by name.

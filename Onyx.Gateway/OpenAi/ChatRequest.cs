@@ -599,7 +599,10 @@ internal sealed class ChatRequest
     private static bool CheckToolChoice(JsonElement body, out OpenAiError error)
     {
         error = null!;
-        var ok = !TryGetField(body, "tool_choice"u8, out var choice) || choice.ValueKind is JsonValueKind.Object or JsonValueKind.String;
+        // An unknown string is refused here, as OpenAI refuses it: passed on, one provider would refuse it and another
+        // guess what it meant.
+        var ok = !TryGetField(body, "tool_choice"u8, out var choice) || choice.ValueKind == JsonValueKind.Object
+            || (choice.ValueKind == JsonValueKind.String && (choice.ValueEquals("none"u8) || choice.ValueEquals("auto"u8) || choice.ValueEquals("required"u8)));
         if (!ok)
         {
             error = Invalid("'tool_choice' must be a string (none, auto, required) or an object.", "tool_choice");

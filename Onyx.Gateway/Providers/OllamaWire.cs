@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Onyx.Gateway.Providers;
@@ -18,6 +19,24 @@ internal sealed class OllamaMessage
 {
     [JsonPropertyName("role")] public string? Role { get; set; }
     [JsonPropertyName("content")] public string? Content { get; set; }
+
+    /// <summary>A thinking model's reasoning, kept apart from the answer.</summary>
+    [JsonPropertyName("thinking")] public string? Thinking { get; set; }
+
+    /// <summary>The tools the model calls: each whole, in one line (Ollama does not stream a call's arguments in pieces).</summary>
+    [JsonPropertyName("tool_calls")] public List<OllamaToolCall>? ToolCalls { get; set; }
+}
+
+/// <summary><c>{"function":{"name","arguments":{…}}}</c>: the arguments are a JSON object, not OpenAI's string.</summary>
+internal sealed class OllamaToolCall
+{
+    [JsonPropertyName("function")] public OllamaToolFunction? Function { get; set; }
+}
+
+internal sealed class OllamaToolFunction
+{
+    [JsonPropertyName("name")] public string? Name { get; set; }
+    [JsonPropertyName("arguments")] public JsonElement Arguments { get; set; }
 }
 
 [JsonSerializable(typeof(OllamaChatLine))]
