@@ -100,7 +100,9 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
             Normalize(records[0]["attempts"]!));
         Assert.True((bool)records[5]["fallback"]!);
         Assert.Equal("ollama/mistral:7b-instruct", (string)records[5]["deployment"]!);
+        // A 503 is asked once more before the fallback; here the third failure opened the breaker, so the retry was skipped.
         Assert.Equal("""[{"deployment":"together_ai/deepseek-ai/DeepSeek-V3","outcome":"failed","reason":"http_503","status":503,"elapsed_ms":X},"""
+            + """{"deployment":"together_ai/deepseek-ai/DeepSeek-V3","outcome":"skipped","reason":"circuit open","elapsed_ms":X},"""
             + """{"deployment":"ollama/mistral:7b-instruct","outcome":"success","status":200,"elapsed_ms":X}]""", Normalize(records[5]["attempts"]!));
 
         // Nothing the caller must keep secret, and (by default) nothing they said, in the stream or the logs.
@@ -177,7 +179,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         var record = Record(Assert.Single(await WaitForEntriesAsync(1)));
         Assert.Equal("Once upon a time there", received);
         Assert.Equal(received, (string)record["content"]!["answer"]!);
-        Assert.Equal("""[{"from":"together_ai/deepseek-ai/DeepSeek-V3","to":"ollama/mistral:7b-instruct","at_chars":9,"reason":"stream_broken"}]""",
+        Assert.Equal("""[{"from":"together_ai/deepseek-ai/DeepSeek-V3","to":"ollama/mistral:7b-instruct","at_chars":9,"reason":"stream_broken","how":"replayed"}]""",
             record["resumed"]!.ToJsonString());
         // The refused prefill is an attempt of its own.
         Assert.Equal(["failed:stream_broken", "failed:http_400", "success:"], record["attempts"]!.AsArray().Select(a => $"{a!["outcome"]}:{a["reason"]}"));

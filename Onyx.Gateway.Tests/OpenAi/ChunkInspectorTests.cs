@@ -56,4 +56,37 @@ public sealed class ChunkInspectorTests
     {
         Assert.ThrowsAny<JsonException>(() => ChunkInspector.Inspect(Encoding.UTF8.GetBytes(chunk)));
     }
+
+    [Theory]
+    [InlineData("""{"prompt_tokens":12.0,"completion_tokens":5.0}""", 12, 5)]
+    [InlineData("""{"prompt_tokens":12,"completion_tokens":5e0}""", 12, 5)]
+    [InlineData("""{"prompt_tokens":12.5,"completion_tokens":-1}""", 0, 0)]
+    [InlineData("""{"prompt_tokens":1e12,"completion_tokens":"5"}""", 0, 0)]
+    [InlineData("""{"prompt_tokens":{"cached":3},"completion_tokens":[7]}""", 0, 0)]
+    public void ReadsTokenCountsWrittenAsFloatsAndNeverThrowsOnOddOnes(string usage, int prompt, int completion)
+    {
+        var info = ChunkInspector.Inspect(Encoding.UTF8.GetBytes($$"""{"choices":[],"usage":{{usage}}}"""));
+
+        if (prompt == 0 && completion == 0)
+        {
+            Assert.Null(info.Usage);
+        }
+        else
+        {
+            Assert.Equal(new TokenUsage(prompt, completion), info.Usage);
+        }
+    }
+
+    [Fact]
+    public void TellsReasoningAndLogprobsApartFromTheAnswer()
+    {
+        var text = new StringBuilder();
+        var reasoning = ChunkInspector.Inspect("""{"choices":[{"index":0,"delta":{"reasoning_content":"Hmm."},"logprobs":null,"finish_reason":null}]}"""u8, text);
+        var answer = ChunkInspector.Inspect("""{"choices":[{"index":0,"delta":{"content":"Yes"},"logprobs":{"content":[]},"finish_reason":null}]}"""u8, text);
+
+        Assert.True(reasoning.HasReasoning && reasoning.HasContent && !reasoning.HasLogprobs);
+        Assert.True(!answer.HasReasoning && answer.HasContent && answer.HasLogprobs);
+        // Only the answer's text is collected: reasoning is not part of it.
+        Assert.Equal("Yes", text.ToString());
+    }
 }

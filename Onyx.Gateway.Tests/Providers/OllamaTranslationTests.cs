@@ -255,7 +255,7 @@ public sealed class OllamaTranslationTests
         var thinking = Delta(chunks[0]);
         Assert.Equal("assistant", (string?)thinking["role"]);
         Assert.Equal("Two tools.", (string?)thinking["reasoning_content"]);
-        Assert.Equal(new ChunkInfo(true, false, false, null, false, HasToolCall: false), chunks[0].Info);
+        Assert.Equal(new ChunkInfo(true, false, false, null, false, HasToolCall: false, HasReasoning: true), chunks[0].Info);
 
         var calls = Delta(chunks[1])["tool_calls"]!.AsArray();
         Assert.Equal(new ChunkInfo(true, false, false, null, false, HasToolCall: true), chunks[1].Info);

@@ -187,4 +187,21 @@ public sealed class StreamResumeTests : GatewayTest
         var call = await Gateway.Logs.WaitForAsync(r => r.EventId == 3001, TimeSpan.FromSeconds(10));
         Assert.Equal(200, call["Status"]);
     }
+
+    [Fact]
+    public async Task ReadsAProvidersUsageWrittenAsFloats()
+    {
+        // Some OpenAI-compatible servers write every number as a float: "prompt_tokens": 12.0.
+        Gateway.Primary.Update(b => b with { FractionalUsage = true });
+
+        using var response = await Client.PostAsync("/v1/chat/completions",
+            GatewayHost.Json(GatewayHost.ChatBody(stream: true, extra: ""","stream_options":{"include_usage":true}""")));
+
+        Assert.Equal(StreamOutcome.Whole, AnswerIntegrity.Check(await response.Content.ReadAsStringAsync(), Gateway.Primary.ExpectedText));
+        var call = await Gateway.Logs.WaitForAsync(r => r.EventId == 3001, TimeSpan.FromSeconds(10));
+        Assert.Equal(200, call["Status"]);
+        Assert.Equal(12, call["promptTokens"]);
+        Assert.Equal(false, call["tokensEstimated"]);
+        Assert.Equal(0, Gateway.Fallback.Calls);
+    }
 }

@@ -14,7 +14,12 @@ public sealed class HardeningTests : GatewayTest
 {
     private const string MasterKey = "sk-master-hardening-7e41c09b";
 
-    protected override Dictionary<string, string?> Settings => new() { ["LITELLM_MASTER_KEY"] = MasterKey };
+    protected override Dictionary<string, string?> Settings => new()
+    {
+        ["LITELLM_MASTER_KEY"] = MasterKey,
+        // The failures provoked here (each retried once) must not open the breakers the last request needs.
+        ["router_settings:allowed_fails"] = "10",
+    };
 
     [Fact]
     public async Task EveryResponseCarriesTheSecurityHeadersAndNoServerHeader()
@@ -195,8 +200,9 @@ public sealed class HardeningTests : GatewayTest
         {
             responses.Add(await Describe(refused));
         }
-        // Four chat calls reached the primary (rejected, failed, failed stream, answered), each with the provider's key only.
-        Assert.Equal(4, Gateway.Primary.Requests.Count);
+        // Six chat calls reached the primary (rejected; failed and failed stream, each asked twice; answered), each with
+        // the provider's key only.
+        Assert.Equal(6, Gateway.Primary.Requests.Count);
         Assert.All(Gateway.Primary.Requests, r => Assert.Equal("Bearer " + GatewayHost.TogetherKey, r.Authorization));
 
         var secrets = new[] { GatewayHost.TogetherKey, MasterKey, key };

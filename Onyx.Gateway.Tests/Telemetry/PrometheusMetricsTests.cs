@@ -59,7 +59,8 @@ public sealed class PrometheusMetricsTests : GatewayTest
         Assert.Equal(1, scrape.Sum("onyx_gateway_requests_total", ("onyx_deployment", Fallback), ("onyx_outcome", "success"), ("onyx_fallback", "true")));
         Assert.Equal(3, scrape.Sum("onyx_gateway_requests_total", ("onyx_alias", "manus-primary")));
         Assert.Equal(1, scrape.Sum("onyx_gateway_fallbacks_total", ("onyx_alias", "manus-primary"), ("onyx_deployment", Fallback)));
-        Assert.Equal(1, scrape.Sum("onyx_gateway_upstream_errors_total", ("onyx_deployment", Primary), ("onyx_error_kind", "status"), ("onyx_reason", "http_503")));
+        // The 503 was asked once more before the fallback: two upstream errors.
+        Assert.Equal(2, scrape.Sum("onyx_gateway_upstream_errors_total", ("onyx_deployment", Primary), ("onyx_error_kind", "status"), ("onyx_reason", "http_503")));
         Assert.Equal(1, scrape.Sum("onyx_gateway_rate_limit_refusals_total", ("onyx_alias", "manus-primary"), ("onyx_limit", "requests")));
         Assert.Equal(0, scrape.Sum("onyx_gateway_streams_active"));
         Assert.Equal(0, scrape.Sum("onyx_gateway_circuit_breaker_state", ("onyx_deployment", Primary)));
@@ -92,7 +93,7 @@ public sealed class PrometheusMetricsTests : GatewayTest
     public async Task ScrapeCountsAResumedStreamAndItsBrokenUpstream()
     {
         Gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
-        Gateway.Fallback.Update(b => b with { Tokens = [" a", " time", " there", " was"] });
+        Gateway.Fallback.Update(b => b with { Tokens = ["Once", " upon", " a", " time", " there", " was"], Continuation = FakeContinuation.Honours });
         using (var stream = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true))))
         {
             Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
@@ -149,7 +150,8 @@ public sealed class MetricCardinalityTests : GatewayTest
         // Two combinations kept, the rest in the overflow series, none lost: the gateway's five requests and the
         // fake upstreams' (they run in this process, and the meter listener hears their server's meter too).
         var upstreamCalls = Gateway.Primary.Calls + Gateway.Fallback.Calls;
-        Assert.Equal(3, upstreamCalls);
+        // The 503 is asked once more: two of the primary's, one of the fallback's, the first success.
+        Assert.Equal(4, upstreamCalls);
         Assert.Equal(3, scrape.Count(requests));
         Assert.Equal(1, scrape.Count(requests, ("otel_metric_overflow", "true")));
         Assert.True(5 + upstreamCalls == scrape.Sum(requests), string.Join("\n", scrape.Lines.Where(l => l.StartsWith(requests, StringComparison.Ordinal))));

@@ -41,13 +41,15 @@ public sealed class TracingTests : GatewayTest
         Assert.Equal("req-trace-1", call.GetTagItem("onyx.request_id"));
         Assert.Equal("success", call.GetTagItem("onyx.outcome"));
         Assert.Equal(true, call.GetTagItem("onyx.fallback"));
-        Assert.Equal(2, call.GetTagItem("onyx.attempts"));
+        // The 503 is asked once more (an attempt span of its own), then the fallback serves.
+        Assert.Equal(3, call.GetTagItem("onyx.attempts"));
         Assert.Equal("ollama/mistral:7b-instruct", call.GetTagItem("onyx.deployment"));
         Assert.Equal(ActivityStatusCode.Unset, call.Status);
 
         var attempts = trace.Where(s => s.Source.Name == "Onyx.Gateway" && s.Kind == ActivityKind.Client).OrderBy(s => s.StartTimeUtc).ToList();
-        Assert.Equal(2, attempts.Count);
+        Assert.Equal(3, attempts.Count);
         Assert.All(attempts, a => Assert.Equal(call.SpanId, a.ParentSpanId));
+        Assert.Equal("http_503", attempts[1].GetTagItem("onyx.failover.reason"));
 
         var failed = attempts[0];
         Assert.Equal("chat deepseek-ai/DeepSeek-V3", failed.DisplayName);
@@ -60,7 +62,7 @@ public sealed class TracingTests : GatewayTest
         Assert.Equal(503, failed.GetTagItem("http.response.status_code"));
         Assert.Equal(ActivityStatusCode.Error, failed.Status);
 
-        var served = attempts[1];
+        var served = attempts[2];
         Assert.Equal("chat mistral:7b-instruct", served.DisplayName);
         Assert.Equal("ollama", served.GetTagItem("gen_ai.provider.name"));
         Assert.Equal("success", served.GetTagItem("onyx.outcome"));
@@ -69,9 +71,10 @@ public sealed class TracingTests : GatewayTest
         Assert.Equal(FakeBehavior.DefaultTokens.Count, served.GetTagItem("gen_ai.usage.output_tokens"));
 
         // Each attempt's HTTP request is its child span, and its trace context reached the upstream.
-        foreach (var (attempt, fake) in new[] { (failed, (FakeLlmProvider)Gateway.Primary), (served, Gateway.Fallback) })
+        foreach (var (attempt, fake) in new[] { (attempts[1], (FakeLlmProvider)Gateway.Primary), (served, Gateway.Fallback) })
         {
-            var http = trace.Single(s => s.Kind == ActivityKind.Client && s.ParentSpanId == attempt.SpanId);
+            var http = trace.SingleOrDefault(s => s.Kind == ActivityKind.Client && s.ParentSpanId == attempt.SpanId)
+                ?? throw new Xunit.Sdk.XunitException(string.Join("\n", trace.Select(s => $"{s.Source.Name} {s.Kind} {s.DisplayName} {s.SpanId} parent {s.ParentSpanId} {s.StartTimeUtc:O}")) + "\nattempt " + attempt.SpanId);
             Assert.Equal($"00-{traceId}-{http.SpanId}-01", fake.LastRequest!.Header("traceparent"));
         }
     }

@@ -234,7 +234,10 @@ internal sealed class RouterSettings
     [ConfigurationKeyName("content_policy_fallbacks")]
     public List<Dictionary<string, List<string>>> ContentPolicyFallbacks { get; set; } = [];
 
-    /// <summary>Seconds one non-streaming attempt may take before the next deployment is tried (default 600).</summary>
+    /// <summary>
+    /// Seconds a request may take in all (default 600): a non-streamed attempt gets what is left of it, and a
+    /// Retry-After is waited out only if it fits.
+    /// </summary>
     [ConfigurationKeyName("timeout")]
     public double? Timeout { get; set; }
 }

@@ -153,7 +153,8 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
                 var delta = hasText ? content : reasoning is null && toolCalls is null ? string.Empty : null;
                 yield return new StreamChunk(
                     ChatChunks.Build(id, created, model, first ? "assistant" : null, delta, finishReason: null, usage: null, reasoning, toolCalls),
-                    new ChunkInfo(hasText || reasoning is not null || toolCalls is not null, false, false, null, false, HasToolCall: toolCalls is not null));
+                    new ChunkInfo(hasText || reasoning is not null || toolCalls is not null, false, false, null, false, HasToolCall: toolCalls is not null,
+                        HasReasoning: reasoning is not null));
                 first = false;
                 toolCallsSent += toolCalls?.Length ?? 0;
             }

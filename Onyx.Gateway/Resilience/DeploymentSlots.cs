@@ -65,6 +65,10 @@ internal sealed partial class DeploymentSlots
         }
     }
 
+    /// <summary>Free slots on <paramref name="deployment"/> now (null where it has no limit).</summary>
+    public long? FreeSlots(Deployment deployment) =>
+        _limiters.TryGetValue(deployment.Id, out var limiter) ? limiter.GetStatistics()?.CurrentAvailablePermits : null;
+
     private static partial class Log
     {
         [LoggerMessage(2101, LogLevel.Debug, "A call waits for a slot on {Deployment} (max_parallel_requests reached)")]

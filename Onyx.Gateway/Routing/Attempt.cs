@@ -51,6 +51,19 @@ internal sealed class Attempt : IAsyncDisposable
 
     public void Own(IAsyncEnumerator<Providers.StreamChunk> upstream) => _upstream = upstream;
 
+    /// <summary>
+    /// Makes the attempt's span the current one for what the caller does next, so the upstream HTTP request's span is
+    /// its child. (The span was started where the attempt was opened, in an async method whose current span does not
+    /// flow back to its caller.)
+    /// </summary>
+    public void Enter()
+    {
+        if (Context.Activity is { } activity)
+        {
+            System.Diagnostics.Activity.Current = activity;
+        }
+    }
+
     /// <summary>The deployment answered (a stream: its first token).</summary>
     public void Succeeded()
     {

@@ -4,7 +4,7 @@ using Onyx.Gateway.Resilience;
 namespace Onyx.Gateway.Routing;
 
 /// <summary>Why a deployment got no attempt.</summary>
-internal readonly record struct Skip(string Reason, bool Overloaded = false);
+internal readonly record struct Skip(string Reason, bool Overloaded = false, bool Unservable = false);
 
 /// <summary>
 /// Opens an attempt on a deployment if it may take one: it is available, its adapter can serve the request faithfully,
@@ -18,16 +18,18 @@ internal sealed class AttemptOpener(IEnumerable<IChatProvider> providers, Circui
     public IChatProvider ProviderOf(Deployment deployment) => _providers[deployment.Provider.Protocol];
 
     /// <summary>Why <paramref name="deployment"/> cannot take <paramref name="call"/> at all, before any breaker or slot is asked.</summary>
-    public string? Unfit(Deployment deployment, CallTracker call) =>
-        deployment.UnavailableReason is { } unavailable ? $"unavailable: {unavailable}"
-        : ProviderOf(deployment).CannotServe(deployment, call.Request) is { } cannot ? $"cannot serve the request: {cannot}"
+    public string? Unfit(Deployment deployment, CallTracker call) => UnfitSkip(deployment, call)?.Reason;
+
+    private Skip? UnfitSkip(Deployment deployment, CallTracker call) =>
+        deployment.UnavailableReason is { } unavailable ? new Skip($"unavailable: {unavailable}")
+        : ProviderOf(deployment).CannotServe(deployment, call.Request) is { } cannot ? new Skip($"cannot serve the request: {cannot}", Unservable: true)
         : null;
 
     public async ValueTask<(Attempt? Attempt, Skip Skip)> OpenAsync(CallTracker call, Deployment deployment, CancellationToken clientAborted)
     {
-        if (Unfit(deployment, call) is { } unfit)
+        if (UnfitSkip(deployment, call) is { } unfit)
         {
-            return (null, new Skip(unfit));
+            return (null, unfit);
         }
         var breaker = breakers.For(deployment);
         if (await breaker.TryAcquireAsync() is not (true, var permit))

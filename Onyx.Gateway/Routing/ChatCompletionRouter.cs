@@ -28,14 +28,24 @@ internal sealed class ChatCompletionRouter(
     public async Task<RoutedCompletion> CompleteAsync(ChatRequest request, string requestId, CallOwner owner, CancellationToken clientAborted)
     {
         var call = Track(request, requestId, owner);
-        var routed = await failover.RunAsync(call, attempt =>
+        try
         {
-            attempt.Timer.CancelAfter(policy.Budget);
-            return attempt.Provider.CompleteAsync(attempt.Deployment, request, attempt.Context, attempt.Token);
-        }, "no answer within the attempt timeout", clientAborted);
-        await routed.Attempt.DisposeAsync();
-        call.Succeeded(routed.Route, routed.Result.Usage, routed.Attempt.Context, routed.Result.CompletionText);
-        return new RoutedCompletion(routed.Route, routed.Result.Body);
+            var routed = await failover.RunAsync(call, attempt =>
+            {
+                var left = policy.Budget - call.Elapsed;
+                attempt.Timer.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.Zero);
+                attempt.Enter();
+                return attempt.Provider.CompleteAsync(attempt.Deployment, request, attempt.Context, attempt.Token);
+            }, "no answer within the attempt timeout", clientAborted);
+            await routed.Attempt.DisposeAsync();
+            call.Succeeded(routed.Route, routed.Result.Usage, routed.Attempt.Context, routed.Result.CompletionText);
+            return new RoutedCompletion(routed.Route, routed.Result.Body);
+        }
+        catch (Exception ex) when (ex is not RoutingException)
+        {
+            Ended(call, ex, clientAborted);
+            throw;
+        }
     }
 
     /// <summary>
@@ -45,18 +55,42 @@ internal sealed class ChatCompletionRouter(
     public async Task<RoutedStream> StreamAsync(ChatRequest request, string requestId, CallOwner owner, CancellationToken clientAborted)
     {
         var call = Track(request, requestId, owner);
-        var firstToken = limits.FirstToken(request);
-        Routed<StreamHead>? routed = null;
-        var raced = new HashSet<Deployment>();
-        var plan = new StrongBox<Deployment[]?>();
-        if (routing.TryGetChain(request.Model, out var chain) && chain[0].HedgeAfter is { } after)
+        try
         {
-            routed = await hedging.RaceAsync(call, chain, after, raced, clientAborted, plan);
+            var firstToken = limits.FirstToken(request);
+            Routed<StreamHead>? routed = null;
+            var raced = new HashSet<Deployment>();
+            var plan = new StrongBox<Deployment[]?>();
+            if (routing.TryGetChain(request.Model, out var chain) && chain[0].HedgeAfter is { } after)
+            {
+                routed = await hedging.RaceAsync(call, chain, after, raced, clientAborted, plan);
+            }
+            routed ??= await failover.RunAsync(call, attempt => StreamStarter.StartAsync(attempt, request, firstToken),
+                $"no first token within {firstToken.TotalSeconds:0.###}s", clientAborted, raced, plan.Value);
+            call.FirstToken();
+            return new RoutedStream(routed.Route, routed.Result, call, limits.Idle, time, metrics, resumer, chain[0]);
         }
-        routed ??= await failover.RunAsync(call, attempt => StreamStarter.StartAsync(attempt, request, firstToken),
-            $"no first token within {firstToken.TotalSeconds:0.###}s", clientAborted, raced, plan.Value);
-        call.FirstToken();
-        return new RoutedStream(routed.Route, routed.Result, call, limits.Idle, time, metrics, resumer, chain[0]);
+        catch (Exception ex) when (ex is not RoutingException)
+        {
+            Ended(call, ex, clientAborted);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Every way out leaves the call's records: wherever the client left (a hedge's wait, a slot's queue) or whatever
+    /// went wrong, the call is written as ended here, unless a more precise record was already written.
+    /// </summary>
+    private static void Ended(CallTracker call, Exception ex, CancellationToken clientAborted)
+    {
+        if (ex is OperationCanceledException && clientAborted.IsCancellationRequested)
+        {
+            call.Failed(null, false, StatusCodes.Status499ClientClosedRequest, "client_closed_request", "The client closed the connection.");
+        }
+        else
+        {
+            call.Failed(null, false, StatusCodes.Status500InternalServerError, OpenAiErrorTypes.Server, "The gateway failed to route the request.");
+        }
     }
 
     private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) =>

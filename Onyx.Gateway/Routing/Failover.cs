@@ -40,6 +40,7 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
         Deployment? lastTried = null;
         var overloaded = false;
         var onlyContextWindow = true;
+        var onlyUnservable = true;
         while (queue.TryDequeue(out var deployment))
         {
             if (!done.Add(deployment))
@@ -54,6 +55,7 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
                 {
                     call.Skipped(deployment, skip.Reason);
                     overloaded |= skip.Overloaded;
+                    onlyUnservable &= skip.Unservable;
                     break;
                 }
                 lastTried = deployment;
@@ -68,6 +70,8 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
                 }
                 catch (Exception) when (clientAborted.IsCancellationRequested)
                 {
+                    // Everything is given back before the call's record says it ended.
+                    await attempt.DisposeAsync();
                     call.Failed(deployment, deployment != chain[0], StatusCodes.Status499ClientClosedRequest, "client_closed_request",
                         "The client closed the connection.", context: attempt.Context);
                     throw new OperationCanceledException(clientAborted);
@@ -127,6 +131,14 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
         }
 
         var tried = string.Join("; ", call.Tried);
+        if (lastFailure is null && call.Attempts == 0 && onlyUnservable && call.Tried.Count > 0)
+        {
+            // No deployment could take the request as it was sent, whatever their health: the client's to change.
+            var unsupported = new OpenAiError($"No deployment of '{alias}' can serve this request as sent: {tried}.",
+                OpenAiErrorTypes.InvalidRequest, null, "unsupported_by_deployments");
+            call.Failed(null, false, StatusCodes.Status400BadRequest, unsupported.Type, unsupported.Message);
+            throw new RoutingException(StatusCodes.Status400BadRequest, unsupported);
+        }
         if (lastFailure is null && call.Attempts == 0)
         {
             var error = new OpenAiError($"No deployment of '{alias}' is available right now: {tried}.",

@@ -85,6 +85,12 @@ internal sealed class FailurePolicy
 
     public const int MaxAttemptsInWindow = 2;
 
+    /// <summary>
+    /// How long after a Retry-After rest the retry goes: the breaker rests the deployment exactly that long, and a
+    /// timer may fire a few milliseconds early against the breaker's clock — the retry must find the rest over.
+    /// </summary>
+    private static readonly TimeSpan AfterRest = TimeSpan.FromMilliseconds(50);
+
     /// <summary>LiteLLM's default request timeout is far longer; ten minutes bounds a request's whole budget.</summary>
     public static readonly TimeSpan DefaultBudget = TimeSpan.FromMinutes(10);
 
@@ -157,7 +163,7 @@ internal sealed class FailurePolicy
         {
             FailureClass.RateLimited when failure.RetryAfter is { } wait && wait <= _options.MaxRetryAfterWait
                 && history.Retries < _rateLimitRetries && elapsed + wait < Budget && history.Allows(wait, _time)
-                => new Decision(failureClass, NextStep.RetrySame, verdict, wait),
+                => new Decision(failureClass, NextStep.RetrySame, verdict, wait + AfterRest),
             FailureClass.ServerError => Retry(failureClass, verdict, _serverErrorRetries, history, elapsed),
             FailureClass.Transport => Retry(failureClass, verdict, _transportRetries, history, elapsed),
             FailureClass.Slow => Retry(failureClass, verdict, _timeoutRetries, history, elapsed),

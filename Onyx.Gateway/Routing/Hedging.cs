@@ -25,6 +25,7 @@ internal sealed class Hedging(RoutingTable routing, AttemptOpener opener, Failov
             return null;
         }
         var running = new List<Launched>(2);
+        var won = false;
         try
         {
             if (await LaunchAsync(call, candidates[0], tried, clientAborted) is not { } first)
@@ -47,6 +48,7 @@ internal sealed class Hedging(RoutingTable routing, AttemptOpener opener, Failov
                 running.Remove(settled);
                 if (settled.Head.IsCompletedSuccessfully)
                 {
+                    won = true;
                     settled.Attempt.Succeeded();
                     var deployment = settled.Attempt.Deployment;
                     return new Routed<StreamHead>(new RouteInfo(call.RequestId, call.Request.Model, deployment, deployment != chain[0], call.Attempts),
@@ -56,6 +58,14 @@ internal sealed class Hedging(RoutingTable routing, AttemptOpener opener, Failov
                 {
                     if (clientAborted.IsCancellationRequested)
                     {
+                        // Everything is given back before the call's record says it ended.
+                        await settled.Attempt.DisposeAsync();
+                        foreach (var other in running)
+                        {
+                            other.Attempt.Cancel();
+                        }
+                        await Task.WhenAll(running.Select(DisposeWhenDoneAsync));
+                        running.Clear();
                         call.Failed(settled.Attempt.Deployment, settled.Attempt.Deployment != chain[0], StatusCodes.Status499ClientClosedRequest,
                             "client_closed_request", "The client closed the connection.", context: settled.Attempt.Context);
                         throw new OperationCanceledException(clientAborted);
@@ -83,11 +93,16 @@ internal sealed class Hedging(RoutingTable routing, AttemptOpener opener, Failov
         }
         finally
         {
-            // The loser, or every attempt when the client left: cancelled, and disposed once its reader has let go.
+            // The loser, or every attempt when the client left: cancelled, and disposed once its reader has let go — in
+            // the background behind a winner (its answer must not wait), before anything else otherwise.
             foreach (var loser in running)
             {
                 loser.Attempt.Cancel();
-                _ = DisposeWhenDoneAsync(loser);
+            }
+            var disposals = running.Select(DisposeWhenDoneAsync).ToList();
+            if (!won)
+            {
+                await Task.WhenAll(disposals);
             }
         }
     }

@@ -16,6 +16,7 @@ internal static class StreamStarter
         Func<IAsyncEnumerable<StreamChunk>, IAsyncEnumerable<StreamChunk>>? verify = null)
     {
         attempt.Timer.CancelAfter(firstTokenLimit);
+        attempt.Enter();
         var stream = attempt.Provider.StreamAsync(attempt.Deployment, request, attempt.Context, attempt.Token);
         if (verify is not null)
         {

@@ -164,6 +164,9 @@ internal static class GatewayTracing
         FailureKind.ErrorEvent => "error_event",
         FailureKind.StreamBroken => "stream_broken",
         FailureKind.Stalled => "stalled",
+        FailureKind.ContextWindow => "context_window",
+        FailureKind.ContentPolicy => "content_policy",
+        FailureKind.Diverged => "diverged",
         _ => kind.ToString().ToLowerInvariant(),
     };
 }
