@@ -14,6 +14,9 @@ internal static class AuthExtensions
     /// <summary>The master key only.</summary>
     public const string AdminPolicy = "admin";
 
+    /// <summary>A caller on this machine (after trusted proxies' forwarded headers), or the master key.</summary>
+    public const string LoopbackOrAdminPolicy = "loopback-or-admin";
+
     /// <summary>
     /// API keys as ASP.NET Core authentication: one scheme (<see cref="ApiKeyAuthenticationHandler"/>) and two
     /// policies. Generated keys live in Redis when there is one, in memory otherwise.
@@ -43,7 +46,10 @@ internal static class AuthExtensions
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         services.AddAuthorizationBuilder()
             .AddPolicy(CallerPolicy, policy => policy.RequireAuthenticatedUser())
-            .AddPolicy(AdminPolicy, policy => policy.RequireRole(ApiKeyAuthenticationHandler.AdminRole));
+            .AddPolicy(AdminPolicy, policy => policy.RequireRole(ApiKeyAuthenticationHandler.AdminRole))
+            .AddPolicy(LoopbackOrAdminPolicy, policy => policy.RequireAssertion(context =>
+                context.User.IsInRole(ApiKeyAuthenticationHandler.AdminRole)
+                || (context.Resource is HttpContext http && http.Connection.RemoteIpAddress is { } address && System.Net.IPAddress.IsLoopback(address))));
         return builder;
     }
 }

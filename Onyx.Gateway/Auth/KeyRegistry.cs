@@ -30,7 +30,12 @@ internal sealed partial class KeyRegistry : IHostedService
     private readonly ILogger<KeyRegistry> _logger;
     private readonly MemoryCache _cache = new(new MemoryCacheOptions { SizeLimit = 100_000 });
     // Lookups in flight, by hash: a burst of requests with a key this replica has not seen asks Redis once.
-    private readonly ConcurrentDictionary<string, Lazy<Task<ApiKeyRecord?>>> _lookups = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Task<ApiKeyRecord?>> _lookups = new(StringComparer.Ordinal);
+
+    // Counts key changes (saves, deletions, other replicas' announcements). A lookup that a change overtook caches
+    // nothing: what it read may be the record as it was before a deletion, and caching it would keep a revoked key
+    // working for the cache's lifetime.
+    private long _changes;
 
     public KeyRegistry(AccessConfiguration access, IKeyStore store, TimeProvider time, IOptions<OnyxOptions> options, ILogger<KeyRegistry> logger)
     {
@@ -93,39 +98,66 @@ internal sealed partial class KeyRegistry : IHostedService
         {
             return cached;
         }
-        var lookup = _lookups.GetOrAdd(hash, h => new Lazy<Task<ApiKeyRecord?>>(() => LookUpAsync(h)));
-        return await lookup.Value.WaitAsync(_options.RedisTimeout, cancellationToken);
+        if (!_lookups.TryGetValue(hash, out var lookup))
+        {
+            var started = new TaskCompletionSource<ApiKeyRecord?>(TaskCreationOptions.RunContinuationsAsynchronously);
+            lookup = _lookups.GetOrAdd(hash, started.Task);
+            if (lookup == started.Task)
+            {
+                _ = LookUpAsync(hash, started);
+            }
+        }
+        return await lookup.WaitAsync(_options.RedisTimeout, cancellationToken);
     }
 
-    private async Task<ApiKeyRecord?> LookUpAsync(string hash)
+    private async Task LookUpAsync(string hash, TaskCompletionSource<ApiKeyRecord?> lookup)
     {
+        var changes = Volatile.Read(ref _changes);
         try
         {
             var record = await _store.FindAsync(hash, CancellationToken.None);
             // Unknown keys are remembered briefly too, so a stream of wrong keys does not become a stream of Redis reads.
             var ttl = record is null ? TimeSpan.FromSeconds(Math.Min(5, _options.KeyCacheTtl.TotalSeconds)) : _options.KeyCacheTtl;
-            if (ttl > TimeSpan.Zero)
+            if (ttl > TimeSpan.Zero && Volatile.Read(ref _changes) == changes)
             {
                 _cache.Set(hash, record, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = ttl });
             }
-            return record;
+            lookup.TrySetResult(record);
+        }
+        catch (Exception ex)
+        {
+            lookup.TrySetException(ex);
         }
         finally
         {
-            _lookups.TryRemove(hash, out _);
+            // Only this lookup: one started after a change took its place and is not this one's to end.
+            _lookups.TryRemove(KeyValuePair.Create(hash, lookup.Task));
         }
+    }
+
+    /// <summary>
+    /// A key changed or was deleted (here or on another replica): its cached copy goes, and so does a lookup in flight,
+    /// so requests from now on read the key store again rather than join a read that may predate the change.
+    /// </summary>
+    private void Forget(string hash)
+    {
+        Interlocked.Increment(ref _changes);
+        _lookups.TryRemove(hash, out _);
+        _cache.Remove(hash);
     }
 
     public async Task SaveAsync(ApiKeyRecord record, CancellationToken cancellationToken)
     {
+        Forget(record.Hash);
         await _store.SaveAsync(record, cancellationToken);
-        _cache.Remove(record.Hash);
+        Forget(record.Hash);
     }
 
     public async Task<bool> DeleteAsync(string hash, CancellationToken cancellationToken)
     {
+        Forget(hash);
         var deleted = await _store.DeleteAsync(hash, cancellationToken);
-        _cache.Remove(hash);
+        Forget(hash);
         return deleted;
     }
 
@@ -137,7 +169,7 @@ internal sealed partial class KeyRegistry : IHostedService
         {
             await _store.SubscribeAsync(hash =>
             {
-                _cache.Remove(hash);
+                Forget(hash);
                 Log.KeyChanged(_logger, hash.Length > 8 ? hash[..8] : hash);
             });
         }

@@ -137,6 +137,29 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         {
             errors.Add("Onyx:Routing:BreakerRedisTimeout and ProbeLease must be positive.");
         }
+        if (options.Metrics.Access is not (MetricsAccess.Loopback or MetricsAccess.Open or MetricsAccess.MasterKey))
+        {
+            errors.Add($"Onyx:Metrics:Access must be loopback, open or master-key; got '{options.Metrics.Access}'.");
+        }
+        var forwarded = options.ForwardedHeaders;
+        for (var i = 0; i < forwarded.KnownProxies.Count; i++)
+        {
+            if (!System.Net.IPAddress.TryParse(forwarded.KnownProxies[i], out _))
+            {
+                errors.Add($"Onyx:ForwardedHeaders:KnownProxies:{i} must be an IP address; got '{forwarded.KnownProxies[i]}'.");
+            }
+        }
+        for (var i = 0; i < forwarded.KnownNetworks.Count; i++)
+        {
+            if (!System.Net.IPNetwork.TryParse(forwarded.KnownNetworks[i], out _))
+            {
+                errors.Add($"Onyx:ForwardedHeaders:KnownNetworks:{i} must be a network in CIDR form (10.0.0.0/8); got '{forwarded.KnownNetworks[i]}'.");
+            }
+        }
+        if (forwarded.ForwardLimit < 1)
+        {
+            errors.Add("Onyx:ForwardedHeaders:ForwardLimit must be at least 1.");
+        }
         if (options.Limits.MaxRequestBodyBytes < 1024)
         {
             errors.Add("Onyx:Limits:MaxRequestBodyBytes must be at least 1024.");

@@ -27,6 +27,8 @@ internal sealed class OnyxOptions
     public AuthOptions Auth { get; set; } = new();
 
     public MetricsOptions Metrics { get; set; } = new();
+
+    public ForwardedHeadersSettings ForwardedHeaders { get; set; } = new();
 }
 
 internal sealed class MetricsOptions
@@ -34,8 +36,39 @@ internal sealed class MetricsOptions
     /// <summary>Serve <c>GET /metrics</c> in Prometheus text format (OTLP export under Aspire is separate and always on).</summary>
     public bool Prometheus { get; set; } = true;
 
-    /// <summary>Let only the master key read <c>/metrics</c> (off by default: scrapers seldom have a key).</summary>
+    /// <summary>
+    /// Who may read <c>/metrics</c>: <c>loopback</c> (default: callers on this machine, or anyone with the master key),
+    /// <c>open</c> (anyone who can reach the gateway), <c>master-key</c> (the master key only).
+    /// </summary>
+    public string Access { get; set; } = MetricsAccess.Loopback;
+
+    /// <summary>The older switch for <c>Access: master-key</c>, still honoured.</summary>
     public bool RequireMasterKey { get; set; }
+
+    public string EffectiveAccess => RequireMasterKey ? MetricsAccess.MasterKey : Access;
+}
+
+internal static class MetricsAccess
+{
+    public const string Loopback = "loopback";
+    public const string Open = "open";
+    public const string MasterKey = "master-key";
+}
+
+/// <summary>
+/// The proxies in front of the gateway whose <c>X-Forwarded-For</c>/<c>X-Forwarded-Proto</c> are believed, so the
+/// audit trail and the <c>/metrics</c> loopback rule see the real client. None by default: the headers are ignored.
+/// </summary>
+internal sealed class ForwardedHeadersSettings
+{
+    /// <summary>Proxy addresses (<c>10.0.0.5</c>).</summary>
+    public List<string> KnownProxies { get; set; } = [];
+
+    /// <summary>Proxy networks (<c>10.0.0.0/8</c>).</summary>
+    public List<string> KnownNetworks { get; set; } = [];
+
+    /// <summary>How many proxies in a row may add themselves to <c>X-Forwarded-For</c>.</summary>
+    public int ForwardLimit { get; set; } = 1;
 }
 
 internal sealed class RateLimitOptions

@@ -133,6 +133,9 @@ internal sealed class ChatRequest
     /// <summary>The longest name in the sets above: a longer name is none of them.</summary>
     private static readonly int MaxKnownLength = ForwardedFields.Concat(RefusedOverrides).Concat(Roles.Set).Concat(PartTypes.Set).Max(name => name.Length);
 
+    /// <summary>The longest <c>model</c> a request may name (aliases are short names).</summary>
+    public const int MaxModelLength = 256;
+
     /// <summary>Messages a request may carry unless <c>Onyx:Limits:MaxMessages</c> says otherwise.</summary>
     public const int DefaultMaxMessages = 2048;
 
@@ -172,6 +175,13 @@ internal sealed class ChatRequest
             || modelValue.GetString() is not { } model || string.IsNullOrWhiteSpace(model))
         {
             error = Invalid("'model' is required and must be a non-empty string.", "model");
+            return false;
+        }
+        // The model names an alias, and goes into logs, traces and error messages: a name no alias can have (too long,
+        // or with control characters that would forge lines in a plain-text log) is refused here.
+        if (model.Length > MaxModelLength || model.AsSpan().ContainsAnyInRange('\u0000', '\u001f') || model.Contains('\u007f'))
+        {
+            error = Invalid($"'model' must be at most {MaxModelLength} characters, without control characters.", "model");
             return false;
         }
         if (!TryGetField(body, "messages"u8, out var messages) || messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)

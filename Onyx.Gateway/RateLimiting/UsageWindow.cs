@@ -17,11 +17,12 @@ internal sealed record LimitSubject(string Scope, string Name, string Key, long 
     public const string UserScope = "user";
     public const string EndUserScope = "end_user";
 
+    // The name goes into log lines and refusals, so it is made log-safe; the key is escaped for Redis.
     public static LimitSubject User(string userId, long rpm, long tpm, long maxParallel) =>
-        new(UserScope, userId, $"onyx:rl:{{{Uri.EscapeDataString(userId)}}}", rpm, tpm, maxParallel);
+        new(UserScope, Telemetry.LogText.Safe(userId), $"onyx:rl:{{{Uri.EscapeDataString(userId)}}}", rpm, tpm, maxParallel);
 
     public LimitSubject EndUser(string endUser, long rpm, long tpm) =>
-        new(EndUserScope, endUser, $"{Key}:end:{Uri.EscapeDataString(endUser)}", rpm, tpm, 0);
+        new(EndUserScope, Telemetry.LogText.Safe(endUser), $"{Key}:end:{Uri.EscapeDataString(endUser)}", rpm, tpm, 0);
 
     public long Limit(LimitKind kind) => kind switch
     {

@@ -59,14 +59,17 @@ internal sealed class ChatCompletionRouter(
         {
             var firstToken = limits.FirstToken(request);
             Routed<StreamHead>? routed = null;
-            var raced = new HashSet<Deployment>();
-            var plan = new StrongBox<Deployment[]?>();
+            HashSet<Deployment>? raced = null;
+            Deployment[]? plan = null;
             if (routing.TryGetChain(request.Model, out var chain) && chain[0].HedgeAfter is { } after)
             {
-                routed = await hedging.RaceAsync(call, chain, after, raced, clientAborted, plan);
+                raced = [];
+                var hedgePlan = new StrongBox<Deployment[]?>();
+                routed = await hedging.RaceAsync(call, chain, after, raced, clientAborted, hedgePlan);
+                plan = hedgePlan.Value;
             }
             routed ??= await failover.RunAsync(call, attempt => StreamStarter.StartAsync(attempt, request, firstToken),
-                $"no first token within {firstToken.TotalSeconds:0.###}s", clientAborted, raced, plan.Value);
+                $"no first token within {firstToken.TotalSeconds:0.###}s", clientAborted, raced, plan);
             call.FirstToken();
             return new RoutedStream(routed.Route, routed.Result, call, limits.Idle, time, metrics, resumer, chain[0]);
         }

@@ -67,10 +67,12 @@ internal sealed class Deployment
     /// <summary>What its tokens cost (from the config's price table); null when the config names no price.</summary>
     public Price? Price { get; init; }
 
-    /// <summary>Where chat requests go: the protocol's chat path on <see cref="ApiBase"/>, worked out once.</summary>
-    public Uri ChatEndpoint => _chatEndpoint ??= Provider.Protocol == ProviderProtocol.OllamaNative
-        ? new Uri(ApiBase, "/api/chat")
-        : new Uri(ApiBase.AbsoluteUri.TrimEnd('/') + "/chat/completions");
+    /// <summary>
+    /// Where chat requests go: the protocol's chat path after <see cref="ApiBase"/>'s own path (an upstream behind a
+    /// path-routing proxy keeps it), worked out once.
+    /// </summary>
+    public Uri ChatEndpoint => _chatEndpoint ??= new Uri(ApiBase.AbsoluteUri.TrimEnd('/')
+        + (Provider.Protocol == ProviderProtocol.OllamaNative ? "/api/chat" : "/chat/completions"));
 
     /// <summary><c>scheme://host:port</c>: deployments on one origin share a connection pool.</summary>
     public string Origin => _origin ??= ApiBase.GetLeftPart(UriPartial.Authority);

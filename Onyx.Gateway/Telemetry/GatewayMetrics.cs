@@ -1,16 +1,27 @@
+using System.Collections.Frozen;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Onyx.Gateway.Resilience;
+using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Telemetry;
 
 /// <summary>
 /// The gateway's meter: OpenTelemetry GenAI instruments plus Onyx's own. Labels are low-cardinality
-/// (alias, deployment, outcome): never user or request ids.
+/// (alias, deployment, outcome): never user or request ids, and never text a client or an upstream chose — an alias,
+/// deployment or model the config does not name is <see cref="Unknown"/>, so no caller can grow the process's memory
+/// and every scrape by sending made-up model names.
 /// </summary>
 internal sealed class GatewayMetrics
 {
     public const string MeterName = "Onyx.Gateway";
+
+    /// <summary>The label of anything the config does not name.</summary>
+    public const string Unknown = "unknown";
+
+    private readonly FrozenSet<string> _aliases;
+    private readonly FrozenSet<string> _deployments;
+    private readonly FrozenSet<string> _models;
 
     private readonly Meter _meter;
     private readonly Counter<long> _requests;
@@ -25,8 +36,11 @@ internal sealed class GatewayMetrics
     private readonly UpDownCounter<long> _activeStreams;
     private readonly Counter<long> _rateLimited;
 
-    public GatewayMetrics(IMeterFactory meterFactory)
+    public GatewayMetrics(IMeterFactory meterFactory, RoutingTable routing)
     {
+        _aliases = routing.Aliases.ToFrozenSet(StringComparer.Ordinal);
+        _deployments = routing.Deployments.Select(d => d.Id).ToFrozenSet(StringComparer.Ordinal);
+        _models = routing.Deployments.Select(d => d.ProviderModel).ToFrozenSet(StringComparer.Ordinal);
         _meter = meterFactory.Create(MeterName);
         _requests = _meter.CreateCounter<long>("onyx.gateway.requests", "{request}", "LLM requests by alias, deployment and outcome");
         _upstreamErrors = _meter.CreateCounter<long>("onyx.gateway.upstream.errors", "{error}", "Failed upstream attempts by deployment, error kind and reason");
@@ -45,8 +59,16 @@ internal sealed class GatewayMetrics
         _rateLimited = _meter.CreateCounter<long>("onyx.gateway.rate_limit.refusals", "{request}", "Requests refused by a rate limit, by limit, scope and alias");
     }
 
+    private string Alias(string alias) => _aliases.Contains(alias) ? alias : Unknown;
+
+    private string Deployment(string? deployment) => deployment is null ? "none" : _deployments.Contains(deployment) ? deployment : Unknown;
+
+    /// <summary>The model an upstream named: one the config names, else <see cref="Unknown"/> (an upstream chooses it).</summary>
+    private string? Model(string? model) => model is null ? null : _models.Contains(model) ? model : Unknown;
+
     public void Request(string alias, string? deployment, string outcome, bool fallback)
     {
+        (alias, deployment) = (Alias(alias), Deployment(deployment));
         _requests.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment ?? "none" }, { "onyx.outcome", outcome }, { "onyx.fallback", fallback } });
         if (fallback)
         {
@@ -57,13 +79,13 @@ internal sealed class GatewayMetrics
     /// <param name="kind">connect, timeout, status, auth, … (<see cref="GatewayTracing.Kind"/>).</param>
     /// <param name="reason">The finer label: <c>http_503</c>, <c>timeout</c>, <c>stream_broken</c>, …</param>
     public void UpstreamError(string deployment, string kind, string reason) =>
-        _upstreamErrors.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.error.kind", kind }, { "onyx.reason", reason } });
+        _upstreamErrors.Add(1, new TagList { { "onyx.deployment", Deployment(deployment) }, { "onyx.error.kind", kind }, { "onyx.reason", reason } });
 
     public void Resumed(string alias, string from, string to, string reason) =>
-        _resumes.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.from", from }, { "onyx.to", to }, { "onyx.reason", reason } });
+        _resumes.Add(1, new TagList { { "onyx.alias", Alias(alias) }, { "onyx.from", Deployment(from) }, { "onyx.to", Deployment(to) }, { "onyx.reason", reason } });
 
     public void Cost(string alias, string deployment, decimal usd) =>
-        _cost.Add((double)usd, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment } });
+        _cost.Add((double)usd, new TagList { { "onyx.alias", Alias(alias) }, { "onyx.deployment", Deployment(deployment) } });
 
     /// <param name="followed">Whether another replica's announcement caused it (cluster-wide breakers).</param>
     public void BreakerTransition(string deployment, CircuitState to, bool followed) =>
@@ -80,11 +102,11 @@ internal sealed class GatewayMetrics
         {
             { "gen_ai.operation.name", "chat" },
             { "gen_ai.provider.name", provider },
-            { "gen_ai.request.model", requestModel },
+            { "gen_ai.request.model", Alias(requestModel) },
         };
-        if (responseModel is not null)
+        if (Model(responseModel) is { } model)
         {
-            tags.Add("gen_ai.response.model", responseModel);
+            tags.Add("gen_ai.response.model", model);
         }
         if (errorType is not null)
         {
@@ -110,7 +132,7 @@ internal sealed class GatewayMetrics
     }
 
     public void RateLimited(string limit, string scope, string alias) =>
-        _rateLimited.Add(1, new TagList { { "onyx.limit", limit }, { "onyx.scope", scope }, { "onyx.alias", alias } });
+        _rateLimited.Add(1, new TagList { { "onyx.limit", limit }, { "onyx.scope", scope }, { "onyx.alias", Alias(alias) } });
 
     /// <summary>Where the rate-limit counters live now: 0 this process only (no Redis), 1 Redis, 2 memory while Redis is unreachable.</summary>
     public void ObserveRateLimitMode(Func<int> mode) =>

@@ -27,8 +27,9 @@ internal static class TelemetryExtensions
     }
 
     /// <summary>
-    /// <c>GET /metrics</c> in Prometheus text format: open like <c>/health</c> by default (scrapers seldom carry a key;
-    /// the metrics hold no ids, keys or text), or master-key only with <c>Onyx:Metrics:RequireMasterKey</c>.
+    /// <c>GET /metrics</c> in Prometheus text format. By default only callers on this machine (a sidecar or node agent
+    /// scraping it) or the master key may read it: what it shows is the gateway's traffic, and a scrape costs the
+    /// process work. <c>Onyx:Metrics:Access</c> opens it (<c>open</c>) or closes it to all but the master key.
     /// </summary>
     public static WebApplication MapGatewayMetrics(this WebApplication app)
     {
@@ -38,9 +39,14 @@ internal static class TelemetryExtensions
             return app;
         }
         var endpoint = app.MapPrometheusScrapingEndpoint(Microsoft.Extensions.Hosting.Extensions.MetricsEndpointPath);
-        if (options.RequireMasterKey)
+        switch (options.EffectiveAccess)
         {
-            endpoint.RequireAuthorization(AuthExtensions.AdminPolicy);
+            case MetricsAccess.MasterKey:
+                endpoint.RequireAuthorization(AuthExtensions.AdminPolicy);
+                break;
+            case MetricsAccess.Loopback:
+                endpoint.RequireAuthorization(AuthExtensions.LoopbackOrAdminPolicy);
+                break;
         }
         return app;
     }

@@ -1,0 +1,168 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Onyx.Gateway.Tests.Api;
+using Onyx.Gateway.Tests.Auth;
+using Onyx.Gateway.Tests.TestHost;
+
+namespace Onyx.Gateway.Tests.Security;
+
+/// <summary>
+/// What a client sends never grows what the gateway keeps per label, and never forges a log line: a model name no
+/// alias can have is refused, made-up ones are counted as "unknown", and the end user's name is escaped in logs.
+/// </summary>
+public sealed class ClientControlledInputTests : GatewayTest
+{
+    protected override Dictionary<string, string?> Settings => new()
+    {
+        ["Onyx:RateLimits:EndUser:Rpm"] = "1",
+    };
+
+    [Fact]
+    public async Task RefusesAModelNameNoAliasCanHave()
+    {
+        foreach (var model in new[] { new string('m', 257), new string('x', 400 * 1024), "manus-primary\nINFO forged line" })
+        {
+            using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(
+                new JsonObject { ["model"] = model, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "hi" }) }.ToJsonString()));
+            var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
+            Assert.Equal("model", (string?)error["param"]);
+            Assert.True(((string)error["message"]!).Length < 200);
+        }
+        Assert.Equal(0, Gateway.Primary.Calls + Gateway.Fallback.Calls);
+    }
+
+    [Fact]
+    public async Task CountsMadeUpModelsAsUnknownSoTheScrapeDoesNotGrowWithThem()
+    {
+        using (var warmUp = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "not-an-alias-warm-up"))))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, warmUp.StatusCode);
+        }
+        // Scraped twice: the first scrape adds the series of /metrics's own requests.
+        await Client.GetStringAsync("/metrics");
+        var before = await Client.GetStringAsync("/metrics");
+
+        var madeUp = Enumerable.Range(0, 20).Select(_ => "made-up-" + new string('z', 200) + Guid.NewGuid().ToString("N")).ToList();
+        foreach (var model in madeUp)
+        {
+            using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: model)));
+            Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        }
+        var after = await Client.GetStringAsync("/metrics");
+
+        Assert.DoesNotContain("made-up-", after, StringComparison.Ordinal);
+        Assert.DoesNotContain("not-an-alias", after, StringComparison.Ordinal);
+        Assert.Contains("onyx_alias=\"unknown\"", after, StringComparison.Ordinal);
+        // Twenty more refusals change the gateway's counts, not its series.
+        Assert.Equal(OnyxSeries(before), OnyxSeries(after));
+    }
+
+    /// <summary>The gateway's own series in a scrape: name and labels, without the values.</summary>
+    private static List<string> OnyxSeries(string scrape) => scrape.Split('\n')
+        .Where(line => line.StartsWith("onyx_", StringComparison.Ordinal) || line.StartsWith("gen_ai_", StringComparison.Ordinal))
+        .Select(line => line[..line.LastIndexOf(' ')])
+        .Order(StringComparer.Ordinal)
+        .ToList();
+
+    [Fact]
+    public async Task EscapesAnEndUsersNameInLogLinesAndRefusals()
+    {
+        const string user = "eve\nINFO: Onyx.Gateway[0] forged line";
+        for (var i = 0; i < 2; i++)
+        {
+            using var response = await Client.PostAsync("/v1/chat/completions",
+                GatewayHost.Json(GatewayHost.ChatBody(extra: $$""","user":{{JsonValue.Create(user).ToJsonString()}}""")));
+            if (i == 1)
+            {
+                var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.TooManyRequests);
+                Assert.DoesNotContain('\n', (string)error["message"]!);
+                Assert.Contains("eve\\nINFO", (string)error["message"]!, StringComparison.Ordinal);
+            }
+        }
+
+        var refusal = await Gateway.Logs.WaitForAsync(r => r.EventId == 5001, TimeSpan.FromSeconds(10));
+        Assert.DoesNotContain('\n', refusal.Message);
+        Assert.Contains("eve\\nINFO", refusal.Message, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>
+/// <c>/metrics</c> is for this machine or the master key by default, and forwarded headers are believed only from
+/// proxies the operator names — so a client cannot claim to be local, and a trusted proxy's clients are not.
+/// </summary>
+public sealed class MetricsAccessTests
+{
+    private static HttpRequestMessage Scrape(string? forwardedFor = null)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        if (forwardedFor is not null)
+        {
+            request.Headers.Add("X-Forwarded-For", forwardedFor);
+        }
+        return request;
+    }
+
+    [Fact]
+    public async Task ServesThisMachineAndTheMasterKeyButNotARemoteClient()
+    {
+        await using var gateway = await GatewayHost.StartAsync(new()
+        {
+            ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+            ["Onyx:ForwardedHeaders:KnownProxies:0"] = "127.0.0.1",
+        });
+        using var anonymous = gateway.CreateClient();
+        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+
+        using (var local = await anonymous.SendAsync(Scrape()))
+        {
+            Assert.Equal(HttpStatusCode.OK, local.StatusCode);
+        }
+        // Through the trusted proxy, a client elsewhere: refused without the master key, served with it.
+        using (var remote = await anonymous.SendAsync(Scrape("203.0.113.7")))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, remote.StatusCode);
+        }
+        using (var remoteAdmin = await admin.SendAsync(Scrape("203.0.113.7")))
+        {
+            Assert.Equal(HttpStatusCode.OK, remoteAdmin.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task IgnoresForwardedHeadersFromAnUntrustedPeer()
+    {
+        await using var gateway = await GatewayHost.StartAsync(new() { ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey });
+        using var client = gateway.CreateClient();
+
+        // No proxy is trusted: the header is the client's own claim, and the connection is what counts.
+        using var response = await client.SendAsync(Scrape("203.0.113.7"));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task OpenAccessServesAnyone()
+    {
+        await using var gateway = await GatewayHost.StartAsync(new()
+        {
+            ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+            ["Onyx:ForwardedHeaders:KnownNetworks:0"] = "127.0.0.0/8",
+            ["Onyx:Metrics:Access"] = "open",
+        });
+        using var client = gateway.CreateClient();
+
+        using var response = await client.SendAsync(Scrape("203.0.113.7"));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("Onyx:Metrics:Access", "public", "Onyx:Metrics:Access must be loopback, open or master-key")]
+    [InlineData("Onyx:ForwardedHeaders:KnownProxies:0", "proxy.local", "Onyx:ForwardedHeaders:KnownProxies:0 must be an IP address")]
+    [InlineData("Onyx:ForwardedHeaders:KnownNetworks:0", "10.0.0.0", "Onyx:ForwardedHeaders:KnownNetworks:0 must be a network in CIDR form")]
+    public async Task ABadSettingStopsTheStartNamingTheKey(string key, string value, string message)
+    {
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => GatewayHost.StartAsync(new() { [key] = value }));
+        Assert.Contains(message, error.ToString(), StringComparison.Ordinal);
+    }
+}
