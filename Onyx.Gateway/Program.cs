@@ -12,35 +12,44 @@ using Onyx.Gateway.Security;
 using Onyx.Gateway.Spend;
 using Onyx.Gateway.Telemetry;
 
-var builder = WebApplication.CreateBuilder(args);
+try
+{
+    var builder = WebApplication.CreateBuilder(args);
 
-builder.AddServiceDefaults();
-builder.AddGatewayConfiguration();
-builder.AddGatewaySecurity();
-builder.AddGatewayTelemetry();
-builder.AddCluster();
-builder.AddProviders();
-builder.AddGatewayResilience();
-builder.AddModelRouting();
-builder.AddGatewayAuth();
-builder.AddRateLimiting();
-builder.AddSpendTracking();
-builder.AddAuditTrail();
-builder.AddGatewayHealth();
-builder.AddGracefulShutdown();
-builder.AddGatewayApi();
+    builder.AddServiceDefaults();
+    builder.AddGatewayConfiguration();
+    builder.AddGatewaySecurity();
+    builder.AddGatewayTelemetry();
+    builder.AddCluster();
+    builder.AddProviders();
+    builder.AddGatewayResilience();
+    builder.AddModelRouting();
+    builder.AddGatewayAuth();
+    builder.AddRateLimiting();
+    builder.AddSpendTracking();
+    builder.AddAuditTrail();
+    builder.AddGatewayHealth();
+    builder.AddGracefulShutdown();
+    builder.AddGatewayApi();
 
-var app = builder.Build();
+    var app = builder.Build();
+    app.ValidateConfiguration();
 
-app.UseGatewaySecurity();
-app.UseOpenAiErrors();
-app.UseAuthentication();
-app.UseAuthorization();
-app.MapDefaultEndpoints();
-app.MapGatewayMetrics();
-app.MapModelsApi();
-app.MapChatCompletionsApi();
-app.MapKeysApi();
-app.MapAuditApi();
+    app.UseGatewaySecurity();
+    app.UseOpenAiErrors();
+    app.UseAuthentication();
+    app.UseAuthorization();
+    app.MapDefaultEndpoints();
+    app.MapGatewayMetrics();
+    app.MapModelsApi();
+    app.MapChatCompletionsApi();
+    app.MapKeysApi();
+    app.MapAuditApi();
 
-app.Run();
+    app.Run();
+}
+catch (Exception error) when (StartFailure.IsReported(error))
+{
+    return StartFailure.Report(error, Console.Error);
+}
+return 0;

@@ -25,7 +25,8 @@ public sealed class RedisServerProcess : IAsyncDisposable
     /// Persist every write there (append-only file, fsync'd per write), so a server killed and restarted on the same
     /// directory has what it had; no persistence if not given.
     /// </param>
-    public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null, string? dataDirectory = null)
+    /// <param name="password">Clients must authenticate with it (<c>requirepass</c>); none if not given.</param>
+    public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null, string? dataDirectory = null, string? password = null)
     {
         // A port found free can be taken by another test before redis-server binds it (redis-server cannot be told to
         // pick one itself): then it exits at start, and another free port is tried.
@@ -33,7 +34,7 @@ public sealed class RedisServerProcess : IAsyncDisposable
         {
             try
             {
-                return await StartOnceAsync(timeout, port ?? LoopbackPort.Free(), dataDirectory);
+                return await StartOnceAsync(timeout, port ?? LoopbackPort.Free(), dataDirectory, password);
             }
             catch (RedisExitedAtStartException) when (port is null && attempt < 3)
             {
@@ -43,7 +44,7 @@ public sealed class RedisServerProcess : IAsyncDisposable
 
     private sealed class RedisExitedAtStartException(int exitCode) : InvalidOperationException($"redis-server exited with {exitCode}.");
 
-    private static async Task<RedisServerProcess> StartOnceAsync(TimeSpan timeout, int chosen, string? dataDirectory)
+    private static async Task<RedisServerProcess> StartOnceAsync(TimeSpan timeout, int chosen, string? dataDirectory, string? password)
     {
         var start = new ProcessStartInfo("redis-server")
         {
@@ -52,7 +53,9 @@ public sealed class RedisServerProcess : IAsyncDisposable
             UseShellExecute = false,
         };
         string[] persistence = dataDirectory is null ? ["--appendonly", "no"] : ["--dir", dataDirectory, "--appendonly", "yes", "--appendfsync", "always"];
-        foreach (var arg in new[] { "--port", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "" }.Concat(persistence))
+        string[] auth = password is null ? [] : ["--requirepass", password];
+        foreach (var arg in new[] { "--port", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "" }
+            .Concat(persistence).Concat(auth))
         {
             start.ArgumentList.Add(arg);
         }

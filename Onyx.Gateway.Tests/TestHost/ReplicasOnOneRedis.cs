@@ -28,14 +28,16 @@ public abstract class ReplicasOnOneRedis : IAsyncLifetime
     }
 
     /// <summary>Starts one more replica on the shared Redis, with <paramref name="settings"/> over the class's.</summary>
-    protected async Task<GatewayHost> StartReplicaAsync(Dictionary<string, string?>? settings = null)
+    /// <param name="services">Replacements of the replica's services (e.g. a fake clock the replicas share).</param>
+    protected async Task<GatewayHost> StartReplicaAsync(Dictionary<string, string?>? settings = null,
+        Action<Microsoft.Extensions.DependencyInjection.IServiceCollection>? services = null)
     {
         var all = new Dictionary<string, string?>(ReplicaSettings) { ["ConnectionStrings:redis"] = Redis.ConnectionString };
         foreach (var (key, value) in settings ?? [])
         {
             all[key] = value;
         }
-        var gateway = await GatewayHost.StartAsync(all);
+        var gateway = await GatewayHost.StartAsync(all, services);
         _gateways.Add(gateway);
         return gateway;
     }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Onyx.Gateway.Configuration;
 using StackExchange.Redis;
 
 namespace Onyx.Gateway.Cluster;
@@ -10,10 +11,13 @@ internal static partial class ClusterExtensions
 
     /// <summary>
     /// Shared state across replicas lives in Redis, through Aspire's StackExchange.Redis client (health check,
-    /// traces, metrics included). Without a Redis connection string the gateway runs on in-memory state, which is
-    /// right for one standalone process and says so at start-up.
+    /// traces, metrics included): the one Aspire names (<c>ConnectionStrings:redis</c>), else the one the LiteLLM config
+    /// names (<c>router_settings.redis_host</c>, …). Without either the gateway runs on in-memory state, which is right
+    /// for one standalone process and says so at start-up.
     /// </summary>
-    public static bool HasRedis(IConfiguration configuration) =>
+    public static bool HasRedis(IConfiguration configuration) => HasAspireRedis(configuration) || LiteLlmRedis.Read(configuration, out _) is not null;
+
+    private static bool HasAspireRedis(IConfiguration configuration) =>
         !string.IsNullOrWhiteSpace(configuration.GetConnectionString(RedisConnectionName));
 
     public static IHostApplicationBuilder AddCluster(this IHostApplicationBuilder builder)
@@ -21,10 +25,26 @@ internal static partial class ClusterExtensions
         builder.Services.AddSingleton<ReplicaIdentity>();
         if (HasRedis(builder.Configuration))
         {
+            // Aspire's connection string wins: under the AppHost it is the Redis the replicas were started with.
+            var fromFile = HasAspireRedis(builder.Configuration) ? null : LiteLlmRedis.Read(builder.Configuration, out _);
             // Fail fast while disconnected instead of queueing commands until the connection returns: callers
             // (the rate limiter, the key store) bound their waits and fall back, and must hear about it at once.
-            builder.AddRedisClient(RedisConnectionName, configureOptions: options =>
+            builder.AddRedisClient(RedisConnectionName, configureSettings: settings =>
             {
+                if (fromFile is not null)
+                {
+                    // The endpoint alone: the password goes into the options below, never into a string.
+                    settings.ConnectionString = fromFile.EndPoint;
+                }
+            }, configureOptions: options =>
+            {
+                if (fromFile is not null)
+                {
+                    options.User = fromFile.User;
+                    options.Password = fromFile.Password;
+                    options.Ssl = fromFile.Ssl;
+                    options.DefaultDatabase = fromFile.Database;
+                }
                 options.AbortOnConnectFail = false;
                 options.BacklogPolicy = BacklogPolicy.FailFast;
                 // Redis replies complete on .NET's thread pool, not on the client's own dedicated worker threads:

@@ -35,10 +35,21 @@ internal static class ConfigurationExtensions
             .FirstOrDefault(s => s.source is EnvironmentVariablesConfigurationSource { Prefix: null or "" }).index;
         var yaml = new YamlConfigurationSource { Path = path, Optional = false, ReloadOnChange = false };
         yaml.ResolveFileProvider();
-        sources.Insert(firstEnvironment > 0 ? firstEnvironment : 0, yaml);
+        try
+        {
+            sources.Insert(firstEnvironment > 0 ? firstEnvironment : 0, yaml);
+        }
+        catch (InvalidDataException error)
+        {
+            // The file provider wraps the YAML parser's complaint (which names the line) in one about the file.
+            throw new OptionsValidationException(ConfigPathVariable, typeof(LiteLlmOptions),
+                [$"{ConfigPathVariable}: '{path}' is not a valid LiteLLM config file: {(error.InnerException ?? error).Message}"]);
+        }
 
         builder.Services.AddSingleton(new ConfigFileInfo(path));
-        builder.Services.AddOptions<LiteLlmOptions>().Bind(builder.Configuration).ValidateOnStart();
+        builder.Services.AddOptions<LiteLlmOptions>().Bind(builder.Configuration)
+            .PostConfigure(options => options.ApplyLiteLlmSettings())
+            .ValidateOnStart();
         builder.Services.AddOptions<OnyxOptions>().Bind(builder.Configuration.GetSection(OnyxOptions.SectionName)).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<LiteLlmOptions>, LiteLlmOptionsValidator>();
         builder.Services.AddSingleton<IValidateOptions<OnyxOptions>, OnyxOptionsValidator>();
@@ -63,11 +74,12 @@ internal sealed class LiteLlmOptionsValidator(IConfiguration configuration, IOpt
     public ValidateOptionsResult Validate(string? name, LiteLlmOptions options)
     {
         RoutingTable.Build(options, onyx.Value, configuration, out var errors);
-        if (options.RouterSettings.NumRetries is < 0 or > 10)
+        var router = options.RouterSettings;
+        if (router.NumRetries is < 0 or > 10)
         {
-            errors.Add("router_settings:num_retries must be from 0 to 10.");
+            errors.Add($"{router.KeyOf("num_retries")} must be from 0 to 10.");
         }
-        var policy = options.RouterSettings.RetryPolicy;
+        var policy = router.RetryPolicy;
         foreach (var (key, value) in new (string, int?)[]
         {
             ("BadRequestErrorRetries", policy.BadRequestErrorRetries), ("TimeoutErrorRetries", policy.TimeoutErrorRetries),
@@ -77,19 +89,23 @@ internal sealed class LiteLlmOptionsValidator(IConfiguration configuration, IOpt
         {
             if (value is < 0 or > 10)
             {
-                errors.Add($"router_settings:retry_policy:{key} must be from 0 to 10.");
+                errors.Add($"{router.KeyOf("retry_policy")}:{key} must be from 0 to 10.");
             }
         }
         if (policy.AuthenticationErrorRetries is > 0)
         {
             // A refused provider key opens the deployment's breaker at once (the key is wrong for every request), so a
             // retry could never be sent: the setting would be a promise the gateway does not keep.
-            errors.Add("router_settings:retry_policy:AuthenticationErrorRetries must be 0: a provider that refuses the gateway's key is taken out of rotation at once, so it is never retried.");
+            errors.Add($"{router.KeyOf("retry_policy")}:AuthenticationErrorRetries must be 0: a provider that refuses the gateway's key is taken out of rotation at once, so it is never retried.");
         }
         var limits = options.LiteLlmSettings.RateLimit;
         if (limits.Rpm < 0 || limits.Tpm < 0 || limits.MaxParallelRequests < 0)
         {
             errors.Add("litellm_settings:rate_limit: rpm, tpm and max_parallel_requests must not be negative (0 means no limit).");
+        }
+        if (LiteLlmRedis.Read(configuration, out var redisError) is null && redisError is not null)
+        {
+            errors.Add(redisError);
         }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
@@ -136,6 +152,10 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         if (routing.BreakerRedisTimeout <= TimeSpan.Zero || routing.ProbeLease <= TimeSpan.Zero)
         {
             errors.Add("Onyx:Routing:BreakerRedisTimeout and ProbeLease must be positive.");
+        }
+        if (routing.DeploymentLimitRedisTimeout <= TimeSpan.Zero)
+        {
+            errors.Add("Onyx:Routing:DeploymentLimitRedisTimeout must be positive.");
         }
         if (options.Metrics.Access is not (MetricsAccess.Loopback or MetricsAccess.Open or MetricsAccess.MasterKey))
         {

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
 using NetEscapades.Configuration.Yaml;
 using Onyx.Gateway.Routing;
 
@@ -10,7 +11,7 @@ namespace Onyx.Gateway.Configuration;
 /// called, and every key that is accepted but not acted on — never silently ignored.
 /// </summary>
 internal sealed partial class ConfigurationReport(
-    IConfiguration configuration, ConfigFileInfo file, RoutingTable routing, ILogger<ConfigurationReport> logger) : IHostedService
+    IConfiguration configuration, ConfigFileInfo file, RoutingTable routing, IOptions<LiteLlmOptions> options, ILogger<ConfigurationReport> logger) : IHostedService
 {
     /// <summary>Keys the gateway acts on; <c>*</c> stands for a list index or a free-form name.</summary>
     private static readonly Regex[] Implemented =
@@ -41,6 +42,9 @@ internal sealed partial class ConfigurationReport(
         Pattern("model_list:*:model_info:supports_response_schema"),
         Pattern("model_list:*:litellm_params:continuation"),
         Pattern("model_list:*:litellm_params:num_ctx"),
+        Pattern("model_list:*:litellm_params:rpm"),
+        Pattern("model_list:*:litellm_params:tpm"),
+        Pattern("model_list:*:litellm_params:drop_params"),
         Pattern("router_settings:routing_strategy"),
         Pattern("router_settings:allowed_fails"),
         Pattern("router_settings:fallback_models:*"),
@@ -57,6 +61,26 @@ internal sealed partial class ConfigurationReport(
         Pattern("router_settings:retry_policy:InternalServerErrorRetries"),
         Pattern("router_settings:context_window_fallbacks:*:*:*"),
         Pattern("router_settings:content_policy_fallbacks:*:*:*"),
+        Pattern("router_settings:enable_pre_call_checks"),
+        Pattern("router_settings:redis_host"),
+        Pattern("router_settings:redis_port"),
+        Pattern("router_settings:redis_password"),
+        Pattern("router_settings:redis_url"),
+        // LiteLLM reads these here when router_settings does not set them (LiteLlmOptions.ApplyLiteLlmSettings).
+        Pattern("litellm_settings:fallbacks:*:*:*"),
+        Pattern("litellm_settings:default_fallbacks:*"),
+        Pattern("litellm_settings:context_window_fallbacks:*:*:*"),
+        Pattern("litellm_settings:content_policy_fallbacks:*:*:*"),
+        Pattern("litellm_settings:num_retries"),
+        Pattern("litellm_settings:retry_policy:BadRequestErrorRetries"),
+        Pattern("litellm_settings:retry_policy:AuthenticationErrorRetries"),
+        Pattern("litellm_settings:retry_policy:TimeoutErrorRetries"),
+        Pattern("litellm_settings:retry_policy:RateLimitErrorRetries"),
+        Pattern("litellm_settings:retry_policy:ContentPolicyViolationErrorRetries"),
+        Pattern("litellm_settings:retry_policy:InternalServerErrorRetries"),
+        Pattern("litellm_settings:request_timeout"),
+        Pattern("litellm_settings:timeout"),
+        Pattern("litellm_settings:drop_params"),
         Pattern("litellm_settings:rate_limit:rpm"),
         Pattern("litellm_settings:rate_limit:tpm"),
         Pattern("litellm_settings:rate_limit:max_parallel_requests"),
@@ -95,6 +119,30 @@ internal sealed partial class ConfigurationReport(
                 Log.LiteralProviderKey(logger, key);
             }
         }
+        if (routing.PreCallChecks)
+        {
+            foreach (var deployment in routing.Deployments.Where(d => d.MaxInputTokens is null))
+            {
+                // LiteLLM would look the model up in its own price and context map; Onyx has none.
+                Log.NotPreChecked(logger, deployment.Id);
+            }
+        }
+        foreach (var (used, overridden) in options.Value.Overridden)
+        {
+            Log.KeyOverridden(logger, overridden, used);
+        }
+        // Aspire's connection (Cluster/ClusterExtensions.RedisConnectionName) wins over the file's, as there.
+        if (!string.IsNullOrWhiteSpace(configuration.GetConnectionString("redis")))
+        {
+            if (LiteLlmRedis.IsNamed(configuration))
+            {
+                Log.AspireRedisWins(logger);
+            }
+        }
+        else if (LiteLlmRedis.Read(configuration, out _) is { } redis)
+        {
+            Log.RedisFromConfigFile(logger, redis.EndPoint, redis.NamedBy);
+        }
         var strategy = configuration["router_settings:routing_strategy"];
         if (strategy is not (null or "simple-fallback" or "simple-shuffle"))
         {
@@ -128,7 +176,7 @@ internal sealed partial class ConfigurationReport(
     [GeneratedRegex(@"^litellm_settings:(success|failure)_callback:\d+$")]
     private static partial Regex Callback();
 
-    [GeneratedRegex(@"^model_list:\d+:litellm_params:api_key$")]
+    [GeneratedRegex(@"^(model_list:\d+:litellm_params:api_key|router_settings:redis_password)$")]
     private static partial Regex LiteralApiKey();
 
     private IEnumerable<string> FileKeys()
@@ -186,5 +234,17 @@ internal sealed partial class ConfigurationReport(
 
         [LoggerMessage(1005, LogLevel.Warning, "router_settings:routing_strategy '{Strategy}' is not implemented; deployments are tried in config order (simple-fallback)")]
         public static partial void StrategyNotImplemented(ILogger logger, string strategy);
+
+        [LoggerMessage(1010, LogLevel.Warning, "Config key {Key} is ignored: {UsedKey} is set too, and wins (LiteLLM's precedence)")]
+        public static partial void KeyOverridden(ILogger logger, string key, string usedKey);
+
+        [LoggerMessage(1011, LogLevel.Warning, "router_settings:enable_pre_call_checks: deployment {Deployment} has no model_info:max_input_tokens, so no prompt is checked against it")]
+        public static partial void NotPreChecked(ILogger logger, string deployment);
+
+        [LoggerMessage(1012, LogLevel.Information, "Shared state is in Redis at {Endpoint}, named by {Keys} in the config file (ConnectionStrings:redis is not set)")]
+        public static partial void RedisFromConfigFile(ILogger logger, string endpoint, string keys);
+
+        [LoggerMessage(1013, LogLevel.Warning, "Redis is named twice: ConnectionStrings:redis (Aspire) is used; router_settings redis_host/redis_port/redis_password/redis_url are not")]
+        public static partial void AspireRedisWins(ILogger logger);
     }
 }

@@ -20,6 +20,54 @@ internal sealed class LiteLlmOptions
 
     [ConfigurationKeyName("general_settings")]
     public GeneralSettings GeneralSettings { get; set; } = new();
+
+    private readonly List<(string Used, string Overridden)> _overridden = [];
+
+    /// <summary>Keys set in both sections: the <c>router_settings</c> one used, the <c>litellm_settings</c> one not.</summary>
+    public IReadOnlyList<(string Used, string Overridden)> Overridden => _overridden;
+
+    /// <summary>
+    /// LiteLLM reads the retry and fallback keys from <c>router_settings</c> (the router's own arguments) or else from
+    /// <c>litellm_settings</c> (process-wide defaults the router falls back on): <c>fallbacks or litellm.fallbacks</c>,
+    /// <c>timeout or litellm.request_timeout</c>, and so on in its <c>Router.__init__</c>. This copies each one the
+    /// router section leaves unset from <c>litellm_settings</c>, so everything downstream reads one place, and notes
+    /// where it came from for messages that name the key. Called once, after binding.
+    /// </summary>
+    public void ApplyLiteLlmSettings()
+    {
+        var router = RouterSettings;
+        var lite = LiteLlmSettings;
+        Take("fallbacks", router.Fallbacks.Count > 0, lite.Fallbacks.Count > 0, () => router.Fallbacks = lite.Fallbacks);
+        Take("default_fallbacks", router.DefaultFallbacks.Count > 0, lite.DefaultFallbacks.Count > 0, () => router.DefaultFallbacks = lite.DefaultFallbacks);
+        Take("context_window_fallbacks", router.ContextWindowFallbacks.Count > 0, lite.ContextWindowFallbacks.Count > 0,
+            () => router.ContextWindowFallbacks = lite.ContextWindowFallbacks);
+        Take("content_policy_fallbacks", router.ContentPolicyFallbacks.Count > 0, lite.ContentPolicyFallbacks.Count > 0,
+            () => router.ContentPolicyFallbacks = lite.ContentPolicyFallbacks);
+        Take("num_retries", router.NumRetries is not null, lite.NumRetries is not null, () => router.NumRetries = lite.NumRetries);
+        Take("retry_policy", router.RetryPolicy.IsSet, lite.RetryPolicy.IsSet, () => router.RetryPolicy = lite.RetryPolicy);
+        // LiteLLM's process-wide name is request_timeout; litellm_settings.timeout is read as the same, after it.
+        var liteTimeout = lite.RequestTimeout is not null ? "request_timeout" : "timeout";
+        if (lite.RequestTimeout is not null && lite.Timeout is not null)
+        {
+            _overridden.Add(("litellm_settings:request_timeout", "litellm_settings:timeout"));
+        }
+        Take("timeout", router.Timeout is not null, (lite.RequestTimeout ?? lite.Timeout) is not null,
+            () => router.Timeout = lite.RequestTimeout ?? lite.Timeout, liteTimeout);
+
+        void Take(string key, bool inRouter, bool inLiteLlm, Action copy, string? liteKey = null)
+        {
+            liteKey ??= key;
+            if (inRouter && inLiteLlm)
+            {
+                _overridden.Add(($"router_settings:{key}", $"litellm_settings:{liteKey}"));
+            }
+            else if (inLiteLlm)
+            {
+                copy();
+                router.From[key] = $"litellm_settings:{liteKey}";
+            }
+        }
+    }
 }
 
 internal sealed class GeneralSettings
@@ -188,32 +236,32 @@ internal sealed class LiteLlmParams : PriceFields
     /// <summary>Ollama's context window in tokens (an Ollama option LiteLLM passes on).</summary>
     [ConfigurationKeyName("num_ctx")]
     public int? NumCtx { get; set; }
+
+    /// <summary>LiteLLM's per-deployment limit: requests per minute (across replicas, with Redis); beyond it, skipped.</summary>
+    [ConfigurationKeyName("rpm")]
+    public int? Rpm { get; set; }
+
+    /// <summary>LiteLLM's per-deployment limit: tokens per minute; a request that would pass it skips the deployment.</summary>
+    [ConfigurationKeyName("tpm")]
+    public int? Tpm { get; set; }
+
+    /// <summary><c>litellm_settings.drop_params</c> for this deployment alone.</summary>
+    [ConfigurationKeyName("drop_params")]
+    public bool? DropParams { get; set; }
 }
 
-internal sealed class RouterSettings
+/// <summary>
+/// The retry and fallback keys LiteLLM reads in either <c>router_settings</c> or <c>litellm_settings</c>
+/// (<see cref="LiteLlmOptions.ApplyLiteLlmSettings"/>: the router's wins).
+/// </summary>
+internal abstract class RetryAndFallbackSettings
 {
-    /// <summary><c>simple-fallback</c> (config order) or <c>simple-shuffle</c> (random order within an alias).</summary>
-    [ConfigurationKeyName("routing_strategy")]
-    public string? RoutingStrategy { get; set; }
-
-    /// <summary>Failures within the failure window that open a deployment's circuit breaker.</summary>
-    [ConfigurationKeyName("allowed_fails")]
-    public int AllowedFails { get; set; } = 3;
-
-    /// <summary>Fallback aliases for every alias (the story's form; LiteLLM's <c>default_fallbacks</c>).</summary>
-    [ConfigurationKeyName("fallback_models")]
-    public List<string> FallbackModels { get; set; } = [];
-
     [ConfigurationKeyName("default_fallbacks")]
     public List<string> DefaultFallbacks { get; set; } = [];
 
     /// <summary>LiteLLM's list form: <c>[{"manus-primary": ["manus-fallback"]}]</c>.</summary>
     [ConfigurationKeyName("fallbacks")]
     public List<Dictionary<string, List<string>>> Fallbacks { get; set; } = [];
-
-    /// <summary>Seconds an opened breaker keeps a deployment out of rotation (default 60).</summary>
-    [ConfigurationKeyName("cooldown_time")]
-    public double? CooldownTime { get; set; }
 
     /// <summary>
     /// Retries of the same deployment after a failure worth retrying (a 5xx, a reset, a malformed stream, a 429 whose
@@ -242,6 +290,41 @@ internal sealed class RouterSettings
     public double? Timeout { get; set; }
 }
 
+internal sealed class RouterSettings : RetryAndFallbackSettings
+{
+    /// <summary><c>simple-fallback</c> (config order) or <c>simple-shuffle</c> (random order within an alias).</summary>
+    [ConfigurationKeyName("routing_strategy")]
+    public string? RoutingStrategy { get; set; }
+
+    /// <summary>Failures within the failure window that open a deployment's circuit breaker.</summary>
+    [ConfigurationKeyName("allowed_fails")]
+    public int AllowedFails { get; set; } = 3;
+
+    /// <summary>Fallback aliases for every alias (the story's form; LiteLLM's <c>default_fallbacks</c>).</summary>
+    [ConfigurationKeyName("fallback_models")]
+    public List<string> FallbackModels { get; set; } = [];
+
+    /// <summary>Seconds an opened breaker keeps a deployment out of rotation (default 60).</summary>
+    [ConfigurationKeyName("cooldown_time")]
+    public double? CooldownTime { get; set; }
+
+    /// <summary>
+    /// LiteLLM's key: before calling a deployment, check that the prompt fits its <c>model_info.max_input_tokens</c>
+    /// (estimated with a tokenizer), and skip it if not. Off by default, as in LiteLLM.
+    /// </summary>
+    [ConfigurationKeyName("enable_pre_call_checks")]
+    public bool EnablePreCallChecks { get; set; }
+
+    /// <summary>
+    /// Where a retry or fallback key was read from when not from this section (its full key, e.g.
+    /// <c>litellm_settings:num_retries</c>); set by <see cref="LiteLlmOptions.ApplyLiteLlmSettings"/>.
+    /// </summary>
+    internal Dictionary<string, string> From { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The full key a retry or fallback setting was read from, for messages that name it.</summary>
+    public string KeyOf(string key) => From.TryGetValue(key, out var from) ? from : $"router_settings:{key}";
+}
+
 /// <summary>LiteLLM's <c>retry_policy</c>: retries of the same deployment per error class.</summary>
 internal sealed class RetryPolicySettings
 {
@@ -262,12 +345,26 @@ internal sealed class RetryPolicySettings
 
     [ConfigurationKeyName("InternalServerErrorRetries")]
     public int? InternalServerErrorRetries { get; set; }
+
+    public bool IsSet => BadRequestErrorRetries is not null || AuthenticationErrorRetries is not null || TimeoutErrorRetries is not null
+        || RateLimitErrorRetries is not null || ContentPolicyViolationErrorRetries is not null || InternalServerErrorRetries is not null;
 }
 
-internal sealed class LiteLlmSettings
+internal sealed class LiteLlmSettings : RetryAndFallbackSettings
 {
     [ConfigurationKeyName("rate_limit")]
     public RateLimitSettings RateLimit { get; set; } = new();
+
+    /// <summary>LiteLLM's process-wide request timeout in seconds: <c>router_settings.timeout</c> when that is not set.</summary>
+    [ConfigurationKeyName("request_timeout")]
+    public double? RequestTimeout { get; set; }
+
+    /// <summary>
+    /// LiteLLM's key: a provider-specific parameter (<c>top_k</c>, …) a deployment does not take is dropped for it
+    /// instead of the deployment being skipped (<c>litellm_params.drop_params</c> sets it per deployment).
+    /// </summary>
+    [ConfigurationKeyName("drop_params")]
+    public bool DropParams { get; set; }
 }
 
 /// <summary>The default limits of every user (a key's own limits override them); 0 means no limit.</summary>

@@ -170,6 +170,12 @@ internal sealed class RoutingOptions
     /// sooner; the lease only matters when the replica dies mid-probe, and then another one probes after it.
     /// </summary>
     public TimeSpan ProbeLease { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// With Redis: the longest a call waits for Redis to count it against a deployment's <c>rpm</c>/<c>tpm</c>. Past it
+    /// (or while Redis is unreachable) the replica counts in memory, and routing goes on.
+    /// </summary>
+    public TimeSpan DeploymentLimitRedisTimeout { get; set; } = TimeSpan.FromMilliseconds(50);
 }
 
 internal sealed class ProviderOverride

@@ -13,9 +13,11 @@ namespace Onyx.Gateway.OpenAi;
 /// </summary>
 internal sealed class ChatRequest
 {
-    private ChatRequest(JsonElement body, string model, JsonElement messages, bool stream, bool includeUsage, string? user)
+    private ChatRequest(JsonElement body, string model, JsonElement messages, bool stream, bool includeUsage, string? user,
+        ProviderParameters providerParameters)
     {
         Body = body;
+        ProviderParameters = providerParameters;
         User = user;
         Model = model;
         Messages = messages;
@@ -42,6 +44,9 @@ internal sealed class ChatRequest
 
     /// <summary>OpenAI's <c>user</c>: the end user inside the caller's application (may be rate-limited on its own).</summary>
     public string? User { get; }
+
+    /// <summary>The provider-specific sampling parameters the client sent (<c>top_k</c>, …).</summary>
+    public ProviderParameters ProviderParameters { get; }
 
     /// <summary>
     /// This request with <paramref name="prefill"/> as the start of the assistant's answer (a trailing assistant
@@ -92,7 +97,7 @@ internal sealed class ChatRequest
             json.WriteEndObject();
         });
         var body = JsonElement.Parse(bytes);
-        return new ChatRequest(body, Model, body.GetProperty("messages"u8), Stream, IncludeUsage, User);
+        return new ChatRequest(body, Model, body.GetProperty("messages"u8), Stream, IncludeUsage, User, ProviderParameters);
     }
 
     private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> Roles =
@@ -130,8 +135,12 @@ internal sealed class ChatRequest
 
     private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> Refused = RefusedOverrides.GetAlternateLookup<ReadOnlySpan<char>>();
 
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> ProviderSpecific =
+        ProviderParameterNames.ByName.Keys.ToFrozenSet(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
+
     /// <summary>The longest name in the sets above: a longer name is none of them.</summary>
-    private static readonly int MaxKnownLength = ForwardedFields.Concat(RefusedOverrides).Concat(Roles.Set).Concat(PartTypes.Set).Max(name => name.Length);
+    private static readonly int MaxKnownLength = ForwardedFields.Concat(RefusedOverrides).Concat(Roles.Set).Concat(PartTypes.Set)
+        .Concat(ProviderSpecific.Set).Max(name => name.Length);
 
     /// <summary>The longest <c>model</c> a request may name (aliases are short names).</summary>
     public const int MaxModelLength = 256;
@@ -161,6 +170,7 @@ internal sealed class ChatRequest
         {
             return false;
         }
+        var providerParameters = ProviderParameters.None;
         foreach (var property in body.EnumerateObject())
         {
             if (KnownName(property, Refused) is { } name)
@@ -169,6 +179,10 @@ internal sealed class ChatRequest
                     $"'{name}' cannot be set per request: the gateway decides where requests go and with which credentials.",
                     OpenAiErrorTypes.InvalidRequest, name, "unsupported_parameter");
                 return false;
+            }
+            if (property.Value.ValueKind != JsonValueKind.Null)
+            {
+                providerParameters |= ProviderParameterOf(property);
             }
         }
         if (!TryGetField(body, "model"u8, out var modelValue) || modelValue.ValueKind != JsonValueKind.String
@@ -252,7 +266,8 @@ internal sealed class ChatRequest
             || !CheckLogitBias(body, out error)
             || !CheckResponseFormat(body, out error)
             || !CheckTools(body, out error)
-            || !CheckToolChoice(body, out error))
+            || !CheckToolChoice(body, out error)
+            || (providerParameters != ProviderParameters.None && !CheckProviderParameters(body, out error)))
         {
             return false;
         }
@@ -278,7 +293,7 @@ internal sealed class ChatRequest
             user = given;
         }
 
-        request = new ChatRequest(body, model, messages, stream, includeUsage, user);
+        request = new ChatRequest(body, model, messages, stream, includeUsage, user, providerParameters);
         error = null!;
         return true;
     }
@@ -307,6 +322,10 @@ internal sealed class ChatRequest
     /// or null: another field, which is not forwarded.
     /// </summary>
     public static string? ForwardedName(JsonProperty property) => KnownName(property, Forwarded);
+
+    /// <summary>The provider-specific parameter <paramref name="property"/> is (<see cref="ProviderParameters.None"/>: none of them).</summary>
+    public static ProviderParameters ProviderParameterOf(JsonProperty property) =>
+        KnownName(property, ProviderSpecific) is { } name ? ProviderParameterNames.ByName[name] : ProviderParameters.None;
 
     /// <summary>The property's name if it is in <paramref name="names"/>, found without making a string of it.</summary>
     private static string? KnownName(JsonProperty property, FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> names)
@@ -487,11 +506,24 @@ internal sealed class ChatRequest
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var number) || number < min || number > max)
         {
             var field = Name(name);
-            error = Invalid($"'{field}' must be a number between {min} and {max}.", field);
+            error = Invalid(double.IsPositiveInfinity(max) ? $"'{field}' must be a number of at least {min}." : $"'{field}' must be a number between {min} and {max}.", field);
             return false;
         }
         return true;
     }
+
+    /// <summary>
+    /// The provider-specific parameters' types and ranges, as the servers that take them document them, so a value no
+    /// server would take is the client's 400 here rather than a provider's refusal (or a guess) later.
+    /// </summary>
+    private static bool CheckProviderParameters(JsonElement body, out OpenAiError error) =>
+        // vLLM reads -1 as "every token"; Together and Ollama take positive counts.
+        CheckInteger(body, "top_k"u8, -1, 1_000_000, out error)
+        && CheckNumber(body, "min_p"u8, 0, 1, out error)
+        && CheckNumber(body, "typical_p"u8, 0, 1, out error)
+        && CheckNumber(body, "top_a"u8, 0, 1, out error)
+        && CheckNumber(body, "repetition_penalty"u8, 0, double.PositiveInfinity, out error)
+        && CheckNumber(body, "repeat_penalty"u8, 0, double.PositiveInfinity, out error);
 
     private static bool CheckInteger(JsonElement body, ReadOnlySpan<byte> name, long min, long max, out OpenAiError error)
     {

@@ -21,6 +21,14 @@ internal static class DeploymentCapabilities
         {
             return "model_info says it does not support response schemas, and the request sets a json_schema response_format";
         }
+        if (!deployment.DropParams && NotTaken(deployment, request) is var notTaken && notTaken != ProviderParameters.None)
+        {
+            return $"{deployment.Provider.Prefix}/ does not take {ProviderParameterNames.Describe(notTaken)} (drop_params: true would call it without them)";
+        }
         return null;
     }
+
+    /// <summary>The request's provider-specific parameters the deployment's provider does not take (left out of its calls with <c>drop_params</c>).</summary>
+    public static ProviderParameters NotTaken(Deployment deployment, ChatRequest request) =>
+        request.ProviderParameters & ~deployment.Provider.Takes;
 }

@@ -408,6 +408,18 @@ internal sealed class OllamaProvider(UpstreamClients clients, TimeProvider time)
             CopyOption(json, body, "seed"u8);
             CopyOption(json, body, "presence_penalty"u8);
             CopyOption(json, body, "frequency_penalty"u8);
+            if (request.ProviderParameters != ProviderParameters.None)
+            {
+                CopyOption(json, body, "top_k"u8);
+                CopyOption(json, body, "min_p"u8);
+                CopyOption(json, body, "typical_p"u8);
+                // Ollama's own name first; repetition_penalty (Together's and vLLM's) means the same to it.
+                if (ChatRequest.TryGetField(body, "repeat_penalty"u8, out var penalty) || ChatRequest.TryGetField(body, "repetition_penalty"u8, out penalty))
+                {
+                    json.WritePropertyName("repeat_penalty"u8);
+                    penalty.WriteTo(json);
+                }
+            }
             if (ChatRequest.TryGetField(body, "stop"u8, out var stop))
             {
                 // Ollama takes a list only.

@@ -154,7 +154,8 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
     }
 
     /// <summary>
-    /// The client's OpenAI chat fields (<see cref="ChatRequest.ForwardedFields"/>) with the deployment's model, its
+    /// The client's OpenAI chat fields (<see cref="ChatRequest.ForwardedFields"/>) and the provider-specific parameters its
+    /// provider takes (<see cref="ProviderInfo.Takes"/>), with the deployment's model, its
     /// defaults where the client set none, and usage asked for in streams (the gateway needs it for the call log; the
     /// router passes it on only if the client asked). The client's values are copied as the raw JSON they came in.
     /// </summary>
@@ -170,10 +171,22 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
             {
                 // Only OpenAI's own chat fields go up (model, stream and stream_options are written here). A null
                 // is an absent field: it is not sent, and the deployment's default takes its place below.
-                if (property.Value.ValueKind != JsonValueKind.Null && ChatRequest.ForwardedName(property) is { } name)
+                if (property.Value.ValueKind == JsonValueKind.Null)
+                {
+                    continue;
+                }
+                if (ChatRequest.ForwardedName(property) is { } name)
                 {
                     json.WritePropertyName(name);
                     // The parser checked the value, and ChatRequest its text: it is copied without a second check.
+                    json.WriteRawValue(JsonMarshal.GetRawUtf8Value(property.Value), skipInputValidation: true);
+                }
+                else if (request.ProviderParameters != ProviderParameters.None
+                    && ChatRequest.ProviderParameterOf(property) is var parameter && (parameter & deployment.Provider.Takes) != 0)
+                {
+                    // As LiteLLM passes them: at the top level, as the client wrote them (the parameters not taken
+                    // reach here only with drop_params, and are left out).
+                    json.WritePropertyName(JsonMarshal.GetRawUtf8PropertyName(property));
                     json.WriteRawValue(JsonMarshal.GetRawUtf8Value(property.Value), skipInputValidation: true);
                 }
             }

@@ -1,17 +1,21 @@
+using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Resilience;
 
 namespace Onyx.Gateway.Routing;
 
 /// <summary>Why a deployment got no attempt.</summary>
-internal readonly record struct Skip(string Reason, bool Overloaded = false, bool Unservable = false);
+/// <param name="ContextWindow">The prompt does not fit its <c>model_info.max_input_tokens</c> (pre-call check).</param>
+internal readonly record struct Skip(string Reason, bool Overloaded = false, bool Unservable = false, bool ContextWindow = false);
 
 /// <summary>
 /// Opens an attempt on a deployment if it may take one: it is available, its adapter can serve the request faithfully,
-/// its breaker lets the call through and it has a free slot. A permit taken is handed back on every way out, including
-/// the client leaving while the call waits for a slot.
+/// the prompt fits it (with pre-call checks), its breaker lets the call through, its <c>rpm</c>/<c>tpm</c> minute has
+/// room and it has a free slot. A permit taken is handed back on every way out, including the client leaving while the
+/// call waits for a slot.
 /// </summary>
-internal sealed class AttemptOpener(IEnumerable<IChatProvider> providers, CircuitBreakerRegistry breakers, DeploymentSlots slots, TimeProvider time)
+internal sealed partial class AttemptOpener(IEnumerable<IChatProvider> providers, RoutingTable routing, CircuitBreakerRegistry breakers,
+    DeploymentSlots slots, DeploymentLimits limits, TimeProvider time, ILogger<AttemptOpener> logger)
 {
     private readonly Dictionary<ProviderProtocol, IChatProvider> _providers = providers.ToDictionary(p => p.Protocol);
 
@@ -23,6 +27,8 @@ internal sealed class AttemptOpener(IEnumerable<IChatProvider> providers, Circui
     private Skip? UnfitSkip(Deployment deployment, CallTracker call) =>
         deployment.UnavailableReason is { } unavailable ? new Skip($"unavailable: {unavailable}")
         : ProviderOf(deployment).CannotServe(deployment, call.Request) is { } cannot ? new Skip($"cannot serve the request: {cannot}", Unservable: true)
+        : routing.PreCallChecks && deployment.MaxInputTokens is { } maxInput && call.PromptTokens > maxInput
+            ? new Skip($"the prompt (about {call.PromptTokens} tokens) does not fit model_info.max_input_tokens ({maxInput})", ContextWindow: true)
         : null;
 
     public async ValueTask<(Attempt? Attempt, Skip Skip)> OpenAsync(CallTracker call, Deployment deployment, CancellationToken clientAborted)
@@ -39,6 +45,12 @@ internal sealed class AttemptOpener(IEnumerable<IChatProvider> providers, Circui
         IDisposable? slot;
         try
         {
+            // After the breaker, so a deployment out of rotation spends none of its minute.
+            if (await limits.TryAdmitAsync(deployment, call) is { } full)
+            {
+                breaker.OnAbandoned(permit);
+                return (null, new Skip(full, Overloaded: true));
+            }
             slot = await slots.AcquireAsync(deployment, clientAborted);
         }
         catch
@@ -51,6 +63,16 @@ internal sealed class AttemptOpener(IEnumerable<IChatProvider> providers, Circui
             breaker.OnAbandoned(permit);
             return (null, new Skip("overloaded: max_parallel_requests reached and its queue full", Overloaded: true));
         }
+        if (deployment.DropParams && DeploymentCapabilities.NotTaken(deployment, call.Request) is var dropped && dropped != ProviderParameters.None)
+        {
+            Log.ParametersDropped(logger, ProviderParameterNames.Describe(dropped), deployment.Id);
+        }
         return (new Attempt(deployment, ProviderOf(deployment), breaker, permit, slot, call.AttemptStarted(deployment), time, clientAborted), default);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1020, LogLevel.Debug, "drop_params: {Parameters} left out of the call to {Deployment}, whose provider does not take them")]
+        public static partial void ParametersDropped(ILogger logger, string parameters, string deployment);
     }
 }

@@ -24,8 +24,10 @@ internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? 
 /// events and audit record exactly once, whichever way it ends.
 /// </summary>
 internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics,
-    TokenEstimator estimator, SpendTracker spend, AuditWriter audit)
+    TokenEstimator estimator, SpendTracker spend, AuditWriter audit, DeploymentLimits deploymentLimits)
 {
+    private int? _promptTokens;
+
     private readonly long _started = time.GetTimestamp();
     private readonly Activity? _activity = GatewayTracing.StartCall(request, requestId);
     private readonly List<string> _tried = [];
@@ -47,6 +49,12 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     public IReadOnlyList<string> Tried => _tried;
 
     public TimeSpan Elapsed => time.GetElapsedTime(_started);
+
+    /// <summary>
+    /// The prompt's tokens, estimated with the tokenizer once and only when something asks (a pre-call check, a
+    /// deployment's <c>tpm</c>): most requests never pay for it.
+    /// </summary>
+    public int PromptTokens => _promptTokens ??= estimator.CountPrompt(Request.Messages);
 
     public void Skipped(Deployment deployment, string reason)
     {
@@ -116,6 +124,10 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         // estimate, but only if a model produced something; a call that failed before any token costs nothing.
         var charged = usage is not null || error is null || TimeToFirstToken is not null;
         owner.Finished?.Invoke(charged ? tokens.Total : 0);
+        if (charged && deployment is not null)
+        {
+            deploymentLimits.RecordTokens(deployment, tokens.Total);
+        }
         // The same rule for money: a call that failed before any token was produced costs nothing.
         decimal? cost = deployment?.Price is { } price ? (charged ? price.CostOf(tokens) : 0) : null;
         var now = time.GetUtcNow();

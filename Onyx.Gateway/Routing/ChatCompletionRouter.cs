@@ -23,7 +23,8 @@ internal sealed class ChatCompletionRouter(
     GatewayMetrics metrics,
     TokenEstimator estimator,
     SpendTracker spend,
-    AuditWriter audit)
+    AuditWriter audit,
+    DeploymentLimits deploymentLimits)
 {
     public async Task<RoutedCompletion> CompleteAsync(ChatRequest request, string requestId, CallOwner owner, CancellationToken clientAborted)
     {
@@ -97,5 +98,5 @@ internal sealed class ChatCompletionRouter(
     }
 
     private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) =>
-        new(request, requestId, owner, time, callLog, metrics, estimator, spend, audit);
+        new(request, requestId, owner, time, callLog, metrics, estimator, spend, audit, deploymentLimits);
 }

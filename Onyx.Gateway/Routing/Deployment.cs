@@ -56,6 +56,18 @@ internal sealed class Deployment
     /// <summary>Calls it may have in flight at once (none: no limit).</summary>
     public int? MaxParallelRequests { get; init; }
 
+    /// <summary><c>litellm_params.rpm</c>: requests it may take per minute (none: no limit); also its weight in <c>simple-shuffle</c>.</summary>
+    public int? Rpm { get; init; }
+
+    /// <summary><c>litellm_params.tpm</c>: tokens it may take per minute (none: no limit).</summary>
+    public int? Tpm { get; init; }
+
+    /// <summary>
+    /// <c>drop_params</c>: a provider-specific parameter its provider does not take is left out of its calls, rather than
+    /// the deployment being skipped for the request.
+    /// </summary>
+    public bool DropParams { get; init; }
+
     /// <summary>When set, a stream with no first token by then gets the next deployment started in parallel.</summary>
     public TimeSpan? HedgeAfter { get; init; }
 

@@ -41,6 +41,7 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
         var overloaded = false;
         var onlyContextWindow = true;
         var onlyUnservable = true;
+        var onlyContextSkips = true;
         while (queue.TryDequeue(out var deployment))
         {
             if (!done.Add(deployment))
@@ -55,7 +56,14 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
                 {
                     call.Skipped(deployment, skip.Reason);
                     overloaded |= skip.Overloaded;
-                    onlyUnservable &= skip.Unservable;
+                    onlyUnservable &= skip.Unservable || skip.ContextWindow;
+                    onlyContextSkips &= skip.ContextWindow;
+                    if (skip.ContextWindow && routing.ContextWindowFallbacks(alias) is { } longer)
+                    {
+                        // As LiteLLM's pre-call checks: the alias's own deployments the prompt may fit, then its
+                        // context_window_fallbacks instead of its ordinary fallbacks.
+                        queue = new Queue<Deployment>(queue.Where(d => d.Alias == alias).Concat(longer));
+                    }
                     break;
                 }
                 lastTried = deployment;
@@ -131,6 +139,13 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
         }
 
         var tried = string.Join("; ", call.Tried);
+        if (lastFailure is null && call.Attempts == 0 && onlyContextSkips && call.Tried.Count > 0)
+        {
+            var tooLong = new OpenAiError($"The prompt is too long for every deployment of '{alias}': {tried}.",
+                OpenAiErrorTypes.InvalidRequest, "messages", "context_length_exceeded");
+            call.Failed(null, false, StatusCodes.Status400BadRequest, tooLong.Type, tooLong.Message);
+            throw new RoutingException(StatusCodes.Status400BadRequest, tooLong);
+        }
         if (lastFailure is null && call.Attempts == 0 && onlyUnservable && call.Tried.Count > 0)
         {
             // No deployment could take the request as it was sent, whatever their health: the client's to change.
@@ -172,16 +187,41 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
         return new RoutingException(status, error);
     }
 
-    /// <summary><c>simple-shuffle</c>: the alias's own deployments in random order, then its fallbacks in order.</summary>
+    /// <summary>
+    /// <c>simple-shuffle</c>: the alias's own deployments in random order (weighted by <c>rpm</c> or <c>tpm</c>, see
+    /// <see cref="Shuffle"/>), then its fallbacks in order.
+    /// </summary>
     public IEnumerable<Deployment> Order(Deployment[] chain, string alias)
     {
         if (!routing.ShuffleWithinAlias)
         {
             return chain;
         }
-        var own = chain.Where(d => d.Alias == alias).ToArray();
-        Random.Shared.Shuffle(own);
-        return own.Concat(chain.Where(d => d.Alias != alias));
+        return Shuffle(chain.Where(d => d.Alias == alias).ToArray(), Random.Shared).Concat(chain.Where(d => d.Alias != alias));
+    }
+
+    /// <summary>
+    /// LiteLLM's <c>simple-shuffle</c>: when the first deployment has an <c>rpm</c>, each is picked in proportion to its
+    /// <c>rpm</c> (none counts as 0); else, when it has a <c>tpm</c>, to its <c>tpm</c>; else all alike. LiteLLM picks one;
+    /// here the rest follow in the same weighted way (the next pick among those left), as the order to fail over in.
+    /// Deployments of weight 0 come last, in random order.
+    /// </summary>
+    public static Deployment[] Shuffle(Deployment[] own, Random random)
+    {
+        Func<Deployment, int?>? weightOf = own.Length == 0 ? null
+            : own[0].Rpm is not null ? d => d.Rpm
+            : own[0].Tpm is not null ? d => d.Tpm
+            : null;
+        if (weightOf is null)
+        {
+            random.Shuffle(own);
+            return own;
+        }
+        // Efraimidis and Spirakis: ordering by u^(1/w), u uniform in (0, 1), draws in turn in proportion to weight.
+        return own.Select(d => (d, Key: weightOf(d) is > 0 and var w ? Math.Pow(1 - random.NextDouble(), 1.0 / w) : -random.NextDouble()))
+            .OrderByDescending(e => e.Key)
+            .Select(e => e.d)
+            .ToArray();
     }
 
     /// <summary>When the soonest open breaker of any deployment lets a probe through.</summary>

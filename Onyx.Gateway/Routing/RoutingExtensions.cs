@@ -5,6 +5,7 @@ internal static class RoutingExtensions
     public static IHostApplicationBuilder AddModelRouting(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSingleton<AttemptOpener>();
+        builder.Services.AddSingleton<DeploymentLimits>();
         builder.Services.AddSingleton<AttemptLimits>();
         builder.Services.AddSingleton<FailurePolicy>();
         builder.Services.AddSingleton<Failover>();

@@ -17,7 +17,7 @@ internal sealed class RoutingTable
 
     private RoutingTable(IReadOnlyList<string> aliases, IReadOnlyList<Deployment> deployments,
         Dictionary<string, Deployment[]> chains, Dictionary<string, Deployment[]> contextWindowChains,
-        Dictionary<string, Deployment[]> contentPolicyChains, bool shuffle)
+        Dictionary<string, Deployment[]> contentPolicyChains, bool shuffle, bool preCallChecks)
     {
         Aliases = aliases;
         Deployments = deployments;
@@ -25,6 +25,7 @@ internal sealed class RoutingTable
         _contextWindowChains = contextWindowChains;
         _contentPolicyChains = contentPolicyChains;
         ShuffleWithinAlias = shuffle;
+        PreCallChecks = preCallChecks;
     }
 
     public IReadOnlyList<string> Aliases { get; }
@@ -33,6 +34,12 @@ internal sealed class RoutingTable
 
     /// <summary><c>simple-shuffle</c>: an alias's own deployments are tried in random order.</summary>
     public bool ShuffleWithinAlias { get; }
+
+    /// <summary>
+    /// <c>router_settings.enable_pre_call_checks</c>: a deployment whose <c>model_info.max_input_tokens</c> the prompt
+    /// does not fit is skipped before it is called.
+    /// </summary>
+    public bool PreCallChecks { get; }
 
     public bool TryGetChain(string alias, out Deployment[] chain) => _chains.TryGetValue(alias, out chain!);
 
@@ -59,6 +66,7 @@ internal sealed class RoutingTable
             .ToHashSet(StringComparer.OrdinalIgnoreCase);
 
         var deployments = new List<Deployment>();
+        var dropParams = options.LiteLlmSettings.DropParams;
         var aliases = new List<string>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
 
@@ -124,6 +132,14 @@ internal sealed class RoutingTable
             {
                 errors.Add($"{key}:model_info:max_input_tokens must be at least 1.");
             }
+            if (entry.LiteLlmParams.Rpm is < 1)
+            {
+                errors.Add($"{key}:litellm_params:rpm must be at least 1.");
+            }
+            if (entry.LiteLlmParams.Tpm is < 1)
+            {
+                errors.Add($"{key}:litellm_params:tpm must be at least 1.");
+            }
 
             var explicitBase = EnvironmentReferences.Resolve(entry.LiteLlmParams.ApiBase, configuration);
             var baseText = explicitBase
@@ -174,6 +190,9 @@ internal sealed class RoutingTable
                 SupportsVision = entry.ModelInfo.SupportsVision,
                 SupportsResponseSchema = entry.ModelInfo.SupportsResponseSchema,
                 MaxParallelRequests = entry.LiteLlmParams.MaxParallelRequests,
+                Rpm = entry.LiteLlmParams.Rpm,
+                Tpm = entry.LiteLlmParams.Tpm,
+                DropParams = entry.LiteLlmParams.DropParams ?? dropParams,
                 HedgeAfter = entry.LiteLlmParams.HedgeAfterMs is { } hedge ? TimeSpan.FromMilliseconds(hedge) : null,
                 UnavailableReason = unavailable,
                 Price = price,
@@ -195,7 +214,7 @@ internal sealed class RoutingTable
         }
         if (router.Timeout is <= 0)
         {
-            errors.Add("router_settings:timeout must be a positive number of seconds.");
+            errors.Add($"{router.KeyOf("timeout")} must be a positive number of seconds.");
         }
         var strategy = router.RoutingStrategy ?? "simple-fallback";
 
@@ -204,7 +223,8 @@ internal sealed class RoutingTable
         {
             if (!aliases.Contains(defaultFallbacks[i]))
             {
-                errors.Add($"router_settings:fallback_models names '{defaultFallbacks[i]}', which is not a model_name in model_list.");
+                var from = i < router.FallbackModels.Count ? "router_settings:fallback_models" : router.KeyOf("default_fallbacks");
+                errors.Add($"{from} names '{defaultFallbacks[i]}', which is not a model_name in model_list.");
             }
         }
         var perAlias = new Dictionary<string, List<string>>(StringComparer.Ordinal);
@@ -214,11 +234,11 @@ internal sealed class RoutingTable
             {
                 if (!aliases.Contains(from))
                 {
-                    errors.Add($"router_settings:fallbacks:{i} names '{from}', which is not a model_name in model_list.");
+                    errors.Add($"{router.KeyOf("fallbacks")}:{i} names '{from}', which is not a model_name in model_list.");
                 }
                 foreach (var target in to.Where(t => !aliases.Contains(t)))
                 {
-                    errors.Add($"router_settings:fallbacks:{i}:{from} names '{target}', which is not a model_name in model_list.");
+                    errors.Add($"{router.KeyOf("fallbacks")}:{i}:{from} names '{target}', which is not a model_name in model_list.");
                 }
                 perAlias[from] = to;
             }
@@ -231,9 +251,10 @@ internal sealed class RoutingTable
             chainAliases.AddRange(perAlias.TryGetValue(alias, out var specific) ? specific : defaultFallbacks);
             chains[alias] = DeploymentsOf(chainAliases, deployments);
         }
-        var contextWindowChains = SpecialFallbacks(router.ContextWindowFallbacks, "context_window_fallbacks", aliases, deployments, errors);
-        var contentPolicyChains = SpecialFallbacks(router.ContentPolicyFallbacks, "content_policy_fallbacks", aliases, deployments, errors);
-        return new RoutingTable(aliases, deployments, chains, contextWindowChains, contentPolicyChains, strategy == "simple-shuffle");
+        var contextWindowChains = SpecialFallbacks(router.ContextWindowFallbacks, router.KeyOf("context_window_fallbacks"), aliases, deployments, errors);
+        var contentPolicyChains = SpecialFallbacks(router.ContentPolicyFallbacks, router.KeyOf("content_policy_fallbacks"), aliases, deployments, errors);
+        return new RoutingTable(aliases, deployments, chains, contextWindowChains, contentPolicyChains, strategy == "simple-shuffle",
+            router.EnablePreCallChecks);
     }
 
     private static Deployment[] DeploymentsOf(IEnumerable<string> aliases, List<Deployment> deployments) => aliases
@@ -252,11 +273,11 @@ internal sealed class RoutingTable
             {
                 if (!aliases.Contains(from))
                 {
-                    errors.Add($"router_settings:{key}:{i} names '{from}', which is not a model_name in model_list.");
+                    errors.Add($"{key}:{i} names '{from}', which is not a model_name in model_list.");
                 }
                 foreach (var target in to.Where(t => !aliases.Contains(t)))
                 {
-                    errors.Add($"router_settings:{key}:{i}:{from} names '{target}', which is not a model_name in model_list.");
+                    errors.Add($"{key}:{i}:{from} names '{target}', which is not a model_name in model_list.");
                 }
                 result[from] = DeploymentsOf(to, deployments);
             }
