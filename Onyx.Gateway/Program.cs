@@ -9,7 +9,6 @@ using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Routing;
 using Onyx.Gateway.Security;
-using Onyx.Gateway.Spend;
 using Onyx.Gateway.Telemetry;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -24,7 +23,6 @@ builder.AddGatewayResilience();
 builder.AddModelRouting();
 builder.AddGatewayAuth();
 builder.AddRateLimiting();
-builder.AddSpendTracking();
 builder.AddAuditTrail();
 builder.AddGatewayHealth();
 builder.AddGracefulShutdown();
