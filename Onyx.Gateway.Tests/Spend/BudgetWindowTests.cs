@@ -35,18 +35,19 @@ public sealed class BudgetWindowTests : GatewayTest
     {
         using var admin = Gateway.CreateClient(MasterKey);
         using var generated = await admin.PostAsync("/key/generate", GatewayHost.Json(
-            $$"""{"user_id":"hourly","max_budget":{{Usd(1.5m * CallCost)}},"budget_duration":"1h","soft_budget":{{Usd(1.2m * CallCost)}}}"""));
+            $$"""{"user_id":"hourly","max_budget":{{Usd(2.5m * CallCost)}},"budget_duration":"1h","soft_budget":{{Usd(1.2m * CallCost)}}}"""));
         Assert.Equal(HttpStatusCode.OK, generated.StatusCode);
         using var client = Gateway.CreateClient((string)JsonNode.Parse(await generated.Content.ReadAsStringAsync())!["key"]!);
 
-        // Two calls: the second passes the soft budget (reported) and then the budget; the third is refused.
+        // Three calls: the second passes the soft budget (reported, once), the third the budget; the fourth is refused.
         await SendAsync(client, HttpStatusCode.OK);
         Assert.DoesNotContain(Gateway.Logs.Records, r => r.EventId == 5011);
+        await SendAsync(client, HttpStatusCode.OK);
         await SendAsync(client, HttpStatusCode.OK);
         Assert.Single(Gateway.Logs.Records, r => r.EventId == 5011);
         await SendAsync(client, HttpStatusCode.BadRequest);
         var info = await InfoAsync(client);
-        Assert.Equal(2 * CallCost, (decimal)info["spend"]!);
+        Assert.Equal(3 * CallCost, (decimal)info["spend"]!);
         // "1h" windows end on the hour, as LiteLLM's do.
         Assert.Equal(DateTimeOffset.Parse("2026-11-26T09:00:00Z", CultureInfo.InvariantCulture), (DateTimeOffset)info["budget_reset_at"]!);
 
@@ -60,10 +61,11 @@ public sealed class BudgetWindowTests : GatewayTest
         Assert.Equal(CallCost, (decimal)info["spend"]!);
         Assert.Equal(DateTimeOffset.Parse("2026-11-26T10:00:00Z", CultureInfo.InvariantCulture), (DateTimeOffset)info["budget_reset_at"]!);
         await SendAsync(client, HttpStatusCode.OK);
+        await SendAsync(client, HttpStatusCode.OK);
         // A new window, a new crossing.
         Assert.Equal(2, Gateway.Logs.Records.Count(r => r.EventId == 5011));
         await SendAsync(client, HttpStatusCode.BadRequest);
-        Assert.Equal(4, Gateway.Primary.Calls);
+        Assert.Equal(6, Gateway.Primary.Calls);
     }
 
     [Theory]
