@@ -16,10 +16,15 @@ internal sealed class InMemoryUsageStore(IOptions<OnyxOptions> options, TimeProv
     /// <summary>Subjects whose windows emptied are dropped every this many admissions.</summary>
     private const int SweepEvery = 4096;
 
+    private static readonly TimeSpan SettledMemory = TimeSpan.FromMinutes(1);
+
     private readonly RateLimitOptions _options = options.Value.RateLimits;
     private readonly Dictionary<string, Window> _windows = new(StringComparer.Ordinal);
     private readonly Dictionary<string, KeyBudget> _budgets = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, DateTimeOffset> _settled = new(StringComparer.Ordinal);
+    // Calls settled in the last SettledMemory, oldest first: this process settles each call once, so this only guards
+    // a caller that writes a settlement twice, and it is kept short.
+    private readonly HashSet<string> _settled = new(StringComparer.Ordinal);
+    private readonly Queue<(string Call, DateTimeOffset At)> _settledOrder = new();
     // One lock for all subjects: a request's subjects (user and end user) and its key's budget are checked and counted
     // together, and the critical section is a few queue operations.
     private readonly Lock _lock = new();
@@ -177,11 +182,16 @@ internal sealed class InMemoryUsageStore(IOptions<OnyxOptions> options, TimeProv
         lock (_lock)
         {
             var budget = Budget(userKey, settlement.KeyHash);
-            if (_settled.ContainsKey(settlement.CallId))
+            var now = time.GetUtcNow();
+            while (_settledOrder.TryPeek(out var oldest) && oldest.At <= now - SettledMemory)
+            {
+                _settled.Remove(_settledOrder.Dequeue().Call);
+            }
+            if (!_settled.Add(settlement.CallId))
             {
                 return new SettleResult(false, false, budget.Spend);
             }
-            _settled[settlement.CallId] = time.GetUtcNow();
+            _settledOrder.Enqueue((settlement.CallId, now));
             if (settlement.Reservation is { } reservation)
             {
                 budget.Release(reservation);
@@ -286,14 +296,6 @@ internal sealed class InMemoryUsageStore(IOptions<OnyxOptions> options, TimeProv
             if (w.Requests.Count == 0 && w.Tokens.Count == 0 && w.InFlight.Count == 0)
             {
                 _windows.Remove(key);
-            }
-        }
-        var forgotten = now - RedisUsageStore.SettledMemory;
-        foreach (var (call, at) in _settled)
-        {
-            if (at <= forgotten)
-            {
-                _settled.Remove(call);
             }
         }
     }

@@ -401,9 +401,10 @@ internal sealed class RedisUsageStore(IConnectionMultiplexer redis, IOptions<Ony
 
     /// <summary>
     /// How long a settled call is remembered, so that a write retried after its first try did land (its answer lost
-    /// with the connection) counts once: longer than a Redis outage during which a replica keeps retrying.
+    /// with the connection) counts once. Retries follow within seconds unless Redis then becomes unreachable; longer
+    /// would cost Redis memory with every call (about 80 bytes each) for outages that start in that very moment.
     /// </summary>
-    internal static readonly TimeSpan SettledMemory = TimeSpan.FromHours(6);
+    internal static readonly TimeSpan SettledMemory = TimeSpan.FromMinutes(15);
 
     private readonly RateLimitOptions _options = options.Value.RateLimits;
     private readonly ConcurrentQueue<PendingAdmission> _admissions = new();

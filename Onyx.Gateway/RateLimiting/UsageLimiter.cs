@@ -386,22 +386,31 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         var clock = TimeProvider.System;
         var renewEvery = _options.ParallelLease / 3;
         var lastRenewal = clock.GetTimestamp();
+        var stopping = _stopping.Token;
         using var timer = new PeriodicTimer(_options.RecoveryInterval < renewEvery ? _options.RecoveryInterval : renewEvery, clock);
         try
         {
-            while (await timer.WaitForNextTickAsync(_stopping.Token))
+            while (await timer.WaitForNextTickAsync(stopping))
             {
                 if (!Shared)
                 {
                     continue;
                 }
-                if (clock.GetElapsedTime(lastRenewal) >= renewEvery - TimeSpan.FromMilliseconds(50))
+                try
                 {
-                    lastRenewal = clock.GetTimestamp();
-                    await RenewAsync();
+                    if (clock.GetElapsedTime(lastRenewal) >= renewEvery - TimeSpan.FromMilliseconds(50))
+                    {
+                        lastRenewal = clock.GetTimestamp();
+                        await RenewAsync();
+                    }
+                    await RetryReleasesAsync();
+                    await RetrySettlementsAsync();
                 }
-                await RetryReleasesAsync();
-                await RetrySettlementsAsync();
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // Whatever went wrong (Redis's connection disposed at shutdown, say), the next tick tries again.
+                    Log.KeeperFailed(_logger, ex);
+                }
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -650,6 +659,9 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
 
         [LoggerMessage(5014, LogLevel.Warning, "Could not renew the leases of {Calls} calls in flight in Redis ({Error}); they lapse unless a later renewal lands")]
         public static partial void RenewFailed(ILogger logger, int calls, string error);
+
+        [LoggerMessage(5016, LogLevel.Warning, "Renewing leases and retrying frees and costs in Redis failed; tried again on the next tick")]
+        public static partial void KeeperFailed(ILogger logger, Exception exception);
 
         [LoggerMessage(5015, LogLevel.Error, "Too many costs wait for Redis: {CostUsd} USD of a call of {User} is counted by this replica only")]
         public static partial void SettlementDropped(ILogger logger, string user, decimal costUsd);
