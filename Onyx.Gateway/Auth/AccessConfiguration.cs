@@ -114,7 +114,7 @@ internal sealed class AccessConfiguration
     }
 
     /// <summary>The fields a configured key may have; any other stops the start (a budget field that silently did nothing was how keys once failed).</summary>
-    private static readonly string[] KeyFields =
+    private static readonly string[] ConfiguredKeyFields =
         ["key", "key_hash", "user_id", "key_alias", "models", "rpm_limit", "tpm_limit", "max_parallel_requests",
          "max_budget", "budget_duration", "soft_budget", "model_max_budget"];
 
@@ -127,9 +127,9 @@ internal sealed class AccessConfiguration
             foreach (var field in entry.GetChildren())
             {
                 var at = $"general_settings:keys:{entry.Key}:{field.Key}";
-                if (!KeyFields.Contains(field.Key, StringComparer.OrdinalIgnoreCase))
+                if (!ConfiguredKeyFields.Contains(field.Key, StringComparer.OrdinalIgnoreCase))
                 {
-                    errors.Add($"{at} is not a key field this gateway implements (it takes {string.Join(", ", KeyFields)}).");
+                    errors.Add($"{at} is not a key field this gateway implements (it takes {string.Join(", ", ConfiguredKeyFields)}).");
                     continue;
                 }
                 if (!field.Key.Equals("model_max_budget", StringComparison.OrdinalIgnoreCase))
