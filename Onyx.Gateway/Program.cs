@@ -9,7 +9,6 @@ using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Routing;
 using Onyx.Gateway.Security;
-using Onyx.Gateway.Spend;
 using Onyx.Gateway.Telemetry;
 
 try
@@ -26,7 +25,6 @@ try
     builder.AddModelRouting();
     builder.AddGatewayAuth();
     builder.AddRateLimiting();
-    builder.AddSpendTracking();
     builder.AddAuditTrail();
     builder.AddGatewayHealth();
     builder.AddGracefulShutdown();

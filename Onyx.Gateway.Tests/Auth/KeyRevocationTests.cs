@@ -83,8 +83,6 @@ public sealed class KeyRevocationTests
             return Task.CompletedTask;
         }
 
-        public Task AddSpendAsync(IReadOnlyDictionary<string, decimal> costs, CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public Task<decimal> GetSpendAsync(string hash, CancellationToken cancellationToken) => Task.FromResult(0m);
+        public Task<IReadOnlyList<ApiKeyRecord>> ListAsync(CancellationToken cancellationToken) => Task.FromResult<IReadOnlyList<ApiKeyRecord>>([]);
     }
 }

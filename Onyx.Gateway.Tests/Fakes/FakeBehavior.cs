@@ -15,6 +15,12 @@ public sealed record FakeBehavior
     /// <summary>The prompt token count reported in usage (OpenAI <c>prompt_tokens</c>, Ollama <c>prompt_eval_count</c>).</summary>
     public int PromptTokens { get; init; } = 12;
 
+    /// <summary>
+    /// Of <see cref="PromptTokens"/>, how many the provider read from its prompt cache, reported as OpenAI does in
+    /// <c>usage.prompt_tokens_details.cached_tokens</c> (OpenAI fake; 0: no details sent).
+    /// </summary>
+    public int CachedPromptTokens { get; init; }
+
     /// <summary>The model the answer names; <see langword="null"/> echoes the model the request asked for.</summary>
     public string? ResponseModel { get; init; }
 

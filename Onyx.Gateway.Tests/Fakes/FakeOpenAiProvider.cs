@@ -189,7 +189,17 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
         }
     }
 
-    private static JsonObject Usage(FakeChatCall call) => call.Behavior.FractionalUsage
+    private static JsonObject Usage(FakeChatCall call)
+    {
+        var usage = Counts(call);
+        if (call.Behavior.CachedPromptTokens > 0)
+        {
+            usage["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = call.Behavior.CachedPromptTokens };
+        }
+        return usage;
+    }
+
+    private static JsonObject Counts(FakeChatCall call) => call.Behavior.FractionalUsage
         ? new()
         {
             ["prompt_tokens"] = (double)call.Behavior.PromptTokens,

@@ -43,6 +43,18 @@ public sealed class ChunkInspectorTests
     }
 
     [Fact]
+    public void CachedPromptTokensAreReadFromThePromptTokensDetails()
+    {
+        var usage = ChunkInspector.Inspect(
+            """{"choices":[],"usage":{"prompt_tokens":12,"prompt_tokens_details":{"cached_tokens":8,"audio_tokens":0},"completion_tokens":5,"total_tokens":17}}"""u8);
+        Assert.Equal(new TokenUsage(12, 5, CachedPrompt: 8), usage.Usage);
+
+        // More cached than prompt is believed only up to the prompt; details that are not an object are no details.
+        Assert.Equal(12, ChunkInspector.Inspect("""{"usage":{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":99}}}"""u8).Usage!.Value.CachedPrompt);
+        Assert.Equal(new TokenUsage(12, 5), ChunkInspector.Inspect("""{"usage":{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":null}}"""u8).Usage);
+    }
+
+    [Fact]
     public void ErrorEventIsRecognised()
     {
         Assert.True(ChunkInspector.Inspect("""{"error":{"message":"overloaded","type":"server_error"}}"""u8).IsError);

@@ -79,6 +79,23 @@ public sealed class RateLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnUnknownModelIsRefusedBeforeItIsCounted()
+    {
+        await StartAsync(new() { ["litellm_settings:rate_limit:rpm"] = "2" });
+
+        using var unknown = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody("no-such-model")));
+        Assert.Equal("model_not_found", (string?)(await ErrorOf(unknown, HttpStatusCode.NotFound))["code"]);
+        Assert.Null(Header(unknown, "x-ratelimit-remaining-requests"));
+
+        // The caller still has its whole limit.
+        using var first = await SendAsync();
+        Assert.Equal("1", Header(first, "x-ratelimit-remaining-requests"));
+        using var second = await SendAsync();
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal("0", Header(second, "x-ratelimit-remaining-requests"));
+    }
+
+    [Fact]
     public async Task CountsTheTokensOfEachCallStreamsIncludedAndRefusesOnceTheyReachTheLimit()
     {
         // Each fake answer uses 12 prompt + 4 completion = 16 tokens.

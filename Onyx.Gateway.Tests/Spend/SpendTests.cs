@@ -68,6 +68,52 @@ public sealed class SpendTests : ReplicasOnOneRedis
     }
 
     [Fact]
+    public async Task CachedPromptTokensCostTheCacheReadPrice()
+    {
+        var gateway = await StartReplicaAsync(new() { ["model_list:0:model_info:cache_read_input_token_cost"] = "0.00000025" });
+        // Of the 12 prompt tokens, 8 come from the provider's prompt cache.
+        gateway.Primary.Update(b => b with { CachedPromptTokens = 8 });
+        using var admin = gateway.CreateClient(MasterKey);
+
+        foreach (var stream in new[] { false, true })
+        {
+            using var response = await admin.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: stream)));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            await response.Content.ReadAsStringAsync();
+        }
+
+        await gateway.Logs.WaitForAsync(_ => gateway.Logs.Records.Count(r => r.Category == "Onyx.CallLog" && r.EventId == 3001) == 2, TimeSpan.FromSeconds(10));
+        var expected = 4 * 1.25m / 1_000_000 + 8 * 0.25m / 1_000_000 + FakeBehavior.DefaultTokens.Count * 2.5m / 1_000_000;
+        Assert.All(gateway.Logs.Records.Where(r => r.Category == "Onyx.CallLog" && r.EventId == 3001), call => Assert.Equal(expected, call["costUsd"]));
+    }
+
+    [Fact]
+    public async Task AResumedStreamCostsEachAttemptWhatItsOwnDeploymentCharges()
+    {
+        IReadOnlyList<string> story = ["Once", " upon", " a", " time", " there", " was"];
+        var gateway = await StartReplicaAsync(new()
+        {
+            ["model_list:1:litellm_params:output_cost_per_million_tokens"] = "25",
+            ["Onyx:Routing:StreamIdleTimeout"] = "00:00:00.500",
+        });
+        gateway.Primary.Update(b => b with { Tokens = story, Fault = FakeFault.DropAfter(2) });
+        gateway.Fallback.Update(b => b with { Tokens = story, Continuation = FakeContinuation.Honours });
+        using var admin = gateway.CreateClient(MasterKey);
+
+        using var response = await admin.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
+        Assert.Equal(StreamOutcome.Whole, AnswerIntegrity.Check(await response.Content.ReadAsStringAsync(), string.Concat(story)));
+
+        var call = await gateway.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(10));
+        // The primary was cut after "Once upon" without reporting usage: its prompt and those words, counted by the
+        // gateway, at the primary's price. The fallback wrote the other five tokens (it reports them) at its own.
+        var estimator = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Onyx.Gateway.Telemetry.TokenEstimator>(gateway.Services);
+        using var messages = System.Text.Json.JsonDocument.Parse("""[{"role":"user","content":"Say hello"}]""");
+        var primary = estimator.CountPrompt(messages.RootElement) * 1.25m / 1_000_000 + estimator.Count("Once upon") * 2.5m / 1_000_000;
+        var fallback = 5 * 25m / 1_000_000;
+        Assert.Equal(primary + fallback, call["costUsd"]);
+    }
+
+    [Fact]
     public async Task ACallThatFailedBeforeAnyTokenCostsNothing()
     {
         // The fallback has a price too: the record names the last deployment tried.

@@ -33,7 +33,7 @@ public sealed class SentryReportingTests : IAsyncLifetime
         {
             ["LITELLM_MASTER_KEY"] = MasterKey,
             [SentryReporting.DsnKey] = $"http://0123456789abcdef@127.0.0.1:{_sentry.Port}/42",
-        }, services => services.AddSingleton<IKeyStore, FailingSpendStore>());
+        }, services => services.AddSingleton<IKeyStore, FailingKeyStore>());
     }
 
     public async Task DisposeAsync()
@@ -74,20 +74,20 @@ public sealed class SentryReportingTests : IAsyncLifetime
         using var client = _gateway.CreateClient(MasterKey);
         using var generated = await client.PostAsync("/key/generate", GatewayHost.Json("{}"));
         var key = (string)System.Text.Json.Nodes.JsonNode.Parse(await generated.Content.ReadAsStringAsync())!["key"]!;
-        using var response = await client.GetAsync("/key/info?key=" + key);
+        using var response = await client.GetAsync("/key/list");
         Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
 
-        var envelope = await _sentry.WaitForAsync(e => e.Contains(FailingSpendStore.Message, StringComparison.Ordinal), TimeSpan.FromSeconds(15));
+        var envelope = await _sentry.WaitForAsync(e => e.Contains(FailingKeyStore.Message, StringComparison.Ordinal), TimeSpan.FromSeconds(15));
         Assert.Contains("InvalidOperationException", envelope, StringComparison.Ordinal);
         Assert.Contains("[Filtered]", envelope, StringComparison.Ordinal);
         Assert.DoesNotContain(MasterKey, envelope, StringComparison.Ordinal);
         Assert.DoesNotContain(key, envelope, StringComparison.Ordinal);
     }
 
-    /// <summary>A key store whose spend read throws an exception the gateway does not expect (its message names a key).</summary>
-    private sealed class FailingSpendStore : IKeyStore
+    /// <summary>A key store whose listing throws an exception the gateway does not expect (its message names a key).</summary>
+    private sealed class FailingKeyStore : IKeyStore
     {
-        public const string Message = "spend store exploded";
+        public const string Message = "key store exploded";
 
         private readonly InMemoryKeyStore _keys = new();
 
@@ -99,10 +99,8 @@ public sealed class SentryReportingTests : IAsyncLifetime
 
         public Task SubscribeAsync(Action<string> changed) => _keys.SubscribeAsync(changed);
 
-        public Task AddSpendAsync(IReadOnlyDictionary<string, decimal> costs, CancellationToken cancellationToken) => _keys.AddSpendAsync(costs, cancellationToken);
-
-        public Task<decimal> GetSpendAsync(string hash, CancellationToken cancellationToken) =>
-            throw new InvalidOperationException($"{Message} while reading the spend of {MasterKey}");
+        public Task<IReadOnlyList<ApiKeyRecord>> ListAsync(CancellationToken cancellationToken) =>
+            throw new InvalidOperationException($"{Message} while listing the keys, {MasterKey} among them");
     }
 
     [Fact]

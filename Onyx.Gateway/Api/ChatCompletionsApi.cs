@@ -47,25 +47,36 @@ internal static partial class ChatCompletionsApi
             audit.Refused(requestId, request, caller.UserId, caller.KeyName, clientAddress, StatusCodes.Status403Forbidden, forbidden);
             return new OpenAiErrorResult(StatusCodes.Status403Forbidden, forbidden);
         }
+        if (!routing.TryGetChain(request.Model, out var chain))
+        {
+            // Refused before the limiter: a request no deployment can serve must not use up the caller's limits.
+            var unknown = new OpenAiError($"The model '{request.Model}' does not exist. GET /v1/models lists the models this gateway serves.",
+                OpenAiErrorTypes.InvalidRequest, "model", "model_not_found");
+            audit.Refused(requestId, request, caller.UserId, caller.KeyName, clientAddress, StatusCodes.Status404NotFound, unknown);
+            return new OpenAiErrorResult(StatusCodes.Status404NotFound, unknown);
+        }
         if (CheckOutputLimit(request, routing) is { } tooMany)
         {
             return tooMany;
         }
 
-        var limit = await limiter.AdmitAsync(caller, request, context.RequestAborted);
-        limit.WriteHeaders(context.Response.Headers);
-        if (!limit.Admitted)
-        {
-            context.Response.Headers[AliasHeader] = request.Model;
-            var (status, refusal, retryAfter) = limit.Refusal();
-            audit.Refused(requestId, request, caller.UserId, caller.KeyName, clientAddress, status, refusal);
-            return new OpenAiErrorResult(status, refusal, retryAfter);
-        }
-
-        var owner = new CallOwner(caller.UserId, caller.KeyName, limit.Lease is { } lease ? lease.Complete : null, clientAddress) { KeyHash = caller.KeyHash };
+        var estimate = caller.Budget is null ? 0 : BudgetEstimate.Of(request, chain);
+        var limit = await limiter.AdmitAsync(caller, request, estimate, context.RequestAborted);
+        // From here on the lease is completed whatever happens (once: the call's own end completes it first), so that
+        // nothing the admission took outlives the request.
         var streaming = false;
         try
         {
+            limit.WriteHeaders(context.Response.Headers);
+            if (!limit.Admitted)
+            {
+                context.Response.Headers[AliasHeader] = request.Model;
+                var (status, refusal, retryAfter) = limit.Refusal();
+                audit.Refused(requestId, request, caller.UserId, caller.KeyName, clientAddress, status, refusal);
+                return new OpenAiErrorResult(status, refusal, retryAfter);
+            }
+
+            var owner = new CallOwner(caller.UserId, caller.KeyName, limit.Lease is { } lease ? lease.Complete : null, clientAddress) { KeyHash = caller.KeyHash };
             if (request.Stream)
             {
                 var stream = await router.StreamAsync(request, requestId, owner, context.RequestAborted);
@@ -83,11 +94,11 @@ internal static partial class ChatCompletionsApi
         }
         finally
         {
-            // The call log has already reported the tokens unless the call never got that far; a stream reports
-            // them when it ends.
+            // The call log has already reported the tokens and cost unless the call never got that far; a stream
+            // reports them when it ends.
             if (!streaming)
             {
-                limit.Lease?.Complete(0);
+                limit.Lease?.Complete(0, null);
             }
         }
     }

@@ -5,22 +5,27 @@ using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.OpenAi;
+using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Routing;
-using Onyx.Gateway.Spend;
 
 namespace Onyx.Gateway.Api;
 
 /// <summary>
-/// LiteLLM's key management: <c>POST /key/generate</c>, <c>GET /key/info</c>, <c>POST /key/delete</c>. Generating
-/// and deleting need the master key; a key may read its own info. The key is returned once, at generation.
+/// LiteLLM's key management: <c>POST /key/generate</c>, <c>POST /key/update</c>, <c>GET /key/list</c>,
+/// <c>GET /key/info</c>, <c>POST /key/delete</c>. All but reading a key's own info need the master key. The key is
+/// returned once, at generation; listings name keys by their hash. Every body field is acted on or refused by name.
 /// </summary>
 internal static partial class KeysApi
 {
+    private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 16, AllowDuplicateProperties = false };
+
     public static IEndpointRouteBuilder MapKeysApi(this IEndpointRouteBuilder app)
     {
         var keys = app.MapGroup("/key");
         keys.MapPost("/generate", Generate).RequireAuthorization(AuthExtensions.AdminPolicy);
+        keys.MapPost("/update", Update).RequireAuthorization(AuthExtensions.AdminPolicy);
         keys.MapPost("/delete", Delete).RequireAuthorization(AuthExtensions.AdminPolicy);
+        keys.MapGet("/list", List).RequireAuthorization(AuthExtensions.AdminPolicy);
         keys.MapGet("/info", Info).RequireAuthorization(AuthExtensions.CallerPolicy);
         return app;
     }
@@ -28,62 +33,87 @@ internal static partial class KeysApi
     internal static async Task<Results<Ok<GeneratedKey>, OpenAiErrorResult>> Generate(
         HttpContext context, KeyRegistry keys, RoutingTable routing, TimeProvider time)
     {
-        var (request, error) = await ReadAsync(context, KeysJsonContext.Default.GenerateKeyRequest);
+        var (body, error) = await ReadAsync(context);
         if (error is not null)
         {
             return error;
         }
-        request ??= new GenerateKeyRequest();
-        if (request.UserId is { } user && (string.IsNullOrWhiteSpace(user) || user.Length > 256))
-        {
-            return Invalid("'user_id' must be a non-empty string of at most 256 characters.", "user_id");
-        }
-        if (request.RpmLimit < 0 || request.TpmLimit < 0 || request.MaxParallelRequests < 0)
-        {
-            return Invalid("'rpm_limit', 'tpm_limit' and 'max_parallel_requests' must not be negative.", null);
-        }
-        if (request.Models?.FirstOrDefault(m => !routing.TryGetChain(m, out _)) is { } unknown)
-        {
-            return Invalid($"'models' names '{unknown}', which this gateway does not serve.", "models");
-        }
-
         var now = time.GetUtcNow();
-        DateTimeOffset? expires = request.Expires;
-        if (request.Duration is { } duration)
+        var (fields, invalid) = KeyFields.Parse(body, KeyFields.Generate, routing, now);
+        if (invalid is not null)
         {
-            if (!TryParseDuration(duration, out var span))
-            {
-                return Invalid("'duration' must be a number and a unit: s, m, h or d (e.g. \"30d\").", "duration");
-            }
-            expires = now + span;
+            return invalid;
         }
-        if (expires <= now)
-        {
-            return Invalid("The key would already be expired.", request.Duration is null ? "expires" : "duration");
-        }
-
         var key = ApiKeys.Generate();
         var hash = ApiKeys.Hash(key);
-        var record = new ApiKeyRecord
+        var record = fields.ApplyTo(new ApiKeyRecord
         {
             Hash = hash,
             KeyName = ApiKeys.Name(key),
-            KeyAlias = request.KeyAlias,
             // A key without a user is its own user: its limits are its own.
-            UserId = request.UserId ?? "key-" + hash[..12],
-            Models = request.Models ?? [],
-            RpmLimit = request.RpmLimit,
-            TpmLimit = request.TpmLimit,
-            MaxParallelRequests = request.MaxParallelRequests,
-            Expires = expires,
+            UserId = fields.UserId ?? "key-" + hash[..12],
             CreatedAt = now,
-            Metadata = request.Metadata,
-        };
+        });
+        if (record.Expires <= now)
+        {
+            return Invalid("The key would already be expired.", fields.Has("duration") ? "duration" : "expires");
+        }
         await keys.SaveAsync(record, context.RequestAborted);
         return TypedResults.Ok(new GeneratedKey(key, record));
     }
 
-    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Info(HttpContext context, KeyRegistry keys, SpendTracker spend, string? key)
+    /// <summary>
+    /// LiteLLM's <c>/key/update</c>: <c>key</c> (the key or its hash) and the fields to change; a field set to
+    /// <c>null</c> is removed (a limit or budget then no longer applies). A key's user cannot change: its limits and
+    /// budget are counted under it.
+    /// </summary>
+    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Update(
+        HttpContext context, KeyRegistry keys, RoutingTable routing, UsageLimiter limiter, TimeProvider time)
+    {
+        var (body, error) = await ReadAsync(context);
+        if (error is not null)
+        {
+            return error;
+        }
+        var now = time.GetUtcNow();
+        var (fields, invalid) = KeyFields.Parse(body, KeyFields.Update, routing, now);
+        if (invalid is not null)
+        {
+            return invalid;
+        }
+        if (fields.Key is not { } given)
+        {
+            return Invalid("'key' must name the key to update (the key or its token).", "key");
+        }
+        var hash = ApiKeys.IsHash(given) ? given : ApiKeys.Hash(given);
+        if (keys.IsConfigured(hash))
+        {
+            return Invalid("A key declared in the config file is changed by editing the file, not through /key/update.", "key");
+        }
+        if (await keys.FindAsync(hash, context.RequestAborted) is not { } record)
+        {
+            return NotFound();
+        }
+        var updated = fields.ApplyTo(record);
+        if (updated.Expires <= now && fields.Has("duration", "expires"))
+        {
+            return Invalid("The key would already be expired.", fields.Has("duration") ? "duration" : "expires");
+        }
+        await keys.SaveAsync(updated, context.RequestAborted);
+        // A window whose length changed starts again from the next request (keeping what was spent), as LiteLLM sets a
+        // new budget_reset_at when budget_duration changes.
+        var changedWindows = (updated.ModelMaxBudget ?? new Dictionary<string, ModelBudget>())
+            .Where(m => record.ModelMaxBudget?.GetValueOrDefault(m.Key)?.TimePeriod != m.Value.TimePeriod)
+            .Select(m => m.Key)
+            .ToList();
+        if (updated.BudgetDuration != record.BudgetDuration || changedWindows.Count > 0)
+        {
+            await limiter.ResetBudgetWindowsAsync(updated.UserId, hash, changedWindows, context.RequestAborted);
+        }
+        return TypedResults.Ok(new KeyInfo(hash, await WithSpendAsync(updated, limiter, time, context.RequestAborted)));
+    }
+
+    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Info(HttpContext context, KeyRegistry keys, UsageLimiter limiter, TimeProvider time, string? key)
     {
         var caller = context.GetCaller();
         string hash;
@@ -108,27 +138,74 @@ internal static partial class KeysApi
         {
             return NotFound();
         }
-        decimal? spent;
-        try
-        {
-            spent = await spend.GetAsync(hash, context.RequestAborted);
-        }
-        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
-        {
-            // The key's record answers the question; its spend is left out while the store cannot be read.
-            spent = null;
-        }
-        return TypedResults.Ok(new KeyInfo(record.Hash, record with { Spend = spent }));
+        return TypedResults.Ok(new KeyInfo(record.Hash, await WithSpendAsync(record, limiter, time, context.RequestAborted)));
     }
 
-    internal static async Task<Results<Ok<DeletedKeys>, OpenAiErrorResult>> Delete(HttpContext context, KeyRegistry keys)
+    /// <summary>
+    /// LiteLLM's <c>/key/list</c>: the keys' tokens (hashes), or with <c>return_full_object=true</c> their records with
+    /// spend and budget windows — never a key itself. Filters: <c>user_id</c>, <c>key_alias</c>, <c>key_hash</c>; pages:
+    /// <c>page</c> (from 1) and <c>size</c> (at most 1000).
+    /// </summary>
+    internal static async Task<Results<Ok<KeyList>, OpenAiErrorResult>> List(HttpContext context, KeyRegistry keys, UsageLimiter limiter, TimeProvider time)
     {
-        var (request, error) = await ReadAsync(context, KeysJsonContext.Default.DeleteKeysRequest);
+        var query = context.Request.Query;
+        foreach (var name in query.Keys)
+        {
+            if (name is not ("page" or "size" or "user_id" or "key_alias" or "key_hash" or "return_full_object"))
+            {
+                return Invalid($"'{name}' is not a /key/list parameter this gateway implements (page, size, user_id, key_alias, key_hash, return_full_object).", name);
+            }
+        }
+        if (!TryInt(query["page"], 1, out var page) || page < 1)
+        {
+            return Invalid("'page' must be a whole number from 1.", "page");
+        }
+        if (!TryInt(query["size"], 100, out var size) || size is < 1 or > 1000)
+        {
+            return Invalid("'size' must be a whole number from 1 to 1000.", "size");
+        }
+        var full = query["return_full_object"].ToString() is var flag && flag is "true" or "True";
+        if (!full && flag is not ("" or "false" or "False"))
+        {
+            return Invalid("'return_full_object' must be true or false.", "return_full_object");
+        }
+        var userId = query["user_id"].ToString();
+        var alias = query["key_alias"].ToString();
+        var keyHash = query["key_hash"].ToString();
+        var all = (await keys.ListAsync(context.RequestAborted))
+            .Where(k => userId.Length == 0 || k.UserId == userId)
+            .Where(k => alias.Length == 0 || k.KeyAlias == alias)
+            .Where(k => keyHash.Length == 0 || k.Hash == keyHash)
+            .OrderBy(k => k.CreatedAt).ThenBy(k => k.Hash, StringComparer.Ordinal)
+            .ToList();
+        var pageOf = all.Skip((page - 1) * size).Take(size).ToList();
+        List<object> listed = full
+            ? [.. await Task.WhenAll(pageOf.Select(k => WithSpendAsync(k, limiter, time, context.RequestAborted)))]
+            : [.. pageOf.Select(k => k.Hash)];
+        return TypedResults.Ok(new KeyList(listed, all.Count, page, Math.Max(1, (all.Count + size - 1) / size)));
+    }
+
+    internal static async Task<Results<Ok<DeletedKeys>, OpenAiErrorResult>> Delete(HttpContext context, KeyRegistry keys, UsageLimiter limiter)
+    {
+        var (body, error) = await ReadAsync(context);
         if (error is not null)
         {
             return error;
         }
-        if (request?.Keys is not { Count: > 0 } given)
+        var given = new List<string>();
+        foreach (var property in body.ValueKind == JsonValueKind.Object ? body.EnumerateObject() : default)
+        {
+            if (property.Name != "keys")
+            {
+                return Unknown(property.Name, "keys");
+            }
+            if (property.Value.ValueKind != JsonValueKind.Array || property.Value.EnumerateArray().Any(k => k.ValueKind != JsonValueKind.String || k.GetString() is not { Length: > 0 }))
+            {
+                return Invalid("'keys' must list the keys (or their tokens) to delete.", "keys");
+            }
+            given.AddRange(property.Value.EnumerateArray().Select(k => k.GetString()!));
+        }
+        if (given.Count == 0)
         {
             return Invalid("'keys' must list the keys (or their tokens) to delete.", "keys");
         }
@@ -140,12 +217,61 @@ internal static partial class KeysApi
         var deleted = new List<string>();
         for (var i = 0; i < given.Count; i++)
         {
+            var record = await keys.FindAsync(hashes[i], context.RequestAborted);
             if (await keys.DeleteAsync(hashes[i], context.RequestAborted))
             {
                 deleted.Add(given[i]);
+                if (record is not null)
+                {
+                    await limiter.DeleteBudgetAsync(record.UserId, record.Hash, context.RequestAborted);
+                }
             }
         }
         return deleted.Count == 0 ? NotFound() : TypedResults.Ok(new DeletedKeys(deleted));
+    }
+
+    /// <summary>
+    /// The record with what the key has spent in its current window, when that window ends, and its spend per alias of
+    /// <c>model_max_budget</c>. A window that ended but has not been rolled over by a request yet reads as empty. While
+    /// the store cannot be read, these are left out: the record still answers the question.
+    /// </summary>
+    private static async Task<ApiKeyRecord> WithSpendAsync(ApiKeyRecord record, UsageLimiter limiter, TimeProvider time, CancellationToken cancellationToken)
+    {
+        BudgetState state;
+        try
+        {
+            state = await limiter.ReadBudgetAsync(record.UserId, record.Hash, cancellationToken);
+        }
+        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+        {
+            return record;
+        }
+        var now = time.GetUtcNow();
+        (decimal Spend, DateTimeOffset? ResetAt) Window(long spend, long resetAt, string? duration)
+        {
+            if (duration is null)
+            {
+                return (UsdUnits.ToUsd(spend), null);
+            }
+            if (resetAt == 0 || resetAt <= now.ToUnixTimeMilliseconds())
+            {
+                return (resetAt == 0 ? UsdUnits.ToUsd(spend) : 0, BudgetDurations.NextReset(duration, now));
+            }
+            return (UsdUnits.ToUsd(spend), DateTimeOffset.FromUnixTimeMilliseconds(resetAt));
+        }
+        var (spent, resets) = Window(state.Spend, state.ResetAt, record.BudgetDuration);
+        var models = record.ModelMaxBudget?.ToDictionary(m => m.Key, m =>
+        {
+            var used = state.Models.GetValueOrDefault(m.Key);
+            return Window(used?.Spend ?? 0, used?.ResetAt ?? 0, m.Value.TimePeriod).Spend;
+        }, StringComparer.Ordinal);
+        return record with { Spend = spent, BudgetResetAt = resets, ModelSpend = models };
+    }
+
+    private static bool TryInt(Microsoft.Extensions.Primitives.StringValues value, int fallback, out int result)
+    {
+        result = fallback;
+        return value.Count == 0 || int.TryParse(value.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out result);
     }
 
     /// <summary>LiteLLM's durations: <c>30s</c>, <c>15m</c>, <c>12h</c>, <c>30d</c>.</summary>
@@ -172,7 +298,8 @@ internal static partial class KeysApi
         return true;
     }
 
-    private static async Task<(T? Value, OpenAiErrorResult? Error)> ReadAsync<T>(HttpContext context, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
+    /// <summary>The body as JSON (an empty body is an empty object); a body that is not JSON is a 400.</summary>
+    private static async Task<(JsonElement Body, OpenAiErrorResult? Error)> ReadAsync(HttpContext context)
     {
         if (context.Request.ContentLength == 0)
         {
@@ -180,32 +307,26 @@ internal static partial class KeysApi
         }
         try
         {
-            return (await JsonSerializer.DeserializeAsync(context.Request.Body, type, context.RequestAborted), null);
+            using var document = await JsonDocument.ParseAsync(context.Request.Body, ParseOptions, context.RequestAborted);
+            var body = document.RootElement.Clone();
+            return body.ValueKind is JsonValueKind.Object or JsonValueKind.Null
+                ? (body, null)
+                : (default, Invalid("The request body must be a JSON object.", null));
         }
-        catch (JsonException ex)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
-            return (default, Invalid($"The request body is not valid: {ex.Message}", ex.Path));
+            return (default, Invalid($"The request body is not valid JSON: {ex.Message}", null));
         }
     }
+
+    internal static OpenAiErrorResult Unknown(string field, string known) =>
+        Invalid($"'{field}' is not a field this gateway implements; it takes: {known}.", field);
 
     private static OpenAiErrorResult NotFound() => new(StatusCodes.Status404NotFound,
         new OpenAiError("No such key.", OpenAiErrorTypes.NotFound, "key", "key_not_found"));
 
-    private static OpenAiErrorResult Invalid(string message, string? param) => new(StatusCodes.Status400BadRequest,
+    internal static OpenAiErrorResult Invalid(string message, string? param) => new(StatusCodes.Status400BadRequest,
         new OpenAiError(message, OpenAiErrorTypes.InvalidRequest, param, "invalid_key_request"));
-}
-
-internal sealed record GenerateKeyRequest
-{
-    [JsonPropertyName("user_id")] public string? UserId { get; init; }
-    [JsonPropertyName("key_alias")] public string? KeyAlias { get; init; }
-    [JsonPropertyName("models")] public List<string>? Models { get; init; }
-    [JsonPropertyName("rpm_limit")] public int? RpmLimit { get; init; }
-    [JsonPropertyName("tpm_limit")] public int? TpmLimit { get; init; }
-    [JsonPropertyName("max_parallel_requests")] public int? MaxParallelRequests { get; init; }
-    [JsonPropertyName("duration")] public string? Duration { get; init; }
-    [JsonPropertyName("expires")] public DateTimeOffset? Expires { get; init; }
-    [JsonPropertyName("metadata")] public JsonObject? Metadata { get; init; }
 }
 
 /// <summary>The answer to <c>/key/generate</c>: the key itself (shown this once) and its record.</summary>
@@ -223,17 +344,21 @@ internal sealed record KeyInfo(
     [property: JsonPropertyName("key")] string Token,
     [property: JsonPropertyName("info")] ApiKeyRecord Info);
 
-internal sealed record DeleteKeysRequest
-{
-    [JsonPropertyName("keys")] public List<string>? Keys { get; init; }
-}
+/// <summary>LiteLLM's <c>/key/list</c> answer: tokens (or records), the count of all matching keys, the page.</summary>
+internal sealed record KeyList(
+    [property: JsonPropertyName("keys")] List<object> Keys,
+    [property: JsonPropertyName("total_count")] int TotalCount,
+    [property: JsonPropertyName("current_page")] int CurrentPage,
+    [property: JsonPropertyName("total_pages")] int TotalPages);
 
 internal sealed record DeletedKeys([property: JsonPropertyName("deleted_keys")] List<string> Keys);
 
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
-[JsonSerializable(typeof(GenerateKeyRequest))]
 [JsonSerializable(typeof(GeneratedKey))]
 [JsonSerializable(typeof(KeyInfo))]
-[JsonSerializable(typeof(DeleteKeysRequest))]
+[JsonSerializable(typeof(KeyList))]
+[JsonSerializable(typeof(ApiKeyRecord))]
+[JsonSerializable(typeof(string))]
 [JsonSerializable(typeof(DeletedKeys))]
+[JsonSerializable(typeof(JsonObject))]
 internal sealed partial class KeysJsonContext : JsonSerializerContext;

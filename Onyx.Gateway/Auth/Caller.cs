@@ -31,6 +31,9 @@ internal sealed record Caller
 
     public int? MaxParallelRequests { get; init; }
 
+    /// <summary>The key's budget (null: none).</summary>
+    public KeyBudget? Budget { get; init; }
+
     public static Caller Anonymous { get; } = new() { UserId = AnonymousUser };
 
     public static Caller Master { get; } = new() { UserId = MasterUser, KeyName = "master key", IsMaster = true };
@@ -44,6 +47,7 @@ internal sealed record Caller
         RpmLimit = key.RpmLimit,
         TpmLimit = key.TpmLimit,
         MaxParallelRequests = key.MaxParallelRequests,
+        Budget = KeyBudget.Of(key),
     };
 
     /// <summary>Whether the key may call <paramref name="alias"/> (a key without a model list may call every alias).</summary>

@@ -163,6 +163,10 @@ internal sealed partial class KeyRegistry : IHostedService
 
     public bool IsConfigured(string hash) => _access.Keys.ContainsKey(hash);
 
+    /// <summary>Every key: those of the config file, then the generated ones.</summary>
+    public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync(CancellationToken cancellationToken) =>
+        [.. _access.Keys.Values, .. (await _store.ListAsync(cancellationToken)).Where(k => !_access.Keys.ContainsKey(k.Hash))];
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         try

@@ -16,11 +16,8 @@ internal interface IKeyStore
     /// <summary>Tells <paramref name="changed"/> the hash of every key another replica changes or deletes.</summary>
     Task SubscribeAsync(Action<string> changed);
 
-    /// <summary>Adds US dollars to each key's running spend (by key hash).</summary>
-    Task AddSpendAsync(IReadOnlyDictionary<string, decimal> costs, CancellationToken cancellationToken);
-
-    /// <summary>A key's spend so far, in US dollars (0 for a key that has cost nothing).</summary>
-    Task<decimal> GetSpendAsync(string hash, CancellationToken cancellationToken);
+    /// <summary>Every generated key's record.</summary>
+    Task<IReadOnlyList<ApiKeyRecord>> ListAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>
@@ -30,9 +27,6 @@ internal interface IKeyStore
 internal sealed class RedisKeyStore(IConnectionMultiplexer redis, TimeProvider time) : IKeyStore
 {
     public const string KeyPrefix = "onyx:key:";
-
-    /// <summary>A key's spend in US dollars, <c>onyx:spend:&lt;sha256&gt;</c>, kept apart from its record so replicas add to it atomically.</summary>
-    public const string SpendPrefix = "onyx:spend:";
     public static readonly RedisChannel Channel = RedisChannel.Literal("onyx:keys:changed");
 
     /// <summary>An expired key's record stays this long, so its owner is told "expired" rather than "invalid".</summary>
@@ -64,18 +58,28 @@ internal sealed class RedisKeyStore(IConnectionMultiplexer redis, TimeProvider t
     public Task SubscribeAsync(Action<string> changed) =>
         redis.GetSubscriber().SubscribeAsync(Channel, (_, hash) => changed(hash.ToString()));
 
-    public async Task AddSpendAsync(IReadOnlyDictionary<string, decimal> costs, CancellationToken cancellationToken)
+    /// <summary>
+    /// SCAN over every primary for <c>onyx:key:*</c>: an operator's occasional listing, walked in steps that never hold
+    /// Redis up, and it finds every key whichever version stored it.
+    /// </summary>
+    public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync(CancellationToken cancellationToken)
     {
-        var batch = redis.GetDatabase().CreateBatch();
-        var increments = costs.Select(c => batch.StringIncrementAsync(SpendPrefix + c.Key, (double)c.Value)).ToList();
-        batch.Execute();
-        await Task.WhenAll(increments).WaitAsync(cancellationToken);
-    }
-
-    public async Task<decimal> GetSpendAsync(string hash, CancellationToken cancellationToken)
-    {
-        var value = await redis.GetDatabase().StringGetAsync(SpendPrefix + hash).WaitAsync(cancellationToken);
-        return value.IsNullOrEmpty ? 0 : Math.Round((decimal)(double)value, 8);
+        var names = new List<RedisKey>();
+        foreach (var endpoint in redis.GetEndPoints())
+        {
+            var server = redis.GetServer(endpoint);
+            if (!server.IsConnected || server.IsReplica)
+            {
+                continue;
+            }
+            await foreach (var name in server.KeysAsync(pattern: KeyPrefix + "*", pageSize: 1000).WithCancellation(cancellationToken))
+            {
+                names.Add(name);
+            }
+        }
+        var database = redis.GetDatabase();
+        var values = await Task.WhenAll(names.Select(n => database.StringGetAsync(n))).WaitAsync(cancellationToken);
+        return [.. values.Where(v => !v.IsNullOrEmpty).Select(v => JsonSerializer.Deserialize((byte[])v!, AuthJsonContext.Default.ApiKeyRecord)!)];
     }
 }
 
@@ -97,16 +101,6 @@ internal sealed class InMemoryKeyStore : IKeyStore
 
     public Task SubscribeAsync(Action<string> changed) => Task.CompletedTask;
 
-    private readonly ConcurrentDictionary<string, decimal> _spend = new(StringComparer.Ordinal);
-
-    public Task AddSpendAsync(IReadOnlyDictionary<string, decimal> costs, CancellationToken cancellationToken)
-    {
-        foreach (var (hash, cost) in costs)
-        {
-            _spend.AddOrUpdate(hash, cost, (_, total) => total + cost);
-        }
-        return Task.CompletedTask;
-    }
-
-    public Task<decimal> GetSpendAsync(string hash, CancellationToken cancellationToken) => Task.FromResult(_spend.GetValueOrDefault(hash));
+    public Task<IReadOnlyList<ApiKeyRecord>> ListAsync(CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<ApiKeyRecord>>([.. _keys.Values]);
 }

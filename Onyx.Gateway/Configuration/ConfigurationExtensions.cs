@@ -204,6 +204,10 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         {
             errors.Add("Onyx:RateLimits:RedisTimeout, RecoveryInterval and ParallelLease must be positive.");
         }
+        if (limits.ParallelLease < TimeSpan.FromSeconds(3))
+        {
+            errors.Add("Onyx:RateLimits:ParallelLease must be at least 00:00:03: a call's lease is renewed every third of it, and a renewal may take a second.");
+        }
         if (limits.SlowAnswersToFallBack < 1)
         {
             errors.Add("Onyx:RateLimits:SlowAnswersToFallBack must be at least 1.");

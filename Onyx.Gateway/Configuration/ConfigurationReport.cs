@@ -33,6 +33,8 @@ internal sealed partial class ConfigurationReport(
         Pattern("model_list:*:model_info:output_cost_per_token"),
         Pattern("model_list:*:model_info:input_cost_per_million_tokens"),
         Pattern("model_list:*:model_info:output_cost_per_million_tokens"),
+        Pattern("model_list:*:litellm_params:cache_read_input_token_cost"),
+        Pattern("model_list:*:model_info:cache_read_input_token_cost"),
         Pattern("model_list:*:model_info:max_output_tokens"),
         Pattern("model_list:*:model_info:max_tokens"),
         Pattern("model_list:*:model_info:max_input_tokens"),
@@ -87,6 +89,7 @@ internal sealed partial class ConfigurationReport(
         Pattern("general_settings:master_key"),
         Pattern("general_settings:keys:*:*"),
         Pattern("general_settings:keys:*:models:*"),
+        Pattern("general_settings:keys:*:model_max_budget:*:*"),
         Pattern("general_settings:audit:include_content"),
         Pattern("Onyx:**"),
     ];

@@ -112,6 +112,38 @@ internal sealed class ConfiguredKey
 
     [ConfigurationKeyName("max_parallel_requests")]
     public int? MaxParallelRequests { get; set; }
+
+    /// <summary>LiteLLM's <c>max_budget</c>: US dollars the key may spend per <see cref="BudgetDuration"/> (or in all).</summary>
+    [ConfigurationKeyName("max_budget")]
+    public decimal? MaxBudget { get; set; }
+
+    /// <summary>LiteLLM's <c>budget_duration</c>: <c>30s</c>, <c>1h</c>, <c>1d</c>, <c>30d</c>…</summary>
+    [ConfigurationKeyName("budget_duration")]
+    public string? BudgetDuration { get; set; }
+
+    /// <summary>LiteLLM's <c>soft_budget</c>: spend at which the gateway warns, once per window.</summary>
+    [ConfigurationKeyName("soft_budget")]
+    public decimal? SoftBudget { get; set; }
+
+    /// <summary>LiteLLM's <c>model_max_budget</c>: per alias, <c>budget_limit</c> and <c>time_period</c>.</summary>
+    [ConfigurationKeyName("model_max_budget")]
+    public Dictionary<string, ConfiguredModelBudget> ModelMaxBudget { get; set; } = [];
+}
+
+/// <summary>One alias's budget within a configured key (LiteLLM's <c>BudgetConfig</c>: either name of each field).</summary>
+internal sealed class ConfiguredModelBudget
+{
+    [ConfigurationKeyName("budget_limit")]
+    public decimal? BudgetLimit { get; set; }
+
+    [ConfigurationKeyName("max_budget")]
+    public decimal? MaxBudget { get; set; }
+
+    [ConfigurationKeyName("time_period")]
+    public string? TimePeriod { get; set; }
+
+    [ConfigurationKeyName("budget_duration")]
+    public string? BudgetDuration { get; set; }
 }
 
 internal sealed class ModelListEntry
@@ -145,6 +177,10 @@ internal abstract class PriceFields
 
     [ConfigurationKeyName("output_cost_per_million_tokens")]
     public decimal? OutputCostPerMillionTokens { get; set; }
+
+    /// <summary>LiteLLM's price of a prompt token read from the provider's prompt cache (per token).</summary>
+    [ConfigurationKeyName("cache_read_input_token_cost")]
+    public decimal? CacheReadInputTokenCost { get; set; }
 }
 
 /// <summary>LiteLLM's <c>model_info</c>: what the model behind a deployment can do, and its price.</summary>

@@ -94,8 +94,11 @@ internal sealed class RateLimitOptions
     /// <summary>How often a replica in fallback mode checks whether Redis is back.</summary>
     public TimeSpan RecoveryInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>A parallel-request slot whose replica died is freed after this long.</summary>
-    public TimeSpan ParallelLease { get; set; } = TimeSpan.FromMinutes(15);
+    /// <summary>
+    /// How long Redis keeps a call's parallel-request slot and budget reservation without hearing from its replica: the
+    /// replica renews them every third of this while the call runs, so a replica that died frees them after this long.
+    /// </summary>
+    public TimeSpan ParallelLease { get; set; } = TimeSpan.FromSeconds(20);
 
     /// <summary>Limits per end user (OpenAI's <c>user</c> field) within one caller; none by default.</summary>
     public EndUserLimits EndUser { get; set; } = new();

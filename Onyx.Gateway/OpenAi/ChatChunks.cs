@@ -77,6 +77,12 @@ internal static class ChatChunks
         json.WriteNumber("prompt_tokens", usage.Prompt);
         json.WriteNumber("completion_tokens", usage.Completion);
         json.WriteNumber("total_tokens", usage.Total);
+        if (usage.CachedPrompt > 0)
+        {
+            json.WriteStartObject("prompt_tokens_details");
+            json.WriteNumber("cached_tokens", usage.CachedPrompt);
+            json.WriteEndObject();
+        }
         json.WriteEndObject();
     }
 

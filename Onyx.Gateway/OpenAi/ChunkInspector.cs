@@ -131,7 +131,7 @@ internal static class ChunkInspector
 
     private static TokenUsage? ReadUsage(ref Utf8JsonReader reader)
     {
-        int? prompt = null, completion = null;
+        int? prompt = null, completion = null, cached = null;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
             if (reader.ValueTextEquals("prompt_tokens"u8))
@@ -144,12 +144,43 @@ internal static class ChunkInspector
                 reader.Read();
                 completion = Count(ref reader);
             }
+            else if (reader.ValueTextEquals("prompt_tokens_details"u8))
+            {
+                reader.Read();
+                cached = reader.TokenType == JsonTokenType.StartObject ? ReadCached(ref reader) : SkipCount(ref reader);
+            }
             else
             {
                 reader.Skip();
             }
         }
-        return prompt is null && completion is null ? null : new TokenUsage(prompt ?? 0, completion ?? 0);
+        // Cached tokens are part of the prompt: a provider reporting more than its prompt is believed only up to the prompt.
+        return prompt is null && completion is null ? null : new TokenUsage(prompt ?? 0, completion ?? 0, CachedPrompt: Math.Min(cached ?? 0, prompt ?? 0));
+    }
+
+    /// <summary><c>prompt_tokens_details.cached_tokens</c>: the prompt tokens the provider read from its prompt cache.</summary>
+    private static int? ReadCached(ref Utf8JsonReader reader)
+    {
+        int? cached = null;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("cached_tokens"u8))
+            {
+                reader.Read();
+                cached = Count(ref reader);
+            }
+            else
+            {
+                reader.Skip();
+            }
+        }
+        return cached;
+    }
+
+    private static int? SkipCount(ref Utf8JsonReader reader)
+    {
+        reader.Skip();
+        return null;
     }
 
     /// <summary>

@@ -54,7 +54,9 @@ internal sealed class OpenAiCompatibleProvider(UpstreamClients clients) : IChatP
                 && u.TryGetProperty("prompt_tokens", out var p) && u.TryGetProperty("completion_tokens", out var c)
                 && Count(p) is { } prompt && Count(c) is { } completion)
             {
-                usage = new TokenUsage(prompt, completion);
+                var cached = u.TryGetProperty("prompt_tokens_details", out var details) && details.ValueKind == JsonValueKind.Object
+                    && details.TryGetProperty("cached_tokens", out var cachedTokens) && Count(cachedTokens) is { } n ? Math.Min(n, prompt) : 0;
+                usage = new TokenUsage(prompt, completion, CachedPrompt: cached);
             }
             context.ResponseModel = model;
             return new CompletionResult(body, usage, model, text);

@@ -2,18 +2,18 @@ using System.Diagnostics;
 using Onyx.Gateway.Audit;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Spend;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 
 /// <summary>
-/// Who a call is made for (and from which address, for the audit trail), and what to tell when it ends (its total
-/// tokens, for the rate limiter).
+/// Who a call is made for (and from which address, for the audit trail), and what to tell when it ends: its total
+/// tokens, for the rate limiter, and what it cost in US dollars (null: no deployment it used has a price), for its
+/// key's spend and budget.
 /// </summary>
-internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? Finished = null, string? ClientAddress = null)
+internal sealed record CallOwner(string? UserId, string? KeyName, Action<long, decimal?>? Finished = null, string? ClientAddress = null)
 {
-    /// <summary>The API key's hash, whose spend the call's cost is added to (none for the master key or an open gateway).</summary>
+    /// <summary>The API key's hash (none for the master key or an open gateway).</summary>
     public string? KeyHash { get; init; }
 
     public static CallOwner Unknown { get; } = new(null, null);
@@ -24,7 +24,7 @@ internal sealed record CallOwner(string? UserId, string? KeyName, Action<long>? 
 /// events and audit record exactly once, whichever way it ends.
 /// </summary>
 internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics,
-    TokenEstimator estimator, SpendTracker spend, AuditWriter audit, DeploymentLimits deploymentLimits)
+    TokenEstimator estimator, AuditWriter audit, DeploymentLimits deploymentLimits)
 {
     private int? _promptTokens;
 
@@ -33,6 +33,8 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     private readonly List<string> _tried = [];
     private readonly List<AuditAttempt> _attempts = [];
     private List<ResumedAt>? _resumes;
+    private TokenUsage _earlierUsage;
+    private decimal? _earlierCost;
     private string? _answerBefore;
     private int _answerSkipped;
     private bool _finished;
@@ -84,6 +86,22 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
 
     public void FirstToken() => TimeToFirstToken ??= Elapsed;
 
+    /// <summary>
+    /// An attempt that produced <paramref name="usage"/> on <paramref name="deployment"/> before its answer was taken
+    /// over by another (a stream resumed elsewhere): its tokens cost what that deployment charges, and the call's
+    /// usage, as reported when it ends, includes them.
+    /// </summary>
+    public void AttemptProduced(Deployment deployment, TokenUsage usage)
+    {
+        _earlierUsage += usage;
+        if (deployment.Price is { } price)
+        {
+            var cost = price.CostOf(usage);
+            _earlierCost = (_earlierCost ?? 0) + cost;
+            metrics.Cost(Request.Model, deployment.Id, cost);
+        }
+    }
+
     public void AttemptFailed(Deployment deployment, UpstreamException failure, AttemptContext context)
     {
         _tried.Add($"{deployment.Id} ({failure.Reason})");
@@ -123,13 +141,15 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         // What counts against the caller's token limit: what a provider reported, or — without a report — the
         // estimate, but only if a model produced something; a call that failed before any token costs nothing.
         var charged = usage is not null || error is null || TimeToFirstToken is not null;
-        owner.Finished?.Invoke(charged ? tokens.Total : 0);
+        // The same rule for money: a call that failed before any token was produced costs nothing. Each attempt that
+        // produced tokens costs what its own deployment charges: the last one here, earlier ones as they were taken over.
+        decimal? lastCost = deployment?.Price is { } price ? (charged ? price.CostOf(tokens - _earlierUsage) : 0) : null;
+        decimal? cost = lastCost is null && _earlierCost is null ? null : (lastCost ?? 0) + (_earlierCost ?? 0);
+        owner.Finished?.Invoke(charged ? tokens.Total : 0, cost);
         if (charged && deployment is not null)
         {
             deploymentLimits.RecordTokens(deployment, tokens.Total);
         }
-        // The same rule for money: a call that failed before any token was produced costs nothing.
-        decimal? cost = deployment?.Price is { } price ? (charged ? price.CostOf(tokens) : 0) : null;
         var now = time.GetUtcNow();
         var tokenCounts = new TokenCounts(tokens.Prompt, tokens.Completion, tokens.Total, tokens.Estimated);
         var latencyMs = Milliseconds(elapsed);
@@ -191,13 +211,9 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
             Content = audit.IncludeContent ? new AuditContent(Request.Messages, answer ?? Answer(context)) : null,
         });
         metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
-        if (cost is { } spent && deployment is not null)
+        if (lastCost is { } spent && deployment is not null)
         {
             metrics.Cost(Request.Model, deployment.Id, spent);
-            if (owner.KeyHash is { } key)
-            {
-                spend.Add(key, spent);
-            }
         }
         if (deployment is not null)
         {

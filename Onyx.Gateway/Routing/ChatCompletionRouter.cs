@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using Onyx.Gateway.Audit;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Spend;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
@@ -22,7 +21,6 @@ internal sealed class ChatCompletionRouter(
     CallLog callLog,
     GatewayMetrics metrics,
     TokenEstimator estimator,
-    SpendTracker spend,
     AuditWriter audit,
     DeploymentLimits deploymentLimits)
 {
@@ -98,5 +96,5 @@ internal sealed class ChatCompletionRouter(
     }
 
     private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) =>
-        new(request, requestId, owner, time, callLog, metrics, estimator, spend, audit, deploymentLimits);
+        new(request, requestId, owner, time, callLog, metrics, estimator, audit, deploymentLimits);
 }

@@ -145,7 +145,9 @@ internal sealed class RoutedStream : IAsyncDisposable
                 throw Fail(failure, ex.Message);
             }
             _identity ??= ChunkIdentity.Read(_firstChunk);
-            _prior = Add(_prior, _usage ?? _call.Estimate(Context));
+            var cut = _usage ?? _call.Estimate(Context);
+            _call.AttemptProduced(Route.Deployment, cut);
+            _prior += cut;
             _resumes.Add(new ResumeInfo(Route.Deployment.Id, resumed.Route.Deployment.Id, partial.Length, failure.Reason, resumed.How));
             _call.Resumed(Route.Deployment, resumed.Route.Deployment, partial, resumed.SkippedChars, failure.Reason, resumed.How);
             await _current.Attempt.DisposeAsync();
@@ -203,10 +205,8 @@ internal sealed class RoutedStream : IAsyncDisposable
     private TokenUsage Total()
     {
         var last = _usage ?? _call.Estimate(Context);
-        return _resumes.Count == 0 ? last : Add(_prior, last);
+        return _resumes.Count == 0 ? last : _prior + last;
     }
-
-    private static TokenUsage Add(TokenUsage a, TokenUsage b) => new(a.Prompt + b.Prompt, a.Completion + b.Completion, a.Estimated || b.Estimated);
 
     private UpstreamException Fail(UpstreamException failure, string? why)
     {

@@ -35,6 +35,8 @@ internal sealed class GatewayMetrics
     private readonly Histogram<long> _tokens;
     private readonly UpDownCounter<long> _activeStreams;
     private readonly Counter<long> _rateLimited;
+    private readonly Counter<long> _budgetRefusals;
+    private readonly Counter<long> _softBudgetCrossings;
 
     public GatewayMetrics(IMeterFactory meterFactory, RoutingTable routing)
     {
@@ -57,6 +59,8 @@ internal sealed class GatewayMetrics
             advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864] });
         _activeStreams = _meter.CreateUpDownCounter<long>("onyx.gateway.streams.active", "{stream}", "Streams in flight");
         _rateLimited = _meter.CreateCounter<long>("onyx.gateway.rate_limit.refusals", "{request}", "Requests refused by a rate limit, by limit, scope and alias");
+        _budgetRefusals = _meter.CreateCounter<long>("onyx.gateway.budget.refusals", "{request}", "Requests refused because their key is over its budget, by limit (budget, model_budget) and alias");
+        _softBudgetCrossings = _meter.CreateCounter<long>("onyx.gateway.budget.soft_crossings", "{crossing}", "Keys whose spend crossed their soft budget (once per budget window)");
     }
 
     private string Alias(string alias) => _aliases.Contains(alias) ? alias : Unknown;
@@ -133,6 +137,11 @@ internal sealed class GatewayMetrics
 
     public void RateLimited(string limit, string scope, string alias) =>
         _rateLimited.Add(1, new TagList { { "onyx.limit", limit }, { "onyx.scope", scope }, { "onyx.alias", Alias(alias) } });
+
+    public void BudgetRefused(string limit, string alias) =>
+        _budgetRefusals.Add(1, new TagList { { "onyx.limit", limit }, { "onyx.alias", alias } });
+
+    public void SoftBudgetCrossed() => _softBudgetCrossings.Add(1);
 
     /// <summary>Where the rate-limit counters live now: 0 this process only (no Redis), 1 Redis, 2 memory while Redis is unreachable.</summary>
     public void ObserveRateLimitMode(Func<int> mode) =>
