@@ -1,0 +1,286 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using Onyx.Gateway.Tests.Fakes;
+using Onyx.Gateway.Tests.TestHost;
+using StackExchange.Redis;
+using Xunit.Abstractions;
+
+namespace Onyx.Gateway.Tests.AppHost;
+
+/// <summary>Runs alone: its timeline (Redis down for 10 s, a replica stopped) must not compete with other tests for the cores.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ChaosCollection
+{
+    public const string Name = "Chaos";
+}
+
+/// <summary>
+/// The AppHost as operators run it — three gateway replicas and the AppHost's own redis-server — under steady traffic
+/// from several users, streams and JSON, while Redis is killed for ten seconds and started again on its data, and then
+/// a replica is stopped mid-stream. Nothing may be lost or doubled: every request ends whole or in a clean error, no
+/// live replica's /health says 503, no user is refused below their limits once Redis is back, the audit trail holds
+/// exactly one record per request, and each key's spend is the sum of its calls' costs.
+/// </summary>
+[Collection(ChaosCollection.Name)]
+public sealed class ChaosTests(ITestOutputHelper output)
+{
+    private const string MasterKey = "sk-chaos-master-7d41c9";
+    private static readonly IReadOnlyList<string> Tokens = Enumerable.Range(0, 10).Select(i => i == 0 ? "w0" : $" w{i}").ToList();
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task RedisKilledAndAReplicaStoppedMidStreamLoseNothing()
+    {
+        var clock = Stopwatch.StartNew();
+        await using var primary = await FakeOpenAiProvider.StartAsync(new FakeBehavior
+        {
+            Models = ["deepseek-ai/DeepSeek-V3"],
+            Tokens = Tokens,
+            TokenDelay = TimeSpan.FromMilliseconds(40),
+        });
+        var dataDirectory = Directory.CreateTempSubdirectory("onyx-chaos-").FullName;
+        await using var app = await AppHostFixture.StartAppHostAsync(
+            builder => builder.CreateResourceBuilder<ProjectResource>("gateway")
+                .WithEnvironment("model_list__0__litellm_params__input_cost_per_million_tokens", "1.25")
+                .WithEnvironment("model_list__0__litellm_params__output_cost_per_million_tokens", "2.5"),
+            "--Onyx:Infrastructure=local", "--Onyx:Gateway:Replicas=3", $"--Onyx:DataDirectory={dataDirectory}",
+            $"--Onyx:Gateway:PrimaryBaseUrl={primary.BaseUrl}", "--Parameters:together-api-key=sk-chaos-together-0000",
+            $"--Parameters:master-key={MasterKey}");
+        var started = clock.Elapsed;
+        var replicas = await ReplicaIdsAsync(app);
+        Assert.Equal(3, replicas.Count);
+
+        using var admin = Client(app, MasterKey);
+        var users = new List<(string User, string Key, int Workers)>();
+        for (var i = 0; i < 3; i++)
+        {
+            // The third user's calls in flight are at its limit: a slot leaked by the outage would refuse it later.
+            var user = $"chaos-user-{i}";
+            var limits = i == 2 ? ""","max_parallel_requests":2""" : "";
+            using var generated = await admin.PostAsync("/key/generate", GatewayHost.Json($$"""{"user_id":"{{user}}","rpm_limit":100000,"tpm_limit":100000000{{limits}}}"""));
+            Assert.Equal(HttpStatusCode.OK, generated.StatusCode);
+            users.Add((user, (string)JsonNode.Parse(await generated.Content.ReadAsStringAsync())!["key"]!, 2));
+        }
+
+        var outcomes = new ConcurrentQueue<Outcome>();
+        var health = new ConcurrentQueue<(HttpStatusCode Status, string Body)>();
+        using var stopTraffic = new CancellationTokenSource();
+        var workers = users.SelectMany(u => Enumerable.Range(0, u.Workers).Select(w => RunWorkerAsync(app, u.User, u.Key, $"{u.User}-{w}", outcomes, stopTraffic.Token))).ToList();
+        var poller = PollHealthAsync(app, health, stopTraffic.Token);
+
+        // The timeline: steady traffic, Redis killed for ten seconds and started again, then a replica stopped.
+        var commands = app.Services.GetRequiredService<ResourceCommandService>();
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var redisDown = clock.Elapsed;
+        Assert.True((await commands.ExecuteCommandAsync("redis", KnownResourceCommands.StopCommand)).Success);
+        await Task.Delay(TimeSpan.FromSeconds(10));
+        Assert.True((await commands.ExecuteCommandAsync("redis", KnownResourceCommands.StartCommand)).Success);
+        await app.ResourceNotifications.WaitForResourceHealthyAsync("redis").WaitAsync(Deadline);
+        var redisBack = clock.Elapsed;
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        var stopped = replicas[0];
+        var replicaStopped = clock.Elapsed;
+        Assert.True((await commands.ExecuteCommandAsync(stopped, KnownResourceCommands.StopCommand)).Success);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        await stopTraffic.CancelAsync();
+        await Task.WhenAll(workers).WaitAsync(Deadline);
+        await poller.WaitAsync(Deadline);
+
+        // Every request ended whole or in a clean error: none hung (each had a deadline), none got a spliced 200.
+        var all = outcomes.ToList();
+        Assert.True(all.Count > 100, $"only {all.Count} requests were sent");
+        var unclean = all.Where(o => o.Kind is not (OutcomeKind.Whole or OutcomeKind.CleanError)).ToList();
+        Assert.True(unclean.Count == 0, string.Join("\n", unclean.Select(o => $"{o.RequestId}: {o.Kind} {o.Detail}")));
+
+        // No live replica's readiness said 503: a 503 may only come from the replica that was draining.
+        var notReady = health.Where(h => h.Status != HttpStatusCode.OK).ToList();
+        Assert.All(notReady, h => Assert.Contains("Draining", h.Body, StringComparison.Ordinal));
+
+        // Once Redis is back, nobody is refused below their limits: the parallel-limited user gets both its slots.
+        using var limited = Client(app, users[2].Key);
+        var pair = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => limited.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()))));
+        Assert.All(pair, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.DoesNotContain(all, o => o.Status == HttpStatusCode.TooManyRequests);
+
+        // The audit trail holds exactly one record per request that reached an endpoint.
+        var reached = all.Where(o => o.Audited).Select(o => o.RequestId).ToHashSet(StringComparer.Ordinal);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync((await app.GetConnectionStringAsync("redis"))!);
+        var records = await AuditRecordsAsync(redis, reached);
+        var perRequest = records.GroupBy(r => (string)r["request_id"]!).ToDictionary(g => g.Key, g => g.Count());
+        var lost = reached.Where(id => !perRequest.ContainsKey(id)).ToList();
+        var doubled = perRequest.Where(p => p.Value > 1).Select(p => p.Key).ToList();
+        Assert.True(lost.Count == 0, "lost: " + string.Join(", ", lost.Take(20)));
+        Assert.True(doubled.Count == 0, "doubled: " + string.Join(", ", doubled.Take(20)));
+
+        // Each key's spend is the sum of its calls' costs, as their audit records state them.
+        foreach (var (user, key, _) in users)
+        {
+            var costs = records.Where(r => (string?)r["user_id"] == user).Sum(r => r["cost_usd"] is JsonValue v ? (decimal)v : 0m);
+            using var info = await admin.GetAsync($"/key/info?key={Uri.EscapeDataString(key)}");
+            var spend = (decimal)JsonNode.Parse(await info.Content.ReadAsStringAsync())!["info"]!["spend"]!;
+            Assert.True(Math.Abs(spend - costs) < 0.000001m, $"{user}: spend {spend}, audited costs {costs}");
+        }
+
+        output.WriteLine($"AppHost up in {started.TotalSeconds:0.0} s; Redis down {redisDown.TotalSeconds:0.0}–{redisBack.TotalSeconds:0.0} s; replica {stopped} stopped at {replicaStopped.TotalSeconds:0.0} s");
+        output.WriteLine($"requests: {all.Count}; whole: {all.Count(o => o.Kind == OutcomeKind.Whole)}; clean errors: {all.Count(o => o.Kind == OutcomeKind.CleanError)} " +
+            $"({string.Join(", ", all.Where(o => o.Kind == OutcomeKind.CleanError).GroupBy(o => o.Detail).Select(g => $"{g.Count()} {g.Key}"))}); retried after a draining replica's 503: {all.Sum(o => o.Retries)}");
+        output.WriteLine($"/health probes: {health.Count}, 503 from a draining replica: {notReady.Count}, 503 otherwise: 0");
+        output.WriteLine($"audit records: {records.Count} for {reached.Count} requests; lost: {lost.Count}, doubled: {doubled.Count}; total {clock.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    private enum OutcomeKind
+    {
+        Whole,
+        CleanError,
+        Spliced,
+        Hung,
+        Broken,
+    }
+
+    private sealed record Outcome(string RequestId, bool Stream, HttpStatusCode? Status, OutcomeKind Kind, string Detail, bool Audited, int Retries);
+
+    /// <summary>
+    /// One client of one user: requests one after another, streams and JSON in turn, until told to stop. A 503 that a
+    /// draining replica sends before it takes the request (<c>shutting_down</c>) is retried, as OpenAI's SDKs retry a 503.
+    /// </summary>
+    private static async Task RunWorkerAsync(DistributedApplication app, string user, string key, string name, ConcurrentQueue<Outcome> outcomes, CancellationToken stop)
+    {
+        using var client = Client(app, key);
+        client.Timeout = Timeout.InfiniteTimeSpan;
+        var expected = string.Concat(Tokens);
+        for (var n = 0; !stop.IsCancellationRequested; n++)
+        {
+            var stream = n % 2 == 0;
+            var requestId = $"chaos-{name}-{n}";
+            var retries = 0;
+            while (true)
+            {
+                using var deadline = new CancellationTokenSource(Deadline);
+                using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: stream)) };
+                request.Headers.Add("x-request-id", requestId);
+                request.Headers.ConnectionClose = true;
+                try
+                {
+                    using var response = await client.SendAsync(request, deadline.Token);
+                    var body = await response.Content.ReadAsStringAsync(deadline.Token);
+                    if (response.StatusCode == HttpStatusCode.ServiceUnavailable && body.Contains("\"shutting_down\"", StringComparison.Ordinal) && retries < 3)
+                    {
+                        retries++;
+                        continue;
+                    }
+                    outcomes.Enqueue(Judge(requestId, stream, response.StatusCode, body, expected, retries));
+                }
+                catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+                {
+                    outcomes.Enqueue(new Outcome(requestId, stream, null, OutcomeKind.Hung, $"no answer within {Deadline}", true, retries));
+                }
+                catch (HttpRequestException ex)
+                {
+                    outcomes.Enqueue(new Outcome(requestId, stream, null, OutcomeKind.Broken, ex.Message, false, retries));
+                }
+                break;
+            }
+        }
+    }
+
+    private static Outcome Judge(string requestId, bool stream, HttpStatusCode status, string body, string expected, int retries)
+    {
+        if (status != HttpStatusCode.OK)
+        {
+            var error = JsonNode.Parse(body)?["error"];
+            return new Outcome(requestId, stream, status, error is null ? OutcomeKind.Broken : OutcomeKind.CleanError, $"{(int)status} {error?["code"]}", true, retries);
+        }
+        if (!stream)
+        {
+            var content = (string?)JsonNode.Parse(body)!["choices"]![0]!["message"]!["content"];
+            return new Outcome(requestId, stream, status, content == expected ? OutcomeKind.Whole : OutcomeKind.Spliced, content ?? "", true, retries);
+        }
+        try
+        {
+            var outcome = AnswerIntegrity.Check(body, expected);
+            return new Outcome(requestId, stream, status, outcome == StreamOutcome.Whole ? OutcomeKind.Whole : OutcomeKind.CleanError,
+                outcome == StreamOutcome.Whole ? "" : "stream_interrupted", true, retries);
+        }
+        catch (Exception ex) when (ex is Xunit.Sdk.XunitException)
+        {
+            return new Outcome(requestId, stream, status, OutcomeKind.Spliced, ex.Message, true, retries);
+        }
+    }
+
+    /// <summary>Readiness as a load balancer probes it: a new connection each time, so every replica is asked in turn.</summary>
+    private static async Task PollHealthAsync(DistributedApplication app, ConcurrentQueue<(HttpStatusCode, string)> health, CancellationToken stop)
+    {
+        using var client = app.CreateHttpClient("gateway", "http");
+        using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+        try
+        {
+            while (await ticks.WaitForNextTickAsync(stop))
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, "/health");
+                request.Headers.ConnectionClose = true;
+                try
+                {
+                    using var response = await client.SendAsync(request, stop);
+                    health.Enqueue((response.StatusCode, await response.Content.ReadAsStringAsync(stop)));
+                }
+                catch (HttpRequestException)
+                {
+                    // A replica stopping closes its listener: the balancer's next try goes to another.
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>The DCP ids of the gateway's replicas (a command can stop one of them by its id).</summary>
+    private static async Task<List<string>> ReplicaIdsAsync(DistributedApplication app)
+    {
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        using var cancel = new CancellationTokenSource(Deadline);
+        await foreach (var change in app.ResourceNotifications.WatchAsync(cancel.Token))
+        {
+            if (change.Resource.Name == "gateway" && change.Snapshot.State?.Text == KnownResourceStates.Running)
+            {
+                ids.Add(change.ResourceId);
+            }
+            if (ids.Count == 3)
+            {
+                break;
+            }
+        }
+        return [.. ids.Order(StringComparer.Ordinal)];
+    }
+
+    /// <summary>The audit records of <paramref name="requests"/> once every one of them is in the stream (each replica writes within its batch delay).</summary>
+    private static async Task<List<JsonNode>> AuditRecordsAsync(IConnectionMultiplexer redis, HashSet<string> requests)
+    {
+        using var deadline = new CancellationTokenSource(Deadline);
+        while (true)
+        {
+            var entries = await redis.GetDatabase().StreamRangeAsync("onyx:{audit}");
+            var records = entries.Select(e => JsonNode.Parse((string)e.Values.Single(v => v.Name == "record").Value!)!).ToList();
+            if (requests.All(id => records.Any(r => (string?)r["request_id"] == id)) || deadline.IsCancellationRequested)
+            {
+                return records.Where(r => requests.Contains((string)r["request_id"]!)).ToList();
+            }
+            // Spilled records are replayed in the background once Redis is back: read the stream again shortly.
+            await Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None);
+        }
+    }
+
+    private static HttpClient Client(DistributedApplication app, string key)
+    {
+        var client = app.CreateHttpClient("gateway", "http");
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return client;
+    }
+}
