@@ -30,6 +30,16 @@ internal static class OnyxConfiguration
     /// <summary>Any mode: the base URL that replaces Together AI's for the primary deployment.</summary>
     public const string GatewayPrimaryBaseUrl = "Onyx:Gateway:PrimaryBaseUrl";
 
+    /// <summary>
+    /// The AppHost's own data directory, kept across runs: the local <c>redis-server</c>'s data (<c>redis/</c>) and the
+    /// gateway's audit spill files (<c>audit/</c>). Default <c>.onyx</c> beside the AppHost project; a relative path is
+    /// taken from there.
+    /// </summary>
+    public const string DataDirectory = "Onyx:DataDirectory";
+
+    /// <summary>How often Redis syncs its append-only file: <c>everysec</c> (default) or the stricter <c>always</c>.</summary>
+    public const string RedisAppendFsync = "Onyx:Redis:AppendFsync";
+
     /// <summary>The Together AI key, as Aspire reads the <c>together-api-key</c> parameter (user secrets in development).</summary>
     public const string TogetherApiKeyParameter = "Parameters:together-api-key";
 

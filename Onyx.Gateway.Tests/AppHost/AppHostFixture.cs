@@ -27,6 +27,9 @@ public sealed class AppHostFixture : IAsyncLifetime
 
     public string RedisConnectionString => _redis!.ConnectionString;
 
+    /// <summary>The AppHost's data directory (the gateway's spill files): a fresh one, kept out of the repository.</summary>
+    public string DataDirectory { get; } = Directory.CreateTempSubdirectory("onyx-apphost-data-").FullName;
+
     public async Task InitializeAsync()
     {
         Primary = await FakeOpenAiProvider.StartAsync(new FakeBehavior { Models = ["deepseek-ai/DeepSeek-V3"] });
@@ -40,7 +43,8 @@ public sealed class AppHostFixture : IAsyncLifetime
             $"--Onyx:External:OllamaUrl={Fallback.BaseUrl}",
             $"--Onyx:Gateway:PrimaryBaseUrl={Primary.BaseUrl}",
             $"--Parameters:together-api-key={TogetherKey}",
-            $"--Parameters:master-key={MasterKey}");
+            $"--Parameters:master-key={MasterKey}",
+            $"--Onyx:DataDirectory={DataDirectory}");
         await WarmUpAsync();
     }
 
@@ -129,6 +133,7 @@ public sealed class AppHostFixture : IAsyncLifetime
         }
         await Primary.DisposeAsync();
         await Fallback.DisposeAsync();
+        Directory.Delete(DataDirectory, recursive: true);
     }
 }
 

@@ -42,6 +42,13 @@ public sealed class ManifestTests
         Assert.Equal("container.v0", (string?)redis["type"]);
         Assert.Contains("/redis:", (string)redis["image"]!);
         Assert.Equal(6379, (int?)redis["bindings"]!["tcp"]!["targetPort"]);
+        // Redis is the system of record: its data lives on a volume, in an append-only file synced every second.
+        Assert.Equal("/data", (string?)redis["volumes"]![0]!["target"]);
+        Assert.False((bool?)redis["volumes"]![0]!["readOnly"]);
+        Assert.Equal("/bin/sh", (string?)redis["entrypoint"]);
+        var command = (string)redis["args"]![1]!;
+        Assert.StartsWith("redis-server ", command);
+        Assert.Contains(" --appendonly yes --appendfsync everysec", command, StringComparison.Ordinal);
 
         var ollama = resources["ollama"]!;
         Assert.StartsWith("container.", (string?)ollama["type"]);

@@ -30,6 +30,9 @@ public sealed class ReplicasTests(ReplicasTests.LocalAppHost fixture) : IClassFi
 
         public FakeOpenAiProvider Primary { get; private set; } = null!;
 
+        /// <summary>The AppHost's data directory: a fresh one, so no earlier run's Redis data is found there.</summary>
+        public string DataDirectory { get; } = Directory.CreateTempSubdirectory("onyx-apphost-data-").FullName;
+
         public async Task InitializeAsync()
         {
             Primary = await FakeOpenAiProvider.StartAsync(new FakeBehavior { Models = ["deepseek-ai/DeepSeek-V3"] });
@@ -43,13 +46,14 @@ public sealed class ReplicasTests(ReplicasTests.LocalAppHost fixture) : IClassFi
                     .WithEnvironment("Onyx__Auth__RedisTimeout", "00:00:10"),
                 "--Onyx:Infrastructure=local", "--Onyx:Gateway:Replicas=3",
                 $"--Onyx:Gateway:PrimaryBaseUrl={Primary.BaseUrl}", "--Parameters:together-api-key=sk-replicas-together-0000",
-                $"--Parameters:master-key={MasterKey}");
+                $"--Parameters:master-key={MasterKey}", $"--Onyx:DataDirectory={DataDirectory}");
         }
 
         public async Task DisposeAsync()
         {
             await App.DisposeAsync();
             await Primary.DisposeAsync();
+            Directory.Delete(DataDirectory, recursive: true);
         }
     }
 
@@ -76,6 +80,22 @@ public sealed class ReplicasTests(ReplicasTests.LocalAppHost fixture) : IClassFi
         await using var redis = await ConnectionMultiplexer.ConnectAsync(connectionString!);
         var registered = (await redis.GetDatabase().HashKeysAsync("onyx:replicas")).Select(k => k.ToString()).ToHashSet();
         Assert.Equal(seen, registered);
+    }
+
+    [Fact]
+    public async Task LocalRedisKeepsAnAppendOnlyFileInTheAppHostDataDirectoryAndTheReplicasSpillNothing()
+    {
+        var connectionString = await _app.GetConnectionStringAsync("redis");
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(connectionString + ",allowAdmin=true");
+        var config = (await redis.GetServer(redis.GetEndPoints()[0]).ConfigGetAsync("*")).ToDictionary(c => c.Key, c => c.Value);
+
+        Assert.Equal("yes", config["appendonly"]);
+        Assert.Equal("everysec", config["appendfsync"]);
+        Assert.Equal(Path.Combine(fixture.DataDirectory, "redis"), config["dir"]);
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(fixture.DataDirectory, "redis", config["appenddirname"])));
+        // The replicas keep their spill files in the AppHost's data directory too (they made it at start); with Redis
+        // answering, they have written none.
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(fixture.DataDirectory, "audit")));
     }
 
     [Fact]

@@ -5,7 +5,7 @@ using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Audit;
 
-/// <summary>Without Redis the audit trail is the replica's file, and <c>GET /audit</c> says it cannot read it.</summary>
+/// <summary>Without Redis the audit trail is the gateway's own audit file, and <c>GET /audit</c> says it cannot read it.</summary>
 public sealed class AuditWithoutRedisTests
 {
     [Fact]
@@ -33,7 +33,8 @@ public sealed class AuditWithoutRedisTests
             }
 
             // The gateway held the file locked while it ran; stopped, it leaves it with every record.
-            var lines = File.ReadAllLines(Assert.Single(Directory.GetFiles(spill, "*.jsonl")));
+            Assert.Equal("audit.jsonl", Path.GetFileName(Assert.Single(Directory.GetFiles(spill))));
+            var lines = await AuditFiles.ReadLinesAsync(Path.Combine(spill, "audit.jsonl"));
             Assert.Equal(3, lines.Length);
             Assert.All(lines, line => Assert.Contains("\"user_id\":\"master\"", line, StringComparison.Ordinal));
             Assert.All(lines, line => Assert.DoesNotContain(ApiKeyTests.MasterKey, line, StringComparison.Ordinal));
@@ -42,6 +43,44 @@ public sealed class AuditWithoutRedisTests
         {
             Directory.Delete(spill, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task SwitchedOffTheAuditWritesNoRecordAnywhereAndSaysSo()
+    {
+        var directory = Directory.CreateTempSubdirectory("onyx-audit-off-").FullName;
+        try
+        {
+            var gateway = await GatewayHost.StartAsync(new()
+            {
+                ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+                [GatewayHost.SpillDirectoryKey] = directory,
+                ["Onyx:Audit:Enabled"] = "false",
+            });
+            await using (gateway)
+            {
+                using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+                using var ok = await admin.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+                Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+                Assert.Single(gateway.Logs.Records, r => r.EventId == 8015);
+            }
+            Assert.Empty(Directory.EnumerateFileSystemEntries(directory));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("Onyx:Audit:SpillMaxBytes", "1000", "Onyx:Audit:SpillMaxBytes must be at least 65536 bytes")]
+    [InlineData("Onyx:Audit:File:MaxBytes", "100", "Onyx:Audit:File:MaxBytes must be at least 65536 bytes")]
+    [InlineData("Onyx:Audit:File:MaxFiles", "0", "Onyx:Audit:File:MaxFiles must be from 1 to 1000")]
+    [InlineData("Onyx:Audit:TrailName", " prod ", "Onyx:Audit:TrailName must be a name")]
+    public async Task ABadAuditFileSettingStopsTheStartNamingTheKey(string key, string value, string message)
+    {
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => GatewayHost.StartAsync(new() { [key] = value }));
+        Assert.Contains(message, error.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -25,8 +25,12 @@ public sealed class RedisServerProcess : IAsyncDisposable
     /// Persist every write there (append-only file, fsync'd per write), so a server killed and restarted on the same
     /// directory has what it had; no persistence if not given.
     /// </param>
+    /// <param name="persistence">
+    /// With <paramref name="dataDirectory"/>: these persistence arguments instead (the AppHost's, for a test of them).
+    /// </param>
     /// <param name="password">Clients must authenticate with it (<c>requirepass</c>); none if not given.</param>
-    public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null, string? dataDirectory = null, string? password = null)
+    public static async Task<RedisServerProcess> StartAsync(TimeSpan timeout, int? port = null, string? dataDirectory = null,
+        IReadOnlyList<string>? persistence = null, string? password = null)
     {
         // A port found free can be taken by another test before redis-server binds it (redis-server cannot be told to
         // pick one itself): then it exits at start, and another free port is tried.
@@ -34,7 +38,7 @@ public sealed class RedisServerProcess : IAsyncDisposable
         {
             try
             {
-                return await StartOnceAsync(timeout, port ?? LoopbackPort.Free(), dataDirectory, password);
+                return await StartOnceAsync(timeout, port ?? LoopbackPort.Free(), dataDirectory, persistence, password);
             }
             catch (RedisExitedAtStartException) when (port is null && attempt < 3)
             {
@@ -44,7 +48,8 @@ public sealed class RedisServerProcess : IAsyncDisposable
 
     private sealed class RedisExitedAtStartException(int exitCode) : InvalidOperationException($"redis-server exited with {exitCode}.");
 
-    private static async Task<RedisServerProcess> StartOnceAsync(TimeSpan timeout, int chosen, string? dataDirectory, string? password)
+    private static async Task<RedisServerProcess> StartOnceAsync(TimeSpan timeout, int chosen, string? dataDirectory, IReadOnlyList<string>? persistence,
+        string? password)
     {
         var start = new ProcessStartInfo("redis-server")
         {
@@ -52,10 +57,11 @@ public sealed class RedisServerProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        string[] persistence = dataDirectory is null ? ["--appendonly", "no"] : ["--dir", dataDirectory, "--appendonly", "yes", "--appendfsync", "always"];
+        IEnumerable<string> storage = dataDirectory is null ? ["--appendonly", "no"]
+            : ["--dir", dataDirectory, .. persistence ?? ["--appendonly", "yes", "--appendfsync", "always"]];
         string[] auth = password is null ? [] : ["--requirepass", password];
         foreach (var arg in new[] { "--port", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "" }
-            .Concat(persistence).Concat(auth))
+            .Concat(storage).Concat(auth))
         {
             start.ArgumentList.Add(arg);
         }
@@ -96,6 +102,19 @@ public sealed class RedisServerProcess : IAsyncDisposable
             throw;
         }
         return new RedisServerProcess(process, chosen);
+    }
+
+    /// <summary>
+    /// Stops the server the way a service manager does (SIGTERM: Redis syncs its files and exits), and waits for it.
+    /// </summary>
+    public async Task ShutdownAsync(TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync().WaitAsync(timeout);
+        }
+        await _process.WaitForExitAsync().WaitAsync(timeout);
+        await DisposeAsync();
     }
 
     /// <summary>Stops the server (a test may stop it early, to see Redis go away); safe to call twice.</summary>

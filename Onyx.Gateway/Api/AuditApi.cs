@@ -56,7 +56,7 @@ internal static partial class AuditApi
 
         if (services.GetService<RedisAuditStream>() is not { } stream)
         {
-            return Unavailable("The audit trail is read from Redis, and this gateway has none (ConnectionStrings:redis); its records are in its spill file.");
+            return Unavailable("The audit trail is read from Redis, and this gateway has none (ConnectionStrings:redis); its records are in its local audit file (Onyx:Audit:File:Directory).");
         }
         AuditPage page;
         try

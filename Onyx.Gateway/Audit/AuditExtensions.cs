@@ -8,7 +8,7 @@ internal static class AuditExtensions
 {
     /// <summary>
     /// The audit trail: one record per LLM request, written off the hot path to a Redis stream (to this replica's
-    /// spill file while Redis is unreachable, or always without Redis), read back by <c>GET /audit</c>.
+    /// spill file while Redis is unreachable; to a rotated local file without Redis), read back by <c>GET /audit</c>.
     /// </summary>
     public static IHostApplicationBuilder AddAuditTrail(this IHostApplicationBuilder builder)
     {
@@ -25,11 +25,18 @@ internal static class AuditExtensions
                         : throw new OptionsValidationException(AuditOptions.LiteLlmIncludeContentKey, typeof(AuditOptions),
                             [$"{AuditOptions.LiteLlmIncludeContentKey} must be true or false; got '{value}'."]);
                 }
+                // The app's own data directory, not the machine's temp folder: spill files must outlive a reboot, and
+                // must not meet another deployment's. Relative paths are under the content root (/app in the image).
+                var root = builder.Environment.ContentRootPath;
+                options.SpillDirectory = FullPath(options.SpillDirectory ?? Path.Combine("data", "audit"), root);
+                options.File.Directory = options.File.Directory is null ? options.SpillDirectory : FullPath(options.File.Directory, root);
             });
         services.AddSingleton<IValidateOptions<AuditOptions>, AuditOptionsValidator>();
         services.AddSingleton<AuditMetrics>();
         if (ClusterExtensions.HasRedis(configuration))
         {
+            services.AddSingleton(sp => AuditTrail.For(configuration.GetConnectionString(ClusterExtensions.RedisConnectionName)!,
+                sp.GetRequiredService<IOptions<AuditOptions>>().Value));
             services.AddSingleton(sp => new RedisAuditStream(sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<TimeProvider>()));
         }
@@ -37,4 +44,7 @@ internal static class AuditExtensions
         services.AddHostedService(sp => sp.GetRequiredService<AuditWriter>());
         return builder;
     }
+
+    /// <summary>An absolute path; an empty one is left for the validator to name.</summary>
+    private static string FullPath(string path, string root) => string.IsNullOrWhiteSpace(path) ? path : Path.GetFullPath(path, root);
 }

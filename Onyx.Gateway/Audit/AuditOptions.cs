@@ -39,10 +39,33 @@ internal sealed class AuditOptions
     public TimeSpan BatchDelay { get; set; } = TimeSpan.FromMilliseconds(20);
 
     /// <summary>
-    /// Where records go while Redis is unreachable: one append-only JSON-lines file per running replica. A file left
-    /// by a replica that is gone is replayed (and deleted) by the next replica that starts with the same directory.
+    /// <c>false</c> switches the audit trail off: no record is written anywhere. For a gateway whose operator keeps no
+    /// audit, rather than one that silently loses it.
     /// </summary>
-    public string SpillDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "onyx-audit");
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>
+    /// The trail's name in its spill files, instead of the Redis target (endpoints and database). Set it when the
+    /// replicas of one deployment name their Redis differently (an address here, a DNS name there), or when the
+    /// Redis moves (a new port each run, a failover to other endpoints) but the trail stays the same.
+    /// </summary>
+    public string? TrailName { get; set; }
+
+    /// <summary>
+    /// Where each replica keeps its spill file while Redis is unreachable. Relative paths are under the content root;
+    /// not set: <c>&lt;content root&gt;/data/audit</c>. A file left by a replica that is gone is replayed (and deleted)
+    /// by the next replica of the same trail that starts with this directory; files of other trails are left alone.
+    /// </summary>
+    public string? SpillDirectory { get; set; }
+
+    /// <summary>
+    /// The most a replica's spill file may hold. Past it, newer records are dropped (counted and logged) until Redis
+    /// answers and the file is replayed: the file keeps the outage's records from its start, without holes.
+    /// </summary>
+    public long SpillMaxBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>The standalone audit file: the audit trail of a gateway without Redis.</summary>
+    public AuditFileOptions File { get; set; } = new();
 
     /// <summary>While records are spilled, how often the writer tries Redis again.</summary>
     public TimeSpan RetryInterval { get; set; } = TimeSpan.FromSeconds(1);
@@ -51,8 +74,27 @@ internal sealed class AuditOptions
     public TimeSpan WriteTimeout { get; set; } = TimeSpan.FromSeconds(5);
 }
 
+/// <summary>The standalone audit file (section <c>Onyx:Audit:File</c>): JSON lines, rotated by size.</summary>
+internal sealed class AuditFileOptions
+{
+    /// <summary>The most files <see cref="MaxFiles"/> may keep: a bound, not a setting anyone should reach.</summary>
+    public const int MostFiles = 1000;
+
+    /// <summary>Where <c>audit.jsonl</c> and its rotated predecessors live; not set: the spill directory.</summary>
+    public string? Directory { get; set; }
+
+    /// <summary>A file this large is rotated: <c>audit.jsonl</c> becomes <c>audit.1.jsonl</c>, and so on.</summary>
+    public long MaxBytes { get; set; } = 100L * 1024 * 1024;
+
+    /// <summary>Files kept, the current one included; the oldest is deleted when a rotation would keep more.</summary>
+    public int MaxFiles { get; set; } = 10;
+}
+
 internal sealed class AuditOptionsValidator : IValidateOptions<AuditOptions>
 {
+    /// <summary>Below this a file would hold a handful of records: a typo (a missing unit), not a bound.</summary>
+    private const long MinFileBytes = 64 * 1024;
+
     public ValidateOptionsResult Validate(string? name, AuditOptions options)
     {
         var errors = new List<string>();
@@ -83,6 +125,26 @@ internal sealed class AuditOptionsValidator : IValidateOptions<AuditOptions>
         if (string.IsNullOrWhiteSpace(options.SpillDirectory))
         {
             errors.Add("Onyx:Audit:SpillDirectory must not be empty.");
+        }
+        if (options.SpillMaxBytes < MinFileBytes)
+        {
+            errors.Add($"Onyx:Audit:SpillMaxBytes must be at least {MinFileBytes} bytes.");
+        }
+        if (options.TrailName is { } trail && (trail.Length == 0 || trail.Trim() != trail || trail.Any(char.IsControl)))
+        {
+            errors.Add("Onyx:Audit:TrailName must be a name without leading or trailing spaces or control characters.");
+        }
+        if (string.IsNullOrWhiteSpace(options.File.Directory))
+        {
+            errors.Add("Onyx:Audit:File:Directory must not be empty.");
+        }
+        if (options.File.MaxBytes < MinFileBytes)
+        {
+            errors.Add($"Onyx:Audit:File:MaxBytes must be at least {MinFileBytes} bytes.");
+        }
+        if (options.File.MaxFiles is < 1 or > AuditFileOptions.MostFiles)
+        {
+            errors.Add($"Onyx:Audit:File:MaxFiles must be from 1 to {AuditFileOptions.MostFiles}.");
         }
         if (options.RetryInterval <= TimeSpan.Zero || options.WriteTimeout <= TimeSpan.Zero)
         {

@@ -8,17 +8,16 @@ using StackExchange.Redis;
 namespace Onyx.Gateway.Audit;
 
 /// <summary>
-/// Moves audit records from the requests to Redis off the hot path, and loses none. A request only enqueues its
-/// record (<see cref="Write"/>); this background loop writes what has queued up in batches. While Redis is
-/// unreachable (or not configured) batches go to this replica's spill file, fsync'd, and every
-/// <see cref="AuditOptions.RetryInterval"/> the loop replays the file into Redis, in order, before anything newer
-/// is written there; the replay is idempotent (<see cref="RedisAuditStream"/>). At start-up it replays the files
-/// replicas that are gone left behind; at shutdown, after the server has drained, it writes what is still queued.
+/// Moves audit records from the requests to Redis off the hot path, and loses none it can keep. A request only enqueues
+/// its record (<see cref="Write"/>); this background loop writes what has queued up in batches. While Redis is
+/// unreachable batches go to this replica's spill file (<see cref="AuditSpill"/>: created on the first spill, named for
+/// the trail, bounded), fsync'd, and every <see cref="AuditOptions.RetryInterval"/> the loop replays the file into
+/// Redis, in order, before anything newer is written there; the replay is idempotent (<see cref="RedisAuditStream"/>).
+/// At start-up it replays the files earlier replicas of the same trail left behind; at shutdown, after the server has
+/// drained, it writes what is still queued. Without Redis the audit trail is the standalone <see cref="AuditFile"/>.
 /// </summary>
 internal sealed partial class AuditWriter : BackgroundService
 {
-    public const string SpillFileExtension = ".jsonl";
-
     /// <summary>The most a shutdown waits for Redis before the queued records go to the spill file instead.</summary>
     private static readonly TimeSpan ShutdownWriteTimeout = TimeSpan.FromSeconds(2);
 
@@ -28,15 +27,16 @@ internal sealed partial class AuditWriter : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger<AuditWriter> _logger;
     private readonly Channel<AuditRecord> _queue;
-    private readonly AuditSpillFile _spill;
-    private readonly List<AuditSpillFile> _orphans = [];
+    private readonly bool _enabled;
+    private readonly AuditSpill? _spill;
+    private readonly AuditFile? _file;
     private DateTimeOffset _nextReplay;
     private bool _redisDown;
     private int _overflowReported;
     private int _disposed;
 
     public AuditWriter(IOptions<AuditOptions> options, ReplicaIdentity replica, AuditMetrics metrics, TimeProvider time,
-        ILogger<AuditWriter> logger, RedisAuditStream? redis = null)
+        ILogger<AuditWriter> logger, RedisAuditStream? redis = null, AuditTrail? trail = null)
     {
         _options = options.Value;
         _redis = redis;
@@ -45,40 +45,38 @@ internal sealed partial class AuditWriter : BackgroundService
         _logger = logger;
         Replica = replica.Id;
         IncludeContent = _options.IncludeContent;
+        _enabled = _options.Enabled;
         _queue = Channel.CreateBounded<AuditRecord>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        if (!_enabled)
+        {
+            return;
+        }
 
-        var path = Path.Combine(_options.SpillDirectory, Replica + SpillFileExtension);
+        var (key, directory) = redis is null
+            ? (AuditOptions.SectionName + ":File:Directory", _options.File.Directory!)
+            : (AuditOptions.SectionName + ":SpillDirectory", _options.SpillDirectory!);
         try
         {
-            Directory.CreateDirectory(_options.SpillDirectory);
-            _spill = AuditSpillFile.TryOpen(path) ?? throw new IOException($"'{path}' is held by another process.");
+            if (redis is null)
+            {
+                _file = new AuditFile(_options.File, metrics, logger);
+            }
+            else
+            {
+                _spill = new AuditSpill(directory, trail ?? throw new ArgumentNullException(nameof(trail)), Replica, _options.SpillMaxBytes, metrics, logger);
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // No half-working start: a gateway that could not keep its records when Redis goes away must not serve.
             throw new OptionsValidationException(AuditOptions.SectionName, typeof(AuditOptions),
-                [$"Onyx:Audit:SpillDirectory: cannot write the spill file '{path}': {ex.Message}"]);
+                [$"{key}: cannot write audit files in '{directory}': {ex.Message}"]);
         }
-        // Files no live process holds were left by replicas that are gone: this one replays them.
-        foreach (var file in Directory.EnumerateFiles(_options.SpillDirectory, "*" + SpillFileExtension).Order(StringComparer.Ordinal))
-        {
-            if (file != path && AuditSpillFile.TryOpen(file) is { } orphan)
-            {
-                if (orphan.HasPending)
-                {
-                    _orphans.Add(orphan);
-                }
-                else
-                {
-                    orphan.Delete();
-                }
-            }
-        }
-        _metrics.Observe(() => _queue.Reader.Count, () => _spill.PendingBytes);
+        _metrics.Observe(() => _queue.Reader.Count, () => _spill?.PendingBytes ?? 0);
     }
 
     /// <summary>Record the request's messages and answer (<see cref="AuditOptions.IncludeContent"/>).</summary>
@@ -93,13 +91,13 @@ internal sealed partial class AuditWriter : BackgroundService
     /// </summary>
     public void Write(AuditRecord record)
     {
-        if (_queue.Writer.TryWrite(record))
+        if (!_enabled || _queue.Writer.TryWrite(record))
         {
             return;
         }
         try
         {
-            _spill.Append([record]);
+            AppendLocally([record]);
         }
         catch (ObjectDisposedException)
         {
@@ -107,12 +105,17 @@ internal sealed partial class AuditWriter : BackgroundService
             Log.LostAtExit(_logger, record.RequestId);
             return;
         }
-        _metrics.Written(1, "spill_file");
         if (Interlocked.Exchange(ref _overflowReported, 1) == 0)
         {
-            Log.QueueFull(_logger, _options.QueueCapacity, _spill.Path);
+            Log.QueueFull(_logger, _options.QueueCapacity, LocalPath);
         }
     }
+
+    /// <summary>The file records go to when they do not go to Redis.</summary>
+    private string LocalPath => _spill?.Path ?? _file?.Path ?? "";
+
+    /// <summary>Records of this replica's spill file or of earlier replicas' wait to be replayed.</summary>
+    private bool HasSpilled => _spill is { } spill && (spill.HasPending || spill.Orphans.Count > 0);
 
     /// <summary>
     /// Waits for the final flush whatever the host's shutdown token says: it is bounded by itself (one Redis write of
@@ -149,13 +152,26 @@ internal sealed partial class AuditWriter : BackgroundService
 
     public override Task StartAsync(CancellationToken cancellationToken)
     {
-        if (_redis is null)
+        if (!_enabled)
         {
-            Log.NoRedis(_logger, _spill.Path);
+            Log.Disabled(_logger);
+            return Task.CompletedTask;
         }
-        else if (_orphans.Count > 0 || _spill.HasPending)
+        if (_file is not null)
         {
-            Log.LeftoverFound(_logger, _orphans.Count + (_spill.HasPending ? 1 : 0), _options.SpillDirectory);
+            Log.NoRedis(_logger, _file.Path, _options.File.MaxBytes, _options.File.MaxFiles);
+        }
+        if (_spill is not null)
+        {
+            Log.Trail(_logger, _spill.Trail.Name, _spill.Directory, _options.SpillMaxBytes);
+            if (_spill.Others.Count > 0)
+            {
+                Log.OthersLeftAlone(_logger, _spill.Others.Count, _spill.Directory, string.Join(", ", _spill.Others.Take(5)));
+            }
+            if (_spill.Orphans.Count > 0)
+            {
+                Log.LeftoverFound(_logger, _spill.Orphans.Count, _spill.Directory);
+            }
         }
         return base.StartAsync(cancellationToken);
     }
@@ -168,12 +184,12 @@ internal sealed partial class AuditWriter : BackgroundService
         {
             while (true)
             {
-                if (_redis is not null && (_orphans.Count > 0 || _spill.HasPending) && _time.GetUtcNow() >= _nextReplay)
+                if (_redis is not null && HasSpilled && _time.GetUtcNow() >= _nextReplay)
                 {
                     await ReplayAsync(_redis, stoppingToken);
                 }
                 ready ??= _queue.Reader.WaitToReadAsync(stoppingToken).AsTask();
-                if (!ready.IsCompleted && _redis is not null && (_orphans.Count > 0 || _spill.HasPending))
+                if (!ready.IsCompleted && _redis is not null && HasSpilled)
                 {
                     // Records are spilled: wake for the next replay even if nothing new comes.
                     using var timer = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
@@ -229,22 +245,22 @@ internal sealed partial class AuditWriter : BackgroundService
             }
         }
         await WriteAsync(batch, ShutdownWriteTimeout, CancellationToken.None);
-        Log.Flushed(_logger, flushed, _spill.PendingBytes, _spill.Path);
+        Log.Flushed(_logger, flushed, _spill?.PendingBytes ?? 0, LocalPath);
     }
 
-    /// <summary>To Redis when it is there and nothing older is waiting in the file; otherwise to the file.</summary>
+    /// <summary>To Redis when it is there and nothing older is waiting in the spill file; otherwise to the file.</summary>
     private async Task WriteAsync(List<AuditRecord> batch, TimeSpan timeout, CancellationToken cancellationToken)
     {
         if (batch.Count == 0)
         {
             return;
         }
-        if (_redis is not null && !_spill.HasPending && !_redisDown)
+        if (_redis is not null && !_spill!.HasPending && !_redisDown)
         {
             try
             {
                 await _redis.AddAsync(batch, timeout, cancellationToken);
-                _metrics.Written(batch.Count, "redis");
+                _metrics.Written(batch.Count, AuditMetrics.Redis);
                 return;
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
@@ -252,8 +268,20 @@ internal sealed partial class AuditWriter : BackgroundService
                 RedisFailed(ex);
             }
         }
-        _spill.Append(batch);
-        _metrics.Written(batch.Count, "spill_file");
+        AppendLocally(batch);
+    }
+
+    /// <summary>To the spill file (with Redis) or the standalone audit file; each counts and bounds what it takes.</summary>
+    private void AppendLocally(IReadOnlyList<AuditRecord> records)
+    {
+        if (_spill is not null)
+        {
+            _spill.Append(records);
+        }
+        else
+        {
+            _file?.Append(records);
+        }
     }
 
     /// <summary>The files of gone replicas first (older records), then this replica's own, each from where it stopped.</summary>
@@ -261,19 +289,19 @@ internal sealed partial class AuditWriter : BackgroundService
     {
         try
         {
-            foreach (var orphan in _orphans.ToList())
+            var spill = _spill!;
+            foreach (var orphan in spill.Orphans.ToList())
             {
                 var (replayed, duplicates) = await ReplayFileAsync(redis, orphan, cancellationToken);
-                orphan.Delete();
-                _orphans.Remove(orphan);
+                spill.Replayed(orphan);
                 Log.Replayed(_logger, replayed, duplicates, orphan.Path);
             }
-            while (_spill.HasPending)
+            while (spill.Own is { HasPending: true } own)
             {
-                var (replayed, duplicates) = await ReplayFileAsync(redis, _spill, cancellationToken);
-                if (_spill.TryTruncate())
+                var (replayed, duplicates) = await ReplayFileAsync(redis, own, cancellationToken);
+                if (spill.TryTruncate())
                 {
-                    Log.Replayed(_logger, replayed, duplicates, _spill.Path);
+                    Log.Replayed(_logger, replayed, duplicates, own.Path);
                 }
             }
             if (_redisDown)
@@ -319,7 +347,7 @@ internal sealed partial class AuditWriter : BackgroundService
         if (!_redisDown)
         {
             _redisDown = true;
-            Log.RedisDown(_logger, _spill.Path, ex.Message);
+            Log.RedisDown(_logger, LocalPath, ex.Message);
         }
     }
 
@@ -331,19 +359,8 @@ internal sealed partial class AuditWriter : BackgroundService
             return;
         }
         base.Dispose();
-        var empty = !_spill.HasPending;
-        if (empty)
-        {
-            _spill.Delete();
-        }
-        else
-        {
-            _spill.Dispose();
-        }
-        foreach (var orphan in _orphans)
-        {
-            orphan.Dispose();
-        }
+        _spill?.Dispose();
+        _file?.Dispose();
     }
 
     private static partial class Log
@@ -363,11 +380,20 @@ internal sealed partial class AuditWriter : BackgroundService
         [LoggerMessage(8005, LogLevel.Warning, "Audit: the writer's queue ({Capacity} records) is full; records are appended to {SpillPath} by the requests themselves")]
         public static partial void QueueFull(ILogger logger, int capacity, string spillPath);
 
-        [LoggerMessage(8006, LogLevel.Warning, "Audit: no Redis configured (ConnectionStrings:redis): the audit trail is the file {SpillPath} only, and GET /audit answers 503")]
-        public static partial void NoRedis(ILogger logger, string spillPath);
+        [LoggerMessage(8006, LogLevel.Warning, "Audit: no Redis configured (ConnectionStrings:redis): the audit trail is the standalone file {AuditPath} (rotated at {MaxBytes} bytes, {MaxFiles} files kept), never replayed into Redis; GET /audit answers 503")]
+        public static partial void NoRedis(ILogger logger, string auditPath, long maxBytes, int maxFiles);
 
-        [LoggerMessage(8007, LogLevel.Information, "Audit: {Files} spill files with unreplayed records found in {SpillDirectory}; replaying them")]
+        [LoggerMessage(8007, LogLevel.Information, "Audit: {Files} spill files of this trail with unreplayed records found in {SpillDirectory}; replaying them")]
         public static partial void LeftoverFound(ILogger logger, int files, string spillDirectory);
+
+        [LoggerMessage(8013, LogLevel.Information, "Audit: {Count} files in {SpillDirectory} are not this trail's (other trails, a standalone audit file, an older layout) and are left alone: {Files}")]
+        public static partial void OthersLeftAlone(ILogger logger, int count, string spillDirectory, string files);
+
+        [LoggerMessage(8015, LogLevel.Warning, "Audit: switched off (Onyx:Audit:Enabled=false): no audit record is written")]
+        public static partial void Disabled(ILogger logger);
+
+        [LoggerMessage(8017, LogLevel.Information, "Audit: trail {Trail}; while Redis is unreachable its records are spilled to {SpillDirectory} (at most {MaxBytes} bytes per replica)")]
+        public static partial void Trail(ILogger logger, string trail, string spillDirectory, long maxBytes);
 
         [LoggerMessage(8009, LogLevel.Error, "Audit: the record of request {RequestId} ended after the writer had closed at exit, and is lost")]
         public static partial void LostAtExit(ILogger logger, string requestId);
