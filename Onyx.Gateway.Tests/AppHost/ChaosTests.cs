@@ -86,10 +86,17 @@ public sealed class ChaosTests(ITestOutputHelper output)
         await app.ResourceNotifications.WaitForResourceHealthyAsync("redis").WaitAsync(Deadline);
         var redisBack = clock.Elapsed;
         await Task.Delay(TimeSpan.FromSeconds(2));
-        var stopped = replicas[0];
+        // As an orchestrator stops a pod: SIGTERM to the replica's process, which drains what it has in flight and exits.
+        var (stopped, pid) = replicas[0];
         var replicaStopped = clock.Elapsed;
-        Assert.True((await commands.ExecuteCommandAsync(stopped, KnownResourceCommands.StopCommand)).Success);
-        await Task.Delay(TimeSpan.FromSeconds(3));
+        using (var replica = Process.GetProcessById(pid))
+        {
+            using var kill = Process.Start("kill", ["-TERM", pid.ToString(CultureInfo.InvariantCulture)])!;
+            await kill.WaitForExitAsync();
+            await replica.WaitForExitAsync().WaitAsync(Deadline);
+        }
+        var replicaExited = clock.Elapsed;
+        await Task.Delay(TimeSpan.FromSeconds(2));
         await stopTraffic.CancelAsync();
         await Task.WhenAll(workers).WaitAsync(Deadline);
         await poller.WaitAsync(Deadline);
@@ -129,7 +136,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
             Assert.True(Math.Abs(spend - costs) < 0.000001m, $"{user}: spend {spend}, audited costs {costs}");
         }
 
-        output.WriteLine($"AppHost up in {started.TotalSeconds:0.0} s; Redis down {redisDown.TotalSeconds:0.0}–{redisBack.TotalSeconds:0.0} s; replica {stopped} stopped at {replicaStopped.TotalSeconds:0.0} s");
+        output.WriteLine($"AppHost up in {started.TotalSeconds:0.0} s; Redis down {redisDown.TotalSeconds:0.0}–{redisBack.TotalSeconds:0.0} s; " +
+            $"replica {stopped} sent SIGTERM at {replicaStopped.TotalSeconds:0.0} s, exited at {replicaExited.TotalSeconds:0.0} s");
         output.WriteLine($"requests: {all.Count}; whole: {all.Count(o => o.Kind == OutcomeKind.Whole)}; clean errors: {all.Count(o => o.Kind == OutcomeKind.CleanError)} " +
             $"({string.Join(", ", all.Where(o => o.Kind == OutcomeKind.CleanError).GroupBy(o => o.Detail).Select(g => $"{g.Count()} {g.Key}"))}); retried after a draining replica's 503: {all.Sum(o => o.Retries)}");
         output.WriteLine($"/health probes: {health.Count}, 503 from a draining replica: {notReady.Count}, 503 otherwise: 0");
@@ -242,23 +250,24 @@ public sealed class ChaosTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>The DCP ids of the gateway's replicas (a command can stop one of them by its id).</summary>
-    private static async Task<List<string>> ReplicaIdsAsync(DistributedApplication app)
+    /// <summary>The gateway's replicas: their ids in the app model, and their processes.</summary>
+    private static async Task<List<(string Id, int Pid)>> ReplicaIdsAsync(DistributedApplication app)
     {
-        var ids = new HashSet<string>(StringComparer.Ordinal);
+        var replicas = new Dictionary<string, int>(StringComparer.Ordinal);
         using var cancel = new CancellationTokenSource(Deadline);
         await foreach (var change in app.ResourceNotifications.WatchAsync(cancel.Token))
         {
-            if (change.Resource.Name == "gateway" && change.Snapshot.State?.Text == KnownResourceStates.Running)
+            if (change.Resource.Name == "gateway" && change.Snapshot.State?.Text == KnownResourceStates.Running
+                && change.Snapshot.Properties.FirstOrDefault(p => p.Name == "executable.pid")?.Value is { } pid)
             {
-                ids.Add(change.ResourceId);
+                replicas[change.ResourceId] = Convert.ToInt32(pid, CultureInfo.InvariantCulture);
             }
-            if (ids.Count == 3)
+            if (replicas.Count == 3)
             {
                 break;
             }
         }
-        return [.. ids.Order(StringComparer.Ordinal)];
+        return [.. replicas.Select(r => (r.Key, r.Value)).Order()];
     }
 
     /// <summary>The audit records of <paramref name="requests"/> once every one of them is in the stream (each replica writes within its batch delay).</summary>
