@@ -23,6 +23,7 @@ internal sealed partial class AuditWriter : BackgroundService
     private static readonly TimeSpan ShutdownWriteTimeout = TimeSpan.FromSeconds(2);
 
     private readonly RedisAuditStream? _redis;
+    private readonly RedisConnectionWatch? _watch;
     private readonly AuditOptions _options;
     private readonly AuditMetrics _metrics;
     private readonly TimeProvider _time;
@@ -32,14 +33,16 @@ internal sealed partial class AuditWriter : BackgroundService
     private readonly List<AuditSpillFile> _orphans = [];
     private DateTimeOffset _nextReplay;
     private bool _redisDown;
+    private bool _stopping;
     private int _overflowReported;
     private int _disposed;
 
     public AuditWriter(IOptions<AuditOptions> options, ReplicaIdentity replica, AuditMetrics metrics, TimeProvider time,
-        ILogger<AuditWriter> logger, RedisAuditStream? redis = null)
+        ILogger<AuditWriter> logger, RedisAuditStream? redis = null, RedisConnectionWatch? watch = null)
     {
         _options = options.Value;
         _redis = redis;
+        _watch = watch;
         _metrics = metrics;
         _time = time;
         _logger = logger;
@@ -86,6 +89,9 @@ internal sealed partial class AuditWriter : BackgroundService
 
     /// <summary>This replica, as the records name it.</summary>
     public string Replica { get; }
+
+    /// <summary>Bytes of records in this replica's spill file that Redis does not have yet.</summary>
+    public long SpilledBytes => _spill.PendingBytes;
 
     /// <summary>
     /// Queues a record; never waits for Redis. When the queue is full (Redis slow and a burst), the record is
@@ -168,7 +174,7 @@ internal sealed partial class AuditWriter : BackgroundService
         {
             while (true)
             {
-                if (_redis is not null && (_orphans.Count > 0 || _spill.HasPending) && _time.GetUtcNow() >= _nextReplay)
+                if (_redis is not null && (_orphans.Count > 0 || _spill.HasPending) && ReplayDue())
                 {
                     await ReplayAsync(_redis, stoppingToken);
                 }
@@ -216,6 +222,7 @@ internal sealed partial class AuditWriter : BackgroundService
     {
         // A record arriving after this (a request ended past the host's shutdown timeout) goes to the file in Write.
         _queue.Writer.TryComplete();
+        _stopping = true;
         Log.Stopping(_logger, batch.Count + _queue.Reader.Count);
         var flushed = batch.Count;
         while (_queue.Reader.TryRead(out var record))
@@ -239,7 +246,9 @@ internal sealed partial class AuditWriter : BackgroundService
         {
             return;
         }
-        if (_redis is not null && !_spill.HasPending && !_redisDown)
+        // The last write at shutdown tries Redis whatever the watch says (at most ShutdownWriteTimeout): a Redis that
+        // was only too slow a moment ago may take the records now, and the spill file waits for the next start.
+        if (_redis is not null && !_spill.HasPending && !_redisDown && (_stopping || _watch?.IsUp != false))
         {
             try
             {
@@ -249,8 +258,14 @@ internal sealed partial class AuditWriter : BackgroundService
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
-                RedisFailed(ex);
+                _watch?.CallFailed("audit", ex);
+                RedisFailed(ex.Message);
             }
+        }
+        else if (_redis is not null && !_stopping && _watch?.State is { Up: false } down)
+        {
+            // Not even tried: the watch says Redis is unreachable.
+            RedisFailed(down.Reason ?? "unknown");
         }
         _spill.Append(batch);
         _metrics.Written(batch.Count, "spill_file");
@@ -284,7 +299,8 @@ internal sealed partial class AuditWriter : BackgroundService
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            RedisFailed(ex);
+            _watch?.CallFailed("audit", ex);
+            RedisFailed(ex.Message);
         }
     }
 
@@ -313,14 +329,30 @@ internal sealed partial class AuditWriter : BackgroundService
         }
     }
 
-    private void RedisFailed(Exception ex)
+    private void RedisFailed(string error)
     {
         _nextReplay = _time.GetUtcNow() + _options.RetryInterval;
         if (!_redisDown)
         {
             _redisDown = true;
-            Log.RedisDown(_logger, _spill.Path, ex.Message);
+            Log.RedisDown(_logger, _spill.Path, error);
         }
+    }
+
+    /// <summary>A replay is tried when its time has come and the watch says Redis is up; otherwise one interval later.</summary>
+    private bool ReplayDue()
+    {
+        var now = _time.GetUtcNow();
+        if (now < _nextReplay)
+        {
+            return false;
+        }
+        if (_watch?.IsUp == false)
+        {
+            _nextReplay = now + _options.RetryInterval;
+            return false;
+        }
+        return true;
     }
 
     public override void Dispose()

@@ -35,7 +35,6 @@ internal sealed partial class RedisConnectionWatch : IHostedService, IHealthChec
     private int _pingNow;
     private long _lastPingTicks = -1;
     private Task _loop = Task.CompletedTask;
-    private int _disposed;
     private Action<RedisConnectionState>? _followers;
 
     public RedisConnectionWatch(IConnectionMultiplexer redis, IOptions<RedisWatchOptions> options, TimeProvider time, ILogger<RedisConnectionWatch> logger)
@@ -149,17 +148,15 @@ internal sealed partial class RedisConnectionWatch : IHostedService, IHealthChec
             data: data));
     }
 
+    /// <summary>
+    /// Stops the loop; <see cref="_stopping"/> itself is left undisposed (it holds no timer): a host stopped twice
+    /// (a test's factory disposed twice) calls <see cref="StopAsync"/> after this.
+    /// </summary>
     public void Dispose()
     {
-        // Registered as itself and as a hosted service: disposed twice.
-        if (Interlocked.Exchange(ref _disposed, 1) == 1)
-        {
-            return;
-        }
         _redis.ConnectionFailed -= OnConnectionFailed;
         _redis.ConnectionRestored -= OnConnectionRestored;
         _stopping.Cancel();
-        _stopping.Dispose();
     }
 
     /// <summary>
