@@ -27,7 +27,10 @@ public static class Extensions
     /// <summary>Tag for checks that only say the process is alive (served at <c>/alive</c>).</summary>
     public const string LiveTag = "live";
 
-    /// <summary>Tag for checks that say whether this instance should get new traffic (part of <c>/health</c>, not of <c>/alive</c>).</summary>
+    /// <summary>
+    /// Tag for checks that gate readiness: only they (and the liveness checks) can make <c>/health</c> answer 503.
+    /// Every other check is at worst Degraded (200), whatever it returns or throws (see <see cref="AddDefaultHealthChecks"/>).
+    /// </summary>
     public const string ReadyTag = "ready";
 
     /// <summary>Meters and activity sources of Onyx's own code, exported next to the framework's.</summary>
@@ -174,11 +177,43 @@ public static class Extensions
     {
         builder.Services.AddHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), [LiveTag]);
+
+        // Readiness means "can serve": a load balancer or orchestrator takes an instance out of rotation when /health
+        // answers 503. A dependency the service has a fallback for (a shared cache, a library's own check of it) may
+        // make it Degraded, never 503: otherwise one outage of that dependency takes every instance out at once,
+        // while each could still answer. So only checks tagged "ready" or "live" keep their Unhealthy; every other
+        // registration, whoever added it, is capped at Degraded, for what it returns, throws or times out on.
+        builder.Services.PostConfigure<HealthCheckServiceOptions>(options =>
+        {
+            foreach (var registration in options.Registrations)
+            {
+                if (registration.Tags.Contains(ReadyTag) || registration.Tags.Contains(LiveTag))
+                {
+                    continue;
+                }
+                var factory = registration.Factory;
+                registration.Factory = services => new AtMostDegraded(factory(services));
+                registration.FailureStatus = HealthStatus.Degraded;
+            }
+        });
         return builder;
     }
 
+    /// <summary>A check that does not gate readiness: its Unhealthy is reported as Degraded.</summary>
+    private sealed class AtMostDegraded(IHealthCheck check) : IHealthCheck
+    {
+        public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+        {
+            var result = await check.CheckHealthAsync(context, cancellationToken);
+            return result.Status == HealthStatus.Unhealthy
+                ? new HealthCheckResult(HealthStatus.Degraded, result.Description, result.Exception, result.Data)
+                : result;
+        }
+    }
+
     /// <summary>
-    /// Maps <c>/health</c> (readiness: every check) and <c>/alive</c> (liveness: only checks tagged "live").
+    /// Maps <c>/health</c> (readiness: every check; 503 only when a check tagged "ready" or "live" is Unhealthy) and
+    /// <c>/alive</c> (liveness: only checks tagged "live").
     /// Mapped in every environment: a gateway's health endpoint is part of its API (load balancers,
     /// orchestrators and the Aspire dashboard probe it). The answers carry no secrets.
     /// </summary>

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Cluster;
 using StackExchange.Redis;
@@ -39,6 +40,10 @@ internal static class AuditExtensions
                 sp.GetRequiredService<IOptions<AuditOptions>>().Value));
             services.AddSingleton(sp => new RedisAuditStream(sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<TimeProvider>()));
+            // Does not gate readiness: while Redis is unreachable the spill file keeps every record.
+            services.AddSingleton<AuditHealthCheck>();
+            services.AddHealthChecks().Add(new HealthCheckRegistration("audit",
+                sp => sp.GetRequiredService<AuditHealthCheck>(), HealthStatus.Degraded, []));
         }
         services.AddSingleton<AuditWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<AuditWriter>());

@@ -22,6 +22,7 @@ internal sealed partial class AuditWriter : BackgroundService
     private static readonly TimeSpan ShutdownWriteTimeout = TimeSpan.FromSeconds(2);
 
     private readonly RedisAuditStream? _redis;
+    private readonly RedisConnectionWatch? _watch;
     private readonly AuditOptions _options;
     private readonly AuditMetrics _metrics;
     private readonly TimeProvider _time;
@@ -32,14 +33,16 @@ internal sealed partial class AuditWriter : BackgroundService
     private readonly AuditFile? _file;
     private DateTimeOffset _nextReplay;
     private bool _redisDown;
+    private bool _stopping;
     private int _overflowReported;
     private int _disposed;
 
     public AuditWriter(IOptions<AuditOptions> options, ReplicaIdentity replica, AuditMetrics metrics, TimeProvider time,
-        ILogger<AuditWriter> logger, RedisAuditStream? redis = null, AuditTrail? trail = null)
+        ILogger<AuditWriter> logger, RedisAuditStream? redis = null, AuditTrail? trail = null, RedisConnectionWatch? watch = null)
     {
         _options = options.Value;
         _redis = redis;
+        _watch = watch;
         _metrics = metrics;
         _time = time;
         _logger = logger;
@@ -84,6 +87,9 @@ internal sealed partial class AuditWriter : BackgroundService
 
     /// <summary>This replica, as the records name it.</summary>
     public string Replica { get; }
+
+    /// <summary>Bytes of records in this replica's spill file that Redis does not have yet.</summary>
+    public long SpilledBytes => _spill?.PendingBytes ?? 0;
 
     /// <summary>
     /// Queues a record; never waits for Redis. When the queue is full (Redis slow and a burst), the record is
@@ -184,7 +190,7 @@ internal sealed partial class AuditWriter : BackgroundService
         {
             while (true)
             {
-                if (_redis is not null && HasSpilled && _time.GetUtcNow() >= _nextReplay)
+                if (_redis is not null && HasSpilled && ReplayDue())
                 {
                     await ReplayAsync(_redis, stoppingToken);
                 }
@@ -232,6 +238,7 @@ internal sealed partial class AuditWriter : BackgroundService
     {
         // A record arriving after this (a request ended past the host's shutdown timeout) goes to the file in Write.
         _queue.Writer.TryComplete();
+        _stopping = true;
         Log.Stopping(_logger, batch.Count + _queue.Reader.Count);
         var flushed = batch.Count;
         while (_queue.Reader.TryRead(out var record))
@@ -255,7 +262,9 @@ internal sealed partial class AuditWriter : BackgroundService
         {
             return;
         }
-        if (_redis is not null && !_spill!.HasPending && !_redisDown)
+        // The last write at shutdown tries Redis whatever the watch says (at most ShutdownWriteTimeout): a Redis that
+        // was only too slow a moment ago may take the records now, and the spill file waits for the next start.
+        if (_redis is not null && !_spill!.HasPending && !_redisDown && (_stopping || _watch?.IsUp != false))
         {
             try
             {
@@ -265,8 +274,14 @@ internal sealed partial class AuditWriter : BackgroundService
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
-                RedisFailed(ex);
+                _watch?.CallFailed("audit", ex);
+                RedisFailed(ex.Message);
             }
+        }
+        else if (_redis is not null && !_stopping && _watch?.State is { Up: false } down)
+        {
+            // Not even tried: the watch says Redis is unreachable.
+            RedisFailed(down.Reason ?? "unknown");
         }
         AppendLocally(batch);
     }
@@ -312,7 +327,8 @@ internal sealed partial class AuditWriter : BackgroundService
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            RedisFailed(ex);
+            _watch?.CallFailed("audit", ex);
+            RedisFailed(ex.Message);
         }
     }
 
@@ -341,14 +357,30 @@ internal sealed partial class AuditWriter : BackgroundService
         }
     }
 
-    private void RedisFailed(Exception ex)
+    private void RedisFailed(string error)
     {
         _nextReplay = _time.GetUtcNow() + _options.RetryInterval;
         if (!_redisDown)
         {
             _redisDown = true;
-            Log.RedisDown(_logger, LocalPath, ex.Message);
+            Log.RedisDown(_logger, LocalPath, error);
         }
+    }
+
+    /// <summary>A replay is tried when its time has come and the watch says Redis is up; otherwise one interval later.</summary>
+    private bool ReplayDue()
+    {
+        var now = _time.GetUtcNow();
+        if (now < _nextReplay)
+        {
+            return false;
+        }
+        if (_watch?.IsUp == false)
+        {
+            _nextReplay = now + _options.RetryInterval;
+            return false;
+        }
+        return true;
     }
 
     public override void Dispose()

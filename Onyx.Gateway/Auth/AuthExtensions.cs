@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
@@ -40,6 +41,8 @@ internal static class AuthExtensions
         }
         services.AddSingleton<KeyRegistry>();
         services.AddHostedService(sp => sp.GetRequiredService<KeyRegistry>());
+        // Does not gate readiness: without Redis the master key, config keys and cached keys still work.
+        services.AddHealthChecks().Add(new HealthCheckRegistration("keys", sp => sp.GetRequiredService<KeyRegistry>(), HealthStatus.Degraded, []));
         services.AddHostedService<OpenAccessGuard>();
 
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
+using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
 using StackExchange.Redis;
 
@@ -20,14 +22,17 @@ internal enum KeyCheck
 /// <summary>
 /// Answers "whose key is this?": the master key and config keys from memory, generated keys from the key store
 /// through a short-lived cache (Redis is not asked on every request; other replicas' deletions arrive by pub/sub).
+/// While <see cref="RedisConnectionWatch"/> says Redis is down, a key not in the cache is not looked up at all: it is
+/// unverifiable at once. When Redis is back the cache is dropped, since deletions published meanwhile never arrived.
 /// </summary>
-internal sealed partial class KeyRegistry : IHostedService
+internal sealed partial class KeyRegistry : IHostedService, IHealthCheck
 {
     private readonly AccessConfiguration _access;
     private readonly IKeyStore _store;
     private readonly TimeProvider _time;
     private readonly AuthOptions _options;
     private readonly ILogger<KeyRegistry> _logger;
+    private readonly RedisConnectionWatch? _watch;
     private readonly MemoryCache _cache = new(new MemoryCacheOptions { SizeLimit = 100_000 });
     // Lookups in flight, by hash: a burst of requests with a key this replica has not seen asks Redis once.
     private readonly ConcurrentDictionary<string, Task<ApiKeyRecord?>> _lookups = new(StringComparer.Ordinal);
@@ -37,8 +42,10 @@ internal sealed partial class KeyRegistry : IHostedService
     // working for the cache's lifetime.
     private long _changes;
 
-    public KeyRegistry(AccessConfiguration access, IKeyStore store, TimeProvider time, IOptions<OnyxOptions> options, ILogger<KeyRegistry> logger)
+    public KeyRegistry(AccessConfiguration access, IKeyStore store, TimeProvider time, IOptions<OnyxOptions> options, ILogger<KeyRegistry> logger,
+        RedisConnectionWatch? watch = null)
     {
+        _watch = watch;
         _access = access;
         _store = store;
         _time = time;
@@ -65,6 +72,15 @@ internal sealed partial class KeyRegistry : IHostedService
         if (_access.Keys.TryGetValue(hash, out var configured))
         {
             record = configured;
+        }
+        else if (_cache.TryGetValue(hash, out ApiKeyRecord? cached))
+        {
+            record = cached;
+        }
+        else if (_watch?.IsUp == false)
+        {
+            // Not logged per request: the watch logged the outage once, and the "keys" health check says what it means.
+            return (KeyCheck.Unverifiable, null, null);
         }
         else
         {
@@ -98,6 +114,10 @@ internal sealed partial class KeyRegistry : IHostedService
         {
             return cached;
         }
+        if (_watch?.State is { Up: false } down)
+        {
+            throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, $"Redis is unreachable ({down.Reason}).");
+        }
         if (!_lookups.TryGetValue(hash, out var lookup))
         {
             var started = new TaskCompletionSource<ApiKeyRecord?>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -107,7 +127,15 @@ internal sealed partial class KeyRegistry : IHostedService
                 _ = LookUpAsync(hash, started);
             }
         }
-        return await lookup.WaitAsync(_options.RedisTimeout, cancellationToken);
+        try
+        {
+            return await lookup.WaitAsync(_options.RedisTimeout, cancellationToken);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            _watch?.CallFailed("keys", ex);
+            throw;
+        }
     }
 
     private async Task LookUpAsync(string hash, TaskCompletionSource<ApiKeyRecord?> lookup)
@@ -169,6 +197,10 @@ internal sealed partial class KeyRegistry : IHostedService
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (_watch is not null)
+        {
+            _watch.Follow(OnRedisChanged);
+        }
         try
         {
             await _store.SubscribeAsync(hash =>
@@ -184,7 +216,35 @@ internal sealed partial class KeyRegistry : IHostedService
         }
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_watch is not null)
+        {
+            _watch.Unfollow(OnRedisChanged);
+        }
+        return Task.CompletedTask;
+    }
+
+    private void OnRedisChanged(RedisConnectionState state)
+    {
+        if (state.Up)
+        {
+            // Another replica may have deleted or changed a key meanwhile, and its notice was lost with the connection.
+            Interlocked.Increment(ref _changes);
+            _cache.Clear();
+        }
+    }
+
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var data = new Dictionary<string, object> { ["cached_keys"] = _cache.Count };
+        var result = _watch is null ? HealthCheckResult.Healthy("Generated keys live in this process (no Redis).", data)
+            : _watch.State is { Up: false } down ? HealthCheckResult.Degraded(
+                $"Redis is unreachable ({down.Reason}): only the master key, config keys and the generated keys this replica has cached are accepted; others get 503 key_store_unavailable.",
+                data: data)
+            : HealthCheckResult.Healthy("Generated keys are looked up in Redis.", data);
+        return Task.FromResult(result);
+    }
 
     private static partial class Log
     {

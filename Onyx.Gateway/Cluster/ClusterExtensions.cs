@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
 using StackExchange.Redis;
 
@@ -29,8 +30,12 @@ internal static partial class ClusterExtensions
             var fromFile = HasAspireRedis(builder.Configuration) ? null : LiteLlmRedis.Read(builder.Configuration, out _);
             // Fail fast while disconnected instead of queueing commands until the connection returns: callers
             // (the rate limiter, the key store) bound their waits and fall back, and must hear about it at once.
+            // Aspire's own Redis health check is off: it turns /health Unhealthy (503) when Redis is down, which would
+            // take every replica out of rotation while each still serves on its fallbacks. The watch reports Redis
+            // instead, as Degraded with the reason.
             builder.AddRedisClient(RedisConnectionName, configureSettings: settings =>
             {
+                settings.DisableHealthChecks = true;
                 if (fromFile is not null)
                 {
                     // The endpoint alone: the password goes into the options below, never into a string.
@@ -52,10 +57,17 @@ internal static partial class ClusterExtensions
                 // work over (a dotnet-trace CPU sample of json-c16-limits), which two cores cannot spare.
                 options.SocketManager = SocketManager.ThreadPool;
             });
+            builder.Services.AddOptions<RedisWatchOptions>().Bind(builder.Configuration.GetSection(RedisWatchOptions.SectionName)).ValidateOnStart();
+            builder.Services.AddSingleton<IValidateOptions<RedisWatchOptions>, RedisWatchOptionsValidator>();
+            // Registered before the features that follow it: its start-up line (Redis there or not) comes first.
+            builder.Services.AddSingleton<RedisConnectionWatch>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<RedisConnectionWatch>());
             builder.Services.AddSingleton<ReplicaRegistry>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<ReplicaRegistry>());
-            builder.Services.AddHealthChecks().Add(new HealthCheckRegistration("replica",
-                sp => sp.GetRequiredService<ReplicaRegistry>(), HealthStatus.Unhealthy, ["ready"]));
+            // Neither gates readiness (see README "Health"): without Redis each replica still serves, on its fallbacks.
+            builder.Services.AddHealthChecks()
+                .Add(new HealthCheckRegistration("redis", sp => sp.GetRequiredService<RedisConnectionWatch>(), HealthStatus.Degraded, []))
+                .Add(new HealthCheckRegistration("replica", sp => sp.GetRequiredService<ReplicaRegistry>(), HealthStatus.Degraded, []));
         }
         else
         {

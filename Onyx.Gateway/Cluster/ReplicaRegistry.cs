@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
 namespace Onyx.Gateway.Cluster;
@@ -6,33 +7,57 @@ namespace Onyx.Gateway.Cluster;
 /// <summary>
 /// Registers this replica in the shared Redis (hash <see cref="Key"/>: replica id → start time), so operators
 /// and tests can see every replica shares one Redis; the shared state of later features lives beside it.
+/// While Redis is unreachable the replica serves on its own; it registers again as soon as Redis answers (a
+/// restarted Redis may have lost the hash).
 /// </summary>
-internal sealed partial class ReplicaRegistry(IConnectionMultiplexer redis, ReplicaIdentity identity, TimeProvider time, ILogger<ReplicaRegistry> logger)
-    : IHostedService, IHealthCheck
+internal sealed partial class ReplicaRegistry : IHostedService, IHealthCheck
 {
     public const string Key = "onyx:replicas";
 
+    private readonly IConnectionMultiplexer _redis;
+    private readonly RedisConnectionWatch _watch;
+    private readonly ReplicaIdentity _identity;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _timeout;
+    private readonly ILogger<ReplicaRegistry> _logger;
+
+    public ReplicaRegistry(IConnectionMultiplexer redis, RedisConnectionWatch watch, ReplicaIdentity identity, IOptions<RedisWatchOptions> options,
+        TimeProvider time, ILogger<ReplicaRegistry> logger)
+    {
+        _redis = redis;
+        _watch = watch;
+        _identity = identity;
+        _time = time;
+        // A health probe must not wait on a stalled Redis longer than the watch's own ping does.
+        _timeout = options.Value.PingTimeout;
+        _logger = logger;
+    }
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        try
+        _watch.Follow(OnRedisChanged);
+        if (_watch.IsUp)
         {
-            await redis.GetDatabase().HashSetAsync(Key, identity.Id, time.GetUtcNow().ToString("O"));
-            Log.Registered(logger, identity.Id);
+            await RegisterAsync();
         }
-        catch (RedisException ex)
+        else
         {
-            // Redis may come later; health reports it, and the next health check registers again.
-            Log.RegistrationFailed(logger, identity.Id, ex.Message);
+            Log.RegistrationFailed(_logger, _identity.Id, _watch.State.Reason ?? "Redis is unreachable");
         }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        _watch.Unfollow(OnRedisChanged);
+        if (!_watch.IsUp)
+        {
+            return;
+        }
         try
         {
-            await redis.GetDatabase().HashDeleteAsync(Key, identity.Id);
+            await _redis.GetDatabase().HashDeleteAsync(Key, _identity.Id).WaitAsync(_timeout, _time, cancellationToken);
         }
-        catch (Exception ex) when (ex is RedisException or ObjectDisposedException)
+        catch (Exception ex) when (ex is RedisException or TimeoutException or OperationCanceledException or ObjectDisposedException)
         {
             // Shutting down (the connection may already be closed): nothing more to do.
         }
@@ -40,17 +65,51 @@ internal sealed partial class ReplicaRegistry(IConnectionMultiplexer redis, Repl
 
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        var data = new Dictionary<string, object> { ["replica"] = identity.Id };
+        var data = new Dictionary<string, object> { ["replica"] = _identity.Id };
+        if (_watch.State is { Up: false } down)
+        {
+            return HealthCheckResult.Degraded($"Not registered: Redis is unreachable ({down.Reason}); this replica serves on its own.", data: data);
+        }
         try
         {
-            var database = redis.GetDatabase();
-            await database.HashSetAsync(Key, identity.Id, time.GetUtcNow().ToString("O"), When.NotExists);
-            data["replicas"] = await database.HashLengthAsync(Key);
+            var database = _redis.GetDatabase();
+            var registered = database.HashSetAsync(Key, _identity.Id, _time.GetUtcNow().ToString("O"), When.NotExists);
+            var count = database.HashLengthAsync(Key);
+            await Task.WhenAll(registered, count).WaitAsync(_timeout, _time, cancellationToken);
+            data["replicas"] = count.Result;
             return HealthCheckResult.Healthy("Registered in Redis.", data);
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            return HealthCheckResult.Unhealthy("Redis is unreachable.", ex, data);
+            _watch.CallFailed("replica registry", ex);
+            return HealthCheckResult.Degraded($"Not registered: Redis did not answer ({RedisConnectionWatch.Describe(ex)}); this replica serves on its own.", ex, data);
+        }
+    }
+
+    private void OnRedisChanged(RedisConnectionState state)
+    {
+        if (state.Up)
+        {
+            _ = RegisterAsync();
+        }
+    }
+
+    private async Task RegisterAsync()
+    {
+        try
+        {
+            await _redis.GetDatabase().HashSetAsync(Key, _identity.Id, _time.GetUtcNow().ToString("O")).WaitAsync(_timeout, _time);
+            Log.Registered(_logger, _identity.Id);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            // The next health check, or the next time Redis is back, registers again.
+            _watch.CallFailed("replica registry", ex);
+            Log.RegistrationFailed(_logger, _identity.Id, ex.Message);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Shutting down.
         }
     }
 

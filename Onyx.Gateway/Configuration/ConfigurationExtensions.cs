@@ -200,9 +200,9 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
         {
             errors.Add("Onyx:RateLimits:Window must be positive.");
         }
-        if (limits.RedisTimeout <= TimeSpan.Zero || limits.RecoveryInterval <= TimeSpan.Zero || limits.ParallelLease <= TimeSpan.Zero)
+        if (limits.RedisTimeout <= TimeSpan.Zero || limits.ParallelLease <= TimeSpan.Zero)
         {
-            errors.Add("Onyx:RateLimits:RedisTimeout, RecoveryInterval and ParallelLease must be positive.");
+            errors.Add("Onyx:RateLimits:RedisTimeout and ParallelLease must be positive.");
         }
         if (limits.ParallelLease < TimeSpan.FromSeconds(3))
         {

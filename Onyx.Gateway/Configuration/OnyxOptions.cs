@@ -83,16 +83,14 @@ internal sealed class RateLimitOptions
     public TimeSpan RedisTimeout { get; set; } = TimeSpan.FromMilliseconds(50);
 
     /// <summary>
-    /// Redis answers slower than <see cref="RedisTimeout"/> this many times in a row before the replica stops asking
-    /// it (a lost connection stops it at once). Each slow answer's request is decided in memory meanwhile.
+    /// Redis answers slower than <see cref="RedisTimeout"/> this many times in a row before the replica tells the Redis
+    /// connection's watch that Redis is down (a lost connection is down at once). Each slow answer's request is decided
+    /// in memory meanwhile.
     /// </summary>
     public int SlowAnswersToFallBack { get; set; } = 3;
 
     /// <summary>While Redis is unreachable: <c>false</c> limits per replica in memory, <c>true</c> refuses with 503.</summary>
     public bool FailClosed { get; set; }
-
-    /// <summary>How often a replica in fallback mode checks whether Redis is back.</summary>
-    public TimeSpan RecoveryInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// How long Redis keeps a call's parallel-request slot and budget reservation without hearing from its replica: the

@@ -27,9 +27,11 @@ internal static class RateLimitingExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ReplicaIdentity>(),
             sp.GetRequiredService<ILogger<UsageLimiter>>(),
-            redis ? sp.GetRequiredService<RedisUsageStore>() : null));
+            redis ? sp.GetRequiredService<RedisUsageStore>() : null,
+            redis ? sp.GetRequiredService<RedisConnectionWatch>() : null));
+        // Does not gate readiness: in memory (or fail-closed, with a clean 503) the replica still answers.
         services.AddHealthChecks().Add(new HealthCheckRegistration("rate-limits",
-            sp => sp.GetRequiredService<UsageLimiter>(), HealthStatus.Degraded, ["ready"]));
+            sp => sp.GetRequiredService<UsageLimiter>(), HealthStatus.Degraded, []));
         return builder;
     }
 }

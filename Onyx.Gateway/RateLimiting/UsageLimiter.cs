@@ -15,8 +15,8 @@ namespace Onyx.Gateway.RateLimiting;
 /// Decides whether a caller's request may go upstream: its key's budget, requests and tokens per rolling window and
 /// requests in flight, per user and (optionally) per end user, counted in Redis across every replica. No request waits
 /// for Redis longer than <see cref="RateLimitOptions.RedisTimeout"/>: a slow answer's request is decided in memory.
-/// When the connection is lost, or answers keep coming slowly, the replica limits in memory (or refuses, when
-/// fail-closed) until a background ping finds Redis back; each change of mode is logged once.
+/// While <see cref="RedisConnectionWatch"/> says Redis is down the replica limits in memory (or refuses, when
+/// fail-closed); answers that keep coming slowly tell the watch so. Each change of mode is logged once.
 /// </summary>
 /// <remarks>
 /// Nothing an admission takes in Redis outlives its call. A call's end frees its slot and settles its cost in the same
@@ -36,9 +36,10 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     private readonly TimeProvider _time;
     private readonly ILogger<UsageLimiter> _logger;
     private readonly string _replica;
-    private readonly CancellationTokenSource _stopping = new();
-    private int _sharedUp = 1;
+    private readonly RedisConnectionWatch? _watch;
     private int _slowAnswers;
+    // Ends the lease keeper. Cancelled, never disposed: the host may stop and dispose this more than once.
+    private readonly CancellationTokenSource _stopping = new();
 
     // Far below what one record script can take: it passes a subject's calls to ZADD and ZREM with Lua's unpack, which
     // fails from about 4 000 values, after the script's INCRBY (Redis does not roll a script back).
@@ -60,8 +61,12 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     private int _unsettledCount;
 
     public UsageLimiter(InMemoryUsageStore local, IOptions<OnyxOptions> onyx, IOptions<LiteLlmOptions> liteLlm, GatewayMetrics metrics,
-        TimeProvider time, ReplicaIdentity replica, ILogger<UsageLimiter> logger, RedisUsageStore? shared = null)
+        TimeProvider time, ReplicaIdentity replica, ILogger<UsageLimiter> logger, RedisUsageStore? shared = null, RedisConnectionWatch? watch = null)
     {
+        if ((shared is null) != (watch is null))
+        {
+            throw new ArgumentException("Limits shared through Redis follow the Redis connection's watch: give both or neither.", nameof(watch));
+        }
         _replica = replica.Id;
         _shared = shared;
         _local = local;
@@ -70,7 +75,12 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         _metrics = metrics;
         _time = time;
         _logger = logger;
-        metrics.ObserveRateLimitMode(() => _shared is null ? 0 : _sharedUp == 1 ? 1 : 2);
+        _watch = watch;
+        if (watch is not null)
+        {
+            watch.Follow(OnRedisChanged);
+        }
+        metrics.ObserveRateLimitMode(() => _shared is null ? 0 : Shared ? 1 : 2);
         if (shared is not null)
         {
             _ = KeepLeasesAsync();
@@ -78,7 +88,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     }
 
     /// <summary>Whether the counters are shared right now (false without Redis, or while it is unreachable).</summary>
-    public bool Shared => _shared is not null && Volatile.Read(ref _sharedUp) == 1;
+    public bool Shared => _watch?.IsUp == true;
 
     /// <param name="estimate">
     /// An upper bound of what the call may cost its key, in US dollars, reserved against the key's budget while it
@@ -387,7 +397,9 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         var renewEvery = _options.ParallelLease / 3;
         var lastRenewal = clock.GetTimestamp();
         var stopping = _stopping.Token;
-        using var timer = new PeriodicTimer(_options.RecoveryInterval < renewEvery ? _options.RecoveryInterval : renewEvery, clock);
+        // Frees and settlements Redis could not take are retried once a second; leases are renewed every third of their life.
+        var tick = TimeSpan.FromSeconds(1);
+        using var timer = new PeriodicTimer(tick < renewEvery ? tick : renewEvery, clock);
         try
         {
             while (await timer.WaitForNextTickAsync(stopping))
@@ -547,52 +559,42 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         return subjects;
     }
 
-    /// <summary>A lost connection stops the shared mode at once; slow answers only when they keep coming.</summary>
+    /// <summary>
+    /// A lost connection stops the shared mode at once (the watch's call); slow answers only when they keep coming,
+    /// and then for every feature: a Redis too slow for the limits' 50 ms is not one to build on elsewhere either.
+    /// </summary>
     private void LostRedis(Exception error)
     {
-        if (error is not RedisConnectionException && Interlocked.Increment(ref _slowAnswers) < _options.SlowAnswersToFallBack)
+        if (error is RedisConnectionException)
         {
+            _watch!.CallFailed("rate limits", error);
             return;
         }
-        if (Interlocked.Exchange(ref _sharedUp, 0) != 1)
+        var slow = Interlocked.Increment(ref _slowAnswers);
+        if (slow < _options.SlowAnswersToFallBack)
         {
+            _watch!.CallFailed("rate limits", error);
             return;
         }
-        if (_options.FailClosed)
+        _watch!.ReportDown("rate limits", string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{slow} answers in a row slower than {_options.RedisTimeout.TotalMilliseconds:0} ms (last: {RedisConnectionWatch.Describe(error)})"));
+    }
+
+    /// <summary>The mode follows the watch; each change is logged once.</summary>
+    private void OnRedisChanged(RedisConnectionState state)
+    {
+        Volatile.Write(ref _slowAnswers, 0);
+        if (state.Up)
         {
-            Log.RedisLostFailClosed(_logger, error.Message);
+            Log.RedisBack(_logger);
+        }
+        else if (_options.FailClosed)
+        {
+            Log.RedisLostFailClosed(_logger, state.Reason ?? "unknown");
         }
         else
         {
-            Log.RedisLost(_logger, error.Message);
-        }
-        _ = RecoverAsync();
-    }
-
-    private async Task RecoverAsync()
-    {
-        using var timer = new PeriodicTimer(_options.RecoveryInterval, _time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(_stopping.Token))
-            {
-                try
-                {
-                    await _shared!.PingAsync().WaitAsync(_options.RedisTimeout * 4, _stopping.Token);
-                }
-                catch (Exception ex) when (ex is RedisException or TimeoutException)
-                {
-                    continue;
-                }
-                Volatile.Write(ref _slowAnswers, 0);
-                Volatile.Write(ref _sharedUp, 1);
-                Log.RedisBack(_logger);
-                return;
-            }
-        }
-        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
-        {
-            // Shutting down.
+            Log.RedisLost(_logger, state.Reason ?? "unknown");
         }
     }
 
@@ -603,8 +605,8 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
             : _shared is null ? HealthCheckResult.Healthy("Limits are counted in this process (no Redis: right for a single replica).", data)
             : Shared ? HealthCheckResult.Healthy("Limits are shared by every replica through Redis.", data)
             : HealthCheckResult.Degraded(_options.FailClosed
-                ? "Redis is unreachable: requests that need a rate-limit decision are refused (fail-closed)."
-                : "Redis is unreachable: each replica limits on its own, in memory, until it is back.", data: data);
+                ? $"Redis is unreachable ({_watch!.State.Reason}): requests that need a rate-limit decision are refused (fail-closed)."
+                : $"Redis is unreachable ({_watch!.State.Reason}): each replica limits on its own, in memory, until it is back.", data: data);
         return Task.FromResult(result);
     }
 
@@ -613,7 +615,10 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         // The writer finishes what is queued, then stops.
         _records.Writer.TryComplete();
         _stopping.Cancel();
-        _stopping.Dispose();
+        if (_watch is not null)
+        {
+            _watch.Unfollow(OnRedisChanged);
+        }
     }
 
     internal static string Describe(LimitKind kind) => kind switch

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
@@ -27,15 +28,16 @@ namespace Onyx.Gateway.Resilience;
 /// <para>
 /// Each announcement is one Lua script (write the keys, then publish), so the messages arrive in the order the keys
 /// changed. Nothing here may hold up a request or fail it: announcements run in the background, the probe claim
-/// waits at most <see cref="RoutingOptions.BreakerRedisTimeout"/>, and when Redis does not answer each replica's
-/// breakers decide alone, as without Redis, until it does again (events 2003 and 2004).
+/// waits at most <see cref="RoutingOptions.BreakerRedisTimeout"/>, and while <see cref="RedisConnectionWatch"/> says
+/// Redis is down each replica's breakers decide alone, as without Redis, without asking it, until it is back
+/// (events 2003 and 2004); then the replica subscribes again if it must and reads what the others opened meanwhile.
 /// </para>
 /// <para>
 /// Opens announced while Redis was unreachable are not replayed when it is back; those breakers close on their
 /// replica's own probe, as single-replica breakers do.
 /// </para>
 /// </remarks>
-internal sealed partial class RedisCircuitSync : ICircuitSync
+internal sealed partial class RedisCircuitSync : ICircuitSync, IHealthCheck
 {
     public const string ChannelName = "onyx:breakers";
 
@@ -88,6 +90,7 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(2);
 
     private readonly IConnectionMultiplexer _redis;
+    private readonly RedisConnectionWatch _watch;
     private readonly string _replica;
     private readonly RoutingOptions _options;
     private readonly ILogger<RedisCircuitSync> _logger;
@@ -96,12 +99,13 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
     private ChannelMessageQueue? _messages;
     private bool _subscribeFailed;
     private long _opens;
-    private int _unavailable;
     private int _stopped;
 
-    public RedisCircuitSync(IConnectionMultiplexer redis, ReplicaIdentity replica, IOptions<OnyxOptions> options, ILogger<RedisCircuitSync> logger)
+    public RedisCircuitSync(IConnectionMultiplexer redis, RedisConnectionWatch watch, ReplicaIdentity replica, IOptions<OnyxOptions> options,
+        ILogger<RedisCircuitSync> logger)
     {
         _redis = redis;
+        _watch = watch;
         _replica = replica.Id;
         _options = options.Value.Routing;
         _logger = logger;
@@ -115,7 +119,13 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
     public async Task StartAsync(IReadOnlyDictionary<string, CircuitBreaker> breakers, CancellationToken cancellationToken)
     {
         _breakers = breakers;
-        _redis.ConnectionRestored += OnConnectionRestored;
+        // While Redis is down (logged by the follower), the sync waits for the watch to find it back; meanwhile the
+        // breakers are this replica's own.
+        _watch.Follow(OnRedisChanged);
+        if (!_watch.IsUp)
+        {
+            return;
+        }
         try
         {
             await SyncAsync().WaitAsync(StartTimeout, cancellationToken);
@@ -123,7 +133,7 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
         catch (TimeoutException ex)
         {
             // The sync goes on in the background; meanwhile the breakers are this replica's own.
-            Unavailable(ex);
+            _watch.CallFailed("circuit breakers", ex);
         }
     }
 
@@ -134,7 +144,7 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
     public Task StopAsync()
     {
         Volatile.Write(ref _stopped, 1);
-        _redis.ConnectionRestored -= OnConnectionRestored;
+        _watch.Unfollow(OnRedisChanged);
         return Task.CompletedTask;
     }
 
@@ -157,13 +167,16 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
 
     public async ValueTask<ProbeClaim> ClaimProbeAsync(string deploymentId, string? knownOpenId)
     {
+        if (!_watch.IsUp)
+        {
+            return new ProbeClaim(ProbeVerdict.Unknown);
+        }
         try
         {
             var leaseMs = Math.Max(1, (long)_options.ProbeLease.TotalMilliseconds);
             var claim = _redis.GetDatabase().ScriptEvaluateAsync(ClaimScript, [OpenKey(deploymentId), ProbeKey(deploymentId)],
                 [knownOpenId ?? "", _replica, leaseMs]);
             var result = (RedisResult[])(await claim.WaitAsync(_options.BreakerRedisTimeout))!;
-            Available();
             var id = (string)result[1]!;
             var remaining = TimeSpan.FromMilliseconds(Math.Max(0, (long)result[2]));
             return (int)result[0] switch
@@ -175,7 +188,7 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            Unavailable(ex);
+            _watch.CallFailed("circuit breakers", ex);
             return new ProbeClaim(ProbeVerdict.Unknown);
         }
         catch (ObjectDisposedException)
@@ -184,24 +197,37 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
         }
     }
 
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(_watch.State is { Up: false } down
+            ? HealthCheckResult.Degraded($"Redis is unreachable ({down.Reason}): each replica's breakers decide alone until it is back.")
+            : HealthCheckResult.Healthy("Breakers are shared by every replica through Redis."));
+
     private string Message(string kind, long ms, string openId, string deploymentId) =>
         string.Create(CultureInfo.InvariantCulture, $"{kind}|{_replica}|{ms}|{openId}|{deploymentId}");
 
     private static string ReplicaOf(string openId) => openId.LastIndexOf('#') is > 0 and var hash ? openId[..hash] : openId;
 
-    /// <summary>Runs an announcement in the background: the breaker calls this under its lock, on a request's path.</summary>
-    private void Announce(Func<IDatabase, Task> announcement) => _ = AnnounceAsync(announcement);
+    /// <summary>
+    /// Runs an announcement in the background: the breaker calls this under its lock, on a request's path. None while
+    /// the watch says Redis is down: it could not be delivered (see the remarks on what that leaves out).
+    /// </summary>
+    private void Announce(Func<IDatabase, Task> announcement)
+    {
+        if (_watch.IsUp)
+        {
+            _ = AnnounceAsync(announcement);
+        }
+    }
 
     private async Task AnnounceAsync(Func<IDatabase, Task> announcement)
     {
         try
         {
             await announcement(_redis.GetDatabase()).WaitAsync(AnnounceTimeout);
-            Available();
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            Unavailable(ex);
+            _watch.CallFailed("circuit breakers", ex);
         }
         catch (ObjectDisposedException)
         {
@@ -242,11 +268,10 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
                     _breakers[id].FollowOpen(openId, remaining, ReplicaOf(openId));
                 }
             }
-            Available();
         }
         catch (RedisException ex)
         {
-            Unavailable(ex);
+            _watch.CallFailed("circuit breakers", ex);
         }
         catch (ObjectDisposedException)
         {
@@ -258,12 +283,23 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
         }
     }
 
-    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs e)
+    /// <summary>Each change of the watch's state is this feature's change of mode, logged once.</summary>
+    private void OnRedisChanged(RedisConnectionState state)
     {
-        if (Volatile.Read(ref _stopped) == 0)
+        if (Volatile.Read(ref _stopped) == 1)
         {
-            // Messages published while the connection was down are lost; the keys still say what is open.
+            return;
+        }
+        if (state.Up)
+        {
+            Log.Back(_logger);
+            // Messages published while Redis was unreachable (or too slow to use) are lost; the keys still say what
+            // is open.
             _ = SyncAsync();
+        }
+        else
+        {
+            Log.FellBack(_logger, state.Reason ?? "unknown");
         }
     }
 
@@ -290,24 +326,6 @@ internal sealed partial class RedisCircuitSync : ICircuitSync
             case "release":
                 breaker.FollowProbeReleased();
                 break;
-        }
-    }
-
-    private void Unavailable(Exception error)
-    {
-        if (Interlocked.Exchange(ref _unavailable, 1) == 0)
-        {
-            Log.FellBack(_logger, error.Message);
-        }
-    }
-
-    private void Available()
-    {
-        if (Interlocked.Exchange(ref _unavailable, 0) == 1)
-        {
-            Log.Back(_logger);
-            // A stall may have hidden opens from this replica; a reconnect resyncs on its own.
-            _ = SyncAsync();
         }
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Onyx.Gateway.Cluster;
 
 namespace Onyx.Gateway.Resilience;
@@ -13,6 +14,9 @@ internal static class ResilienceExtensions
             // Cluster-wide breakers: the registry follows the other replicas once started.
             builder.Services.AddSingleton<RedisCircuitSync>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<CircuitBreakerRegistry>());
+            // Does not gate readiness: without Redis each replica's breakers still work, alone.
+            builder.Services.AddHealthChecks().Add(new HealthCheckRegistration("breakers",
+                sp => sp.GetRequiredService<RedisCircuitSync>(), HealthStatus.Degraded, []));
         }
         return builder;
     }

@@ -1,0 +1,47 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Onyx.Gateway.Cluster;
+using Onyx.Gateway.Tests.RateLimiting;
+using Onyx.Gateway.Tests.TestHost;
+using StackExchange.Redis;
+
+namespace Onyx.Gateway.Tests.Auth;
+
+/// <summary>Generated keys on a replica whose Redis goes away and comes back.</summary>
+public sealed class KeysAcrossRedisOutagesTests : ReplicasOnOneRedis
+{
+    protected override Dictionary<string, string?> ReplicaSettings => new()
+    {
+        ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        ["Onyx:Redis:PingInterval"] = "00:00:00.100",
+    };
+
+    [Fact]
+    public async Task AKeyDeletedWhileTheReplicaCouldNotHearIsRefusedOnceRedisIsBack()
+    {
+        var gateway = await StartReplicaAsync();
+        var key = await SharedRateLimitTests.GenerateAsync(gateway, """{"user_id":"deleted-meanwhile"}""");
+        using var client = gateway.CreateClient(key);
+        using (var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
+        {
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+
+        // The replica counts Redis as down (as after 3 slow answers) while the key is deleted without a notice
+        // reaching it, as another replica's deletion during an outage would be.
+        gateway.Services.GetRequiredService<RedisConnectionWatch>().ReportDown("test", "told so");
+        await using (var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString))
+        {
+            Assert.True(await redis.GetDatabase().KeyDeleteAsync("onyx:key:" + Onyx.Gateway.Auth.ApiKeys.Hash(key)));
+        }
+        // Meanwhile the key it has cached still works (the cache is the fallback).
+        using (var cached = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
+        {
+            Assert.Equal(HttpStatusCode.OK, cached.StatusCode);
+        }
+        await gateway.Logs.WaitForAsync(r => r.EventId == 4011, TimeSpan.FromSeconds(20));
+
+        using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+    }
+}
