@@ -36,7 +36,8 @@ internal static class AuditExtensions
         services.AddSingleton<AuditMetrics>();
         if (ClusterExtensions.HasRedis(configuration))
         {
-            services.AddSingleton(sp => AuditTrail.For(configuration.GetConnectionString(ClusterExtensions.RedisConnectionName)!,
+            // Named from the client's own configuration: the Redis may come from ConnectionStrings or from the config file.
+            services.AddSingleton(sp => AuditTrail.For(sp.GetRequiredService<IConnectionMultiplexer>().Configuration,
                 sp.GetRequiredService<IOptions<AuditOptions>>().Value));
             services.AddSingleton(sp => new RedisAuditStream(sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<TimeProvider>()));
