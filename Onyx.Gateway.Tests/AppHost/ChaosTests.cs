@@ -72,10 +72,10 @@ public sealed class ChaosTests(ITestOutputHelper output)
         }
 
         var outcomes = new ConcurrentQueue<Outcome>();
-        var health = new ConcurrentQueue<(HttpStatusCode Status, string Body)>();
+        var health = new ConcurrentQueue<Probe>();
         using var stopTraffic = new CancellationTokenSource();
-        var workers = users.SelectMany(u => Enumerable.Range(0, u.Workers).Select(w => RunWorkerAsync(app, u.User, u.Key, $"{u.User}-{w}", outcomes, stopTraffic.Token))).ToList();
-        var poller = PollHealthAsync(app, health, stopTraffic.Token);
+        var workers = users.SelectMany(u => Enumerable.Range(0, u.Workers).Select(w => RunWorkerAsync(app, clock, u.Key, $"{u.User}-{w}", outcomes, stopTraffic.Token))).ToList();
+        var poller = PollHealthAsync(app, clock, health, stopTraffic.Token);
 
         // The timeline: steady traffic, Redis killed for ten seconds and started again, then a replica stopped.
         var commands = app.Services.GetRequiredService<ResourceCommandService>();
@@ -110,22 +110,33 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
         // No live replica's readiness said 503: a 503 may only come from the replica that was draining.
         var notReady = health.Where(h => h.Status != HttpStatusCode.OK).ToList();
+        Assert.Contains(health, h => h.At > redisDown && h.At < redisBack && h.Body.Contains("\"Degraded\"", StringComparison.Ordinal));
         Assert.All(notReady, h => Assert.Contains("Draining", h.Body, StringComparison.Ordinal));
 
-        // Once Redis is back, nobody is refused below their limits: the parallel-limited user gets all three slots.
+        // Once every replica counts in Redis again, nobody is refused below their limits: no 429 for a request sent after
+        // that, and the parallel-limited user gets all three of its slots at once.
+        var recovered = health.Where(h => h.At > redisBack && h.RateLimitsShared).GroupBy(h => h.Replica).Select(g => g.Min(h => h.At)).DefaultIfEmpty().Max();
+        Assert.True(health.Where(h => h.At > redisBack && h.RateLimitsShared).Select(h => h.Replica).Distinct().Count() >= 2, "the replicas never reported shared limits after Redis came back");
+        var refusedAfter = all.Where(o => o.Sent > recovered && o.Status == HttpStatusCode.TooManyRequests).ToList();
+        Assert.True(refusedAfter.Count == 0, string.Join("\n", refusedAfter.Select(o => $"{o.RequestId} at {o.Sent.TotalSeconds:0.000} s: {o.Detail}")));
         using var limited = Client(app, users[2].Key);
-        var three = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => limited.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()))));
-        Assert.All(three, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
-        Assert.DoesNotContain(all, o => o.Status == HttpStatusCode.TooManyRequests);
+        var three = await Task.WhenAll(Enumerable.Range(0, 3).Select(async i =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody()) };
+            request.Headers.Add("x-request-id", $"chaos-after-{i}");
+            using var response = await limited.SendAsync(request);
+            return response.StatusCode;
+        }));
+        Assert.All(three, status => Assert.Equal(HttpStatusCode.OK, status));
 
         // The audit trail holds exactly one record per request that reached an endpoint.
-        var reached = all.Where(o => o.Audited).Select(o => o.RequestId).ToHashSet(StringComparer.Ordinal);
+        var reached = all.Where(o => o.Audited).Select(o => o.RequestId).Concat(Enumerable.Range(0, 3).Select(i => $"chaos-after-{i}")).ToHashSet(StringComparer.Ordinal);
         await using var redis = await ConnectionMultiplexer.ConnectAsync((await app.GetConnectionStringAsync("redis"))!);
         var records = await AuditRecordsAsync(redis, reached);
         var perRequest = records.GroupBy(r => (string)r["request_id"]!).ToDictionary(g => g.Key, g => g.Count());
         var lost = reached.Where(id => !perRequest.ContainsKey(id)).ToList();
         var doubled = perRequest.Where(p => p.Value > 1).Select(p => p.Key).ToList();
-        Assert.True(lost.Count == 0, "lost: " + string.Join(", ", lost.Take(20)));
+        Assert.True(lost.Count == 0, "lost: " + string.Join(", ", all.Where(o => lost.Contains(o.RequestId)).Take(20)));
         Assert.True(doubled.Count == 0, "doubled: " + string.Join(", ", doubled.Take(20)));
 
         // Each key's spend is the sum of its calls' costs, as their audit records state them.
@@ -139,6 +150,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
         output.WriteLine($"AppHost up in {started.TotalSeconds:0.0} s; Redis down {redisDown.TotalSeconds:0.0}–{redisBack.TotalSeconds:0.0} s; " +
             $"replica {stopped} sent SIGTERM at {replicaStopped.TotalSeconds:0.0} s, exited at {replicaExited.TotalSeconds:0.0} s");
+        output.WriteLine($"every replica shared limits again {(recovered - redisBack).TotalMilliseconds:0} ms after Redis was back; 429s before that: {all.Count(o => o.Status == HttpStatusCode.TooManyRequests)}");
         output.WriteLine($"requests: {all.Count}; whole: {all.Count(o => o.Kind == OutcomeKind.Whole)}; clean errors: {all.Count(o => o.Kind == OutcomeKind.CleanError)} " +
             $"({string.Join(", ", all.Where(o => o.Kind == OutcomeKind.CleanError).GroupBy(o => o.Detail).Select(g => $"{g.Count()} {g.Key}"))}); retried after a draining replica's 503: {all.Sum(o => o.Retries)}");
         output.WriteLine($"/health probes: {health.Count}, 503 from a draining replica: {notReady.Count}, 503 otherwise: 0");
@@ -154,13 +166,20 @@ public sealed class ChaosTests(ITestOutputHelper output)
         Broken,
     }
 
-    private sealed record Outcome(string RequestId, bool Stream, HttpStatusCode? Status, OutcomeKind Kind, string Detail, bool Audited, int Retries);
+    private sealed record Outcome(string RequestId, bool Stream, HttpStatusCode? Status, OutcomeKind Kind, string Detail, bool Audited, int Retries)
+    {
+        /// <summary>When the request was (last) sent, from the test's start.</summary>
+        public TimeSpan Sent { get; init; }
+    }
+
+    /// <summary>One answer of <c>/health</c>: which replica, whether its rate limits were shared in Redis.</summary>
+    private sealed record Probe(TimeSpan At, HttpStatusCode Status, string Body, string? Replica, bool RateLimitsShared);
 
     /// <summary>
     /// One client of one user: requests one after another, streams and JSON in turn, until told to stop. A 503 that a
     /// draining replica sends before it takes the request (<c>shutting_down</c>) is retried, as OpenAI's SDKs retry a 503.
     /// </summary>
-    private static async Task RunWorkerAsync(DistributedApplication app, string user, string key, string name, ConcurrentQueue<Outcome> outcomes, CancellationToken stop)
+    private static async Task RunWorkerAsync(DistributedApplication app, Stopwatch clock, string key, string name, ConcurrentQueue<Outcome> outcomes, CancellationToken stop)
     {
         using var client = Client(app, key);
         client.Timeout = Timeout.InfiniteTimeSpan;
@@ -172,6 +191,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
             var retries = 0;
             while (true)
             {
+                var sent = clock.Elapsed;
                 using var deadline = new CancellationTokenSource(Deadline);
                 using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody(stream: stream)) };
                 request.Headers.Add("x-request-id", requestId);
@@ -185,15 +205,15 @@ public sealed class ChaosTests(ITestOutputHelper output)
                         retries++;
                         continue;
                     }
-                    outcomes.Enqueue(Judge(requestId, stream, response.StatusCode, body, expected, retries));
+                    outcomes.Enqueue(Judge(requestId, stream, response.StatusCode, body, expected, retries) with { Sent = sent });
                 }
                 catch (OperationCanceledException) when (deadline.IsCancellationRequested)
                 {
-                    outcomes.Enqueue(new Outcome(requestId, stream, null, OutcomeKind.Hung, $"no answer within {Deadline}", true, retries));
+                    outcomes.Enqueue(new Outcome(requestId, stream, null, OutcomeKind.Hung, $"no answer within {Deadline}", true, retries) { Sent = sent });
                 }
                 catch (HttpRequestException ex)
                 {
-                    outcomes.Enqueue(new Outcome(requestId, stream, null, OutcomeKind.Broken, ex.Message, false, retries));
+                    outcomes.Enqueue(new Outcome(requestId, stream, null, OutcomeKind.Broken, ex.Message, false, retries) { Sent = sent });
                 }
                 break;
             }
@@ -225,7 +245,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
     }
 
     /// <summary>Readiness as a load balancer probes it: a new connection each time, so every replica is asked in turn.</summary>
-    private static async Task PollHealthAsync(DistributedApplication app, ConcurrentQueue<(HttpStatusCode, string)> health, CancellationToken stop)
+    private static async Task PollHealthAsync(DistributedApplication app, Stopwatch clock, ConcurrentQueue<Probe> health, CancellationToken stop)
     {
         using var client = app.CreateHttpClient("gateway", "http");
         using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
@@ -237,8 +257,12 @@ public sealed class ChaosTests(ITestOutputHelper output)
                 request.Headers.ConnectionClose = true;
                 try
                 {
+                    var at = clock.Elapsed;
                     using var response = await client.SendAsync(request, stop);
-                    health.Enqueue((response.StatusCode, await response.Content.ReadAsStringAsync(stop)));
+                    var body = await response.Content.ReadAsStringAsync(stop);
+                    var checks = JsonNode.Parse(body)?["checks"];
+                    health.Enqueue(new Probe(at, response.StatusCode, body, (string?)checks?["replica"]?["data"]?["replica"],
+                        (string?)checks?["rate-limits"]?["status"] == "Healthy"));
                 }
                 catch (HttpRequestException)
                 {

@@ -87,8 +87,14 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         }
     }
 
-    /// <summary>Whether the counters are shared right now (false without Redis, or while it is unreachable).</summary>
-    public bool Shared => _watch?.IsUp == true;
+    /// <summary>
+    /// Whether the counters are shared right now: false without Redis, while it is unreachable, and while this replica
+    /// is still writing what it could not write during the outage (calls that ended meanwhile still hold their slots
+    /// and reservations there until then, and would refuse the users they belonged to).
+    /// </summary>
+    public bool Shared => _watch?.IsUp == true && Volatile.Read(ref _catchingUp) == 0;
+
+    private int _catchingUp;
 
     /// <param name="estimate">
     /// An upper bound of what the call may cost its key, in US dollars, reserved against the key's budget while it
@@ -586,7 +592,10 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         Volatile.Write(ref _slowAnswers, 0);
         if (state.Up)
         {
-            Log.RedisBack(_logger);
+            if (Interlocked.Exchange(ref _catchingUp, 1) == 0)
+            {
+                _ = CatchUpAsync();
+            }
         }
         else if (_options.FailClosed)
         {
@@ -595,6 +604,35 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         else
         {
             Log.RedisLost(_logger, state.Reason ?? "unknown");
+        }
+    }
+
+    /// <summary>
+    /// Redis is back: first what calls that ended during the outage still hold there is freed and settled, then this
+    /// replica counts in Redis again. Admissions meanwhile are decided in memory, as during the outage.
+    /// </summary>
+    private async Task CatchUpAsync()
+    {
+        try
+        {
+            for (var round = 0; round < 10 && _watch?.IsUp == true && (!_releases.IsEmpty || !_unsettled.IsEmpty); round++)
+            {
+                await RetryReleasesAsync();
+                await RetrySettlementsAsync();
+            }
+        }
+        catch (Exception ex)
+        {
+            // What is left is the lease keeper's to retry.
+            Log.KeeperFailed(_logger, ex);
+        }
+        finally
+        {
+            Volatile.Write(ref _catchingUp, 0);
+        }
+        if (_watch?.IsUp == true)
+        {
+            Log.RedisBack(_logger);
         }
     }
 
