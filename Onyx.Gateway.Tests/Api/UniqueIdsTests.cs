@@ -1,3 +1,4 @@
+using Onyx.Gateway.Model;
 namespace Onyx.Gateway.Tests.Api;
 
 public sealed class UniqueIdsTests

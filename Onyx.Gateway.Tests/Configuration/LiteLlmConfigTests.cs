@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Configuration;
 using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;
-using Onyx.Gateway.Spend;
 
 namespace Onyx.Gateway.Tests.Configuration;
 

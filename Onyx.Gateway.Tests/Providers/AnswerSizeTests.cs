@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;
 using Onyx.Gateway.Tests.Api;

@@ -1,6 +1,7 @@
 using System.Net;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Tests.TestHost;
 using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;

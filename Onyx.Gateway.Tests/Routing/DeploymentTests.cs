@@ -1,3 +1,4 @@
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;
 

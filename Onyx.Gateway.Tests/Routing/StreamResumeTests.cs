@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 

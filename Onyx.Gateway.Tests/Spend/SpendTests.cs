@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 
@@ -106,7 +107,7 @@ public sealed class SpendTests : ReplicasOnOneRedis
         var call = await gateway.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(10));
         // The primary was cut after "Once upon" without reporting usage: its prompt and those words, counted by the
         // gateway, at the primary's price. The fallback wrote the other five tokens (it reports them) at its own.
-        var estimator = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Onyx.Gateway.Telemetry.TokenEstimator>(gateway.Services);
+        var estimator = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Onyx.Gateway.Model.TokenEstimator>(gateway.Services);
         using var messages = System.Text.Json.JsonDocument.Parse("""[{"role":"user","content":"Say hello"}]""");
         var primary = estimator.CountPrompt(messages.RootElement) * 1.25m / 1_000_000 + estimator.Count("Once upon") * 2.5m / 1_000_000;
         var fallback = 5 * 25m / 1_000_000;

@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Routing;
 using Onyx.Gateway.Telemetry;
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Routing;
 

@@ -6,6 +6,7 @@ using Microsoft.Net.Http.Headers;
 using Onyx.Gateway.Audit;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Routing;

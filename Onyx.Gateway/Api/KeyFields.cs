@@ -1,8 +1,9 @@
 using System.Collections.Frozen;
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
 using Onyx.Gateway.Auth;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Api;

@@ -1,5 +1,6 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Audit;

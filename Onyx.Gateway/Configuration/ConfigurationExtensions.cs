@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Options;
 using NetEscapades.Configuration.Yaml;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Configuration;

@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 using NetEscapades.Configuration.Yaml;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Configuration;

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Routing;
 

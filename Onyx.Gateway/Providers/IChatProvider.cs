@@ -1,4 +1,5 @@
 using System.Text;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Routing;
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Telemetry;
 using StackExchange.Redis;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Onyx.Gateway.Audit;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Telemetry;
 

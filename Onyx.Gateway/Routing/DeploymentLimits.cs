@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Model;
 using StackExchange.Redis;
 
 namespace Onyx.Gateway.Routing;

@@ -4,61 +4,6 @@ using Onyx.Gateway.Providers;
 
 namespace Onyx.Gateway.Routing;
 
-/// <summary>A failed attempt as the retry and fallback policy sees it.</summary>
-internal enum FailureClass
-{
-    /// <summary>429, or 503 with Retry-After: the provider asked to be left alone for a while.</summary>
-    RateLimited,
-
-    /// <summary>A 5xx or 408 without Retry-After.</summary>
-    ServerError,
-
-    /// <summary>No connection, a connection reset, a malformed or broken stream, an in-band error, before any token.</summary>
-    Transport,
-
-    /// <summary>No response headers within the limit: the deployment said nothing at all.</summary>
-    Silent,
-
-    /// <summary>Headers came but no first token within the limit: alive, but slow for this request.</summary>
-    Slow,
-
-    /// <summary>The prompt does not fit the model's context window.</summary>
-    ContextWindow,
-
-    /// <summary>The provider's content policy refused the request.</summary>
-    ContentPolicy,
-
-    /// <summary>Any other 400/413/422: the request itself is at fault.</summary>
-    BadRequest,
-
-    /// <summary>401/403: the gateway's provider key was refused.</summary>
-    Auth,
-
-    /// <summary>Another status (404, …): this deployment cannot serve now; another may.</summary>
-    Unavailable,
-}
-
-/// <summary>Where a request goes after a failed attempt.</summary>
-internal enum NextStep
-{
-    /// <summary>The same deployment again, after <see cref="Decision.Delay"/>.</summary>
-    RetrySame,
-
-    /// <summary>The next deployment of the chain.</summary>
-    NextDeployment,
-
-    /// <summary>The alias's <c>context_window_fallbacks</c>, or else the rest of the chain; never this deployment again.</summary>
-    ContextWindowFallbacks,
-
-    /// <summary>The alias's <c>content_policy_fallbacks</c> (only when configured).</summary>
-    ContentPolicyFallbacks,
-
-    /// <summary>No other deployment: the client gets this failure.</summary>
-    Stop,
-}
-
-internal readonly record struct Decision(FailureClass Class, NextStep Next, BreakerVerdict Breaker, TimeSpan Delay = default);
-
 /// <summary>
 /// The retry and fallback policy, one row per failure class (README, "Retry and fallback policy"):
 /// <list type="table">
@@ -195,35 +140,4 @@ internal sealed class FailurePolicy
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
-}
-
-/// <summary>One request's attempts on one deployment: when each started, and how many were retries.</summary>
-internal sealed class AttemptHistory
-{
-    private readonly List<long> _starts = [];
-
-    public int Retries { get; private set; }
-
-    public void Started(long timestamp) => _starts.Add(timestamp);
-
-    public void Retrying() => Retries++;
-
-    /// <summary>Whether an attempt starting <paramref name="after"/> from now keeps within the attempt window's limit.</summary>
-    public bool Allows(TimeSpan after, TimeProvider time)
-    {
-        var start = time.GetTimestamp() + (long)(after.TotalSeconds * time.TimestampFrequency);
-        return _starts.Count(s => time.GetElapsedTime(s, start) < FailurePolicy.AttemptWindow) < FailurePolicy.MaxAttemptsInWindow;
-    }
-
-    /// <summary>How long until the attempt window has room for one more attempt (zero when it has now).</summary>
-    public TimeSpan WaitForRoom(TimeProvider time)
-    {
-        if (_starts.Count < FailurePolicy.MaxAttemptsInWindow)
-        {
-            return TimeSpan.Zero;
-        }
-        var oldest = _starts[^FailurePolicy.MaxAttemptsInWindow];
-        var wait = FailurePolicy.AttemptWindow - time.GetElapsedTime(oldest);
-        return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
-    }
 }

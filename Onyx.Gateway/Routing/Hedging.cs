@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Onyx.Gateway.Model;
 
 namespace Onyx.Gateway.Routing;
 

@@ -1,12 +1,10 @@
 using System.Runtime.CompilerServices;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
-
-/// <summary>Where an answer broke, which deployment took it over, and how the seam was proven.</summary>
-internal sealed record ResumeInfo(string From, string To, int AtChars, string Reason, string How);
 
 /// <summary>
 /// A stream that has started on one deployment. Yields the chunks to forward, in order. When the upstream breaks or

@@ -2,13 +2,6 @@ using System.Text;
 
 namespace Onyx.Gateway.Routing;
 
-internal enum SeamState
-{
-    Pending,
-    Matched,
-    Diverged,
-}
-
 /// <summary>
 /// Proves the seam between what the client already has (<c>delivered</c>) and what a deployment asked to continue it
 /// sends back, before any of it reaches the client. Two readings are kept until one is proven or both fail:

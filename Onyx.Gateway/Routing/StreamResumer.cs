@@ -1,11 +1,9 @@
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
-
-/// <summary>A continuation of a broken answer: its route, its first token, and how its seam was proven.</summary>
-internal sealed record ResumedStream(RouteInfo Route, StreamHead Head, int SkippedChars, string How);
 
 /// <summary>
 /// Continues an answer that broke after part of it reached the client, on the deployments that follow the broken one

@@ -1,9 +1,10 @@
 using System.Buffers;
-using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Model;
 
 namespace Onyx.Gateway.Telemetry;
 

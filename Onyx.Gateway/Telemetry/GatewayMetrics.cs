@@ -1,6 +1,7 @@
 using System.Collections.Frozen;
-using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Diagnostics;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Routing;
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;

@@ -1,7 +1,8 @@
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Hosting;
-using Sentry;
+using Onyx.Gateway.Model;
 using Sentry.AspNetCore;
+using Sentry;
 
 namespace Onyx.Gateway.Telemetry;
 

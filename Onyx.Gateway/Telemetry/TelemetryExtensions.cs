@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Configuration;
+using Onyx.Gateway.Model;
 using OpenTelemetry.Metrics;
 
 namespace Onyx.Gateway.Telemetry;

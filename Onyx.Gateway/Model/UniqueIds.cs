@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Onyx.Gateway;
+namespace Onyx.Gateway.Model;
 
 /// <summary>
 /// Ids the gateway makes for every request (the request id, the audit record's id): unique, not secret. They come

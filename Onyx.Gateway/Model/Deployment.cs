@@ -1,7 +1,6 @@
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Spend;
 
-namespace Onyx.Gateway.Routing;
+namespace Onyx.Gateway.Model;
 
 /// <summary>One entry of <c>model_list</c>, resolved: where it lives, how to reach it and its defaults.</summary>
 internal sealed class Deployment

@@ -1,9 +1,8 @@
 using Microsoft.Extensions.Configuration;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Spend;
 
-namespace Onyx.Gateway.Routing;
+namespace Onyx.Gateway.Model;
 
 /// <summary>
 /// Aliases, their deployments and their fallback chains, built once at start-up from the LiteLLM config.

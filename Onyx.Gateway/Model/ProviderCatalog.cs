@@ -1,40 +1,6 @@
 using Onyx.Gateway.OpenAi;
 
-namespace Onyx.Gateway.Providers;
-
-/// <summary>The wire protocol a provider speaks.</summary>
-internal enum ProviderProtocol
-{
-    /// <summary>OpenAI's <c>/chat/completions</c> with SSE streaming.</summary>
-    OpenAiCompatible,
-
-    /// <summary>Ollama's native <c>/api/chat</c> with NDJSON streaming.</summary>
-    OllamaNative,
-}
-
-/// <summary>
-/// How a deployment is asked to continue an answer that broke on another one (mid-stream resume). Whatever the
-/// style, what comes back is checked before the client sees any of it (<c>Routing/SeamCheck</c>).
-/// </summary>
-internal enum ContinuationStyle
-{
-    /// <summary>A trailing assistant message holding the partial answer, which the model continues (Ollama, Anthropic-style).</summary>
-    Prefill,
-
-    /// <summary>DeepSeek's prefix completion: a trailing assistant message marked <c>"prefix": true</c>.</summary>
-    PrefixFlag,
-
-    /// <summary>The request again, unchanged: usable only where the new answer reproduces what the client already has.</summary>
-    Replay,
-
-    /// <summary>Never asked to continue another deployment's answer.</summary>
-    None,
-}
-
-/// <summary>What a LiteLLM provider prefix (<c>together_ai/</c>, <c>ollama/</c>, …) means.</summary>
-/// <param name="Takes">The provider-specific sampling parameters its API documents (README, "Provider-specific parameters").</param>
-internal sealed record ProviderInfo(string Prefix, ProviderProtocol Protocol, string DefaultApiBase, bool RequiresApiKey,
-    ContinuationStyle Continuation = ContinuationStyle.Prefill, ProviderParameters Takes = ProviderParameters.None);
+namespace Onyx.Gateway.Model;
 
 internal static class ProviderCatalog
 {

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Microsoft.ML.Tokenizers;
 
-namespace Onyx.Gateway.Telemetry;
+namespace Onyx.Gateway.Model;
 
 /// <summary>
 /// Counts tokens with the cl100k_base tokenizer when a provider reports no usage. The count is an estimate

@@ -1,7 +1,7 @@
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.OpenAi;
 
-namespace Onyx.Gateway.Spend;
+namespace Onyx.Gateway.Model;
 
 /// <summary>
 /// What a deployment charges, in US dollars per token: input, output, and input read from the provider's prompt cache

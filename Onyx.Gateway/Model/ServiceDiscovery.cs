@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Configuration;
 
-namespace Onyx.Gateway.Routing;
+namespace Onyx.Gateway.Model;
 
 /// <summary>
 /// Maps a config URL such as <c>http://ollama:11434</c> onto the endpoint Aspire provides for the service

@@ -1,0 +1,6 @@
+using Onyx.Gateway.OpenAi;
+
+namespace Onyx.Gateway.Routing;
+
+/// <summary>A non-streaming answer, ready to send.</summary>
+internal sealed record RoutedCompletion(RouteInfo Route, byte[] Body);
