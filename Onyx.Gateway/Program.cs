@@ -4,6 +4,7 @@ using Onyx.Gateway.Auth;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Health;
+using Onyx.Gateway.Model;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Resilience;
@@ -17,6 +18,7 @@ try
 
     builder.AddServiceDefaults();
     builder.AddGatewayConfiguration();
+    builder.AddRoutingTable();
     builder.AddGatewaySecurity();
     builder.AddGatewayTelemetry();
     builder.AddCluster();

@@ -1,5 +1,5 @@
 using Onyx.Gateway.Audit;
-using Onyx.Gateway.Telemetry;
+using Onyx.Gateway.Model;
 
 namespace Onyx.Gateway.Tests.Audit;
 
@@ -17,7 +17,7 @@ internal static class AuditRecords
         Status = 200,
         Success = true,
         Fallback = false,
-        Attempts = [new AuditAttempt("together/deepseek", "success", null, 200, 12.5)],
+        Attempts = [new AttemptStep("together/deepseek", "success", null, 200, 12.5)],
         Tokens = new TokenCounts(10, 20, 30, false),
         LatencyMs = 15.0,
     };

@@ -90,7 +90,7 @@ public sealed class RedisFromConfigFileTests
         var configuration = Configuration(settings);
         var options = Onyx.Gateway.Tests.Configuration.LiteLlmSettingsTests.Bind("model_list: [{ model_name: a, litellm_params: { model: \"openai/x\", api_base: \"http://h/v1\" } }]");
 
-        var failures = new LiteLlmOptionsValidator(configuration, Options.Create(new OnyxOptions())).Validate(null, options).Failures!.ToList();
+        var failures = new LiteLlmOptionsValidator(configuration).Validate(null, options).Failures!.ToList();
 
         var failure = Assert.Single(failures);
         Assert.StartsWith(expected, failure, StringComparison.Ordinal);

@@ -118,9 +118,8 @@ public sealed class LiteLlmSettingsTests
               fallbacks: [{"manus-primary": ["nope"]}]
             """));
         var configuration = new ConfigurationBuilder().Build();
-        var validator = new LiteLlmOptionsValidator(configuration, Options.Create(new OnyxOptions()));
-
-        var failures = validator.Validate(null, options).Failures!.ToList();
+        var failures = new LiteLlmOptionsValidator(configuration).Validate(null, options).Failures!
+            .Concat(new RoutingTableValidator(configuration, Options.Create(new OnyxOptions())).Validate(null, options).Failures!).ToList();
 
         Assert.Contains("litellm_settings:num_retries must be from 0 to 10.", failures);
         Assert.Contains("litellm_settings:timeout must be a positive number of seconds.", failures);

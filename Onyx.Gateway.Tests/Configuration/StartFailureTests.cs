@@ -36,10 +36,10 @@ public sealed class StartFailureTests
         Assert.Equal("The Onyx gateway cannot start: its configuration has 5 problems.", lines[0]);
         Assert.Equal(
         [
+            "- litellm_settings:num_retries must be from 0 to 10.",
             "- model_list:0:litellm_params:model has an unknown provider prefix 'bedrock/' (supported: together_ai/, deepseek/, openai/, hosted_vllm/, ollama/, ollama_chat/).",
             "- model_list:1:litellm_params:rpm must be at least 1.",
             "- router_settings:allowed_fails must be at least 1.",
-            "- litellm_settings:num_retries must be from 0 to 10.",
             "- router_settings:redis_port must be a port number from 1 to 65535; got '99999'.",
         ], lines[1..]);
         Assert.DoesNotContain("Exception", stderr + stdout, StringComparison.Ordinal);

@@ -129,9 +129,7 @@ public sealed class CallLogStdoutTests
     public async Task ABurstIsWrittenInSlicesOf64KbAndEveryLineIsWhole(int records, int expectedWrites)
     {
         var output = new RecordingStream();
-        using var services = new ServiceCollection().BuildServiceProvider();
-        var callLog = new CallLog(NullLoggerFactory.Instance, Options.Create(new OnyxOptions()),
-            new FailureReporter(services, new ConfigurationBuilder().Build()), () => output);
+        var callLog = new CallLogWriter(NullLoggerFactory.Instance, Options.Create(new OnyxOptions()), () => output);
 
         // Queued before the loop starts, so all of them are one burst.
         for (var i = 0; i < records; i++)

@@ -3,7 +3,6 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.Routing;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Tests.Telemetry;
@@ -36,13 +35,31 @@ public sealed class MetricLabelTests
         listener.SetMeasurementEventCallback<double>((_, _, measured, _) => tags.AddRange(measured.ToArray()));
         listener.Start();
 
-        metrics.Request("made-up-by-a-client", "made-up/deployment", "success", fallback: false);
-        metrics.Request("manus-primary", "openai/gpt-x", "success", fallback: false);
+        ICallObserver observer = metrics;
+        observer.CallEnded(Call("made-up-by-a-client", "made-up/deployment", "a-model-the-upstream-named"));
+        observer.CallEnded(Call("manus-primary", "openai/gpt-x", "openai/gpt-x"));
+        observer.Resumed("made-up-by-a-client", new ResumedAt("made-up/deployment", "openai/gpt-x", 3, "stream_broken", "prefill"));
         metrics.RateLimited("requests", "user", "another-made-up-model");
-        metrics.Completed("openai", "made-up-by-a-client", "a-model-the-upstream-named", TimeSpan.FromSeconds(1), null, 1, 1, null);
 
         var values = tags.Where(t => t.Key is "onyx.alias" or "onyx.deployment" or "gen_ai.request.model" or "gen_ai.response.model")
             .Select(t => (string?)t.Value).ToHashSet();
         Assert.Equal(["manus-primary", "openai/gpt-x", "unknown"], values.Order(StringComparer.Ordinal));
     }
+
+    private static CallRecord Call(string alias, string deployment, string responseModel) => new()
+    {
+        Timestamp = DateTimeOffset.UnixEpoch,
+        RequestId = "req-1",
+        Alias = alias,
+        Deployment = deployment,
+        Provider = "openai",
+        ResponseModel = responseModel,
+        Stream = false,
+        Status = 200,
+        Fallback = false,
+        AttemptCount = 1,
+        Steps = [],
+        Tokens = new TokenCounts(1, 1, 2, Estimated: false),
+        Duration = TimeSpan.FromSeconds(1),
+    };
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Cluster;
+using Onyx.Gateway.Model;
 using StackExchange.Redis;
 
 namespace Onyx.Gateway.Audit;
@@ -48,6 +49,7 @@ internal static class AuditExtensions
         }
         services.AddSingleton<AuditWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<AuditWriter>());
+        services.AddSingleton<ICallObserver>(sp => sp.GetRequiredService<AuditWriter>());
         return builder;
     }
 

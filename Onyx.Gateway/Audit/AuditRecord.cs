@@ -1,7 +1,6 @@
 using System.Text.Json.Serialization;
 using System.Text.Json;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Audit;
 
@@ -32,33 +31,15 @@ internal sealed record AuditRecord
     [JsonPropertyName("deployment")] public string? Deployment { get; init; }
     [JsonPropertyName("response_model")] public string? ResponseModel { get; init; }
     [JsonPropertyName("fallback")] public required bool Fallback { get; init; }
-    [JsonPropertyName("attempts")] public required IReadOnlyList<AuditAttempt> Attempts { get; init; }
+    [JsonPropertyName("attempts")] public required IReadOnlyList<AttemptStep> Attempts { get; init; }
     [JsonPropertyName("tokens")] public required TokenCounts Tokens { get; init; }
     /// <summary>What the call cost, when the gateway knows the deployment's price; null otherwise.</summary>
     [JsonPropertyName("cost_usd"), JsonIgnore(Condition = JsonIgnoreCondition.Never)] public decimal? CostUsd { get; init; }
     [JsonPropertyName("latency_ms")] public required double LatencyMs { get; init; }
     [JsonPropertyName("ttft_ms")] public double? TtftMs { get; init; }
     [JsonPropertyName("resumed")] public IReadOnlyList<ResumedAt>? Resumed { get; init; }
-    [JsonPropertyName("content")] public AuditContent? Content { get; init; }
+    [JsonPropertyName("content")] public CallContent? Content { get; init; }
 }
-
-/// <summary>
-/// One deployment of the chain and what became of it: <c>success</c>, <c>failed</c> (with the reason the router
-/// moved on), <c>skipped</c> (never called: breaker open, unavailable, overloaded) or the call's error type when
-/// the call ended on it (a client error the upstream returned, a client that went away).
-/// </summary>
-internal sealed record AuditAttempt(
-    [property: JsonPropertyName("deployment")] string Deployment,
-    [property: JsonPropertyName("outcome")] string Outcome,
-    [property: JsonPropertyName("reason")] string? Reason,
-    [property: JsonPropertyName("status")] int? Status,
-    /// <summary>Milliseconds from the request's start to this outcome.</summary>
-    [property: JsonPropertyName("elapsed_ms")] double ElapsedMs);
-
-/// <summary>The request's messages and the answer's text, recorded only with <c>Onyx:Audit:IncludeContent</c>.</summary>
-internal sealed record AuditContent(
-    [property: JsonPropertyName("messages")] JsonElement Messages,
-    [property: JsonPropertyName("answer")] string? Answer);
 
 /// <summary>A page of <c>GET /audit</c>, newest first.</summary>
 internal sealed record AuditPage(

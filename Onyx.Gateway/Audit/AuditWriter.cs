@@ -17,7 +17,7 @@ namespace Onyx.Gateway.Audit;
 /// At start-up it replays the files earlier replicas of the same trail left behind; at shutdown, after the server has
 /// drained, it writes what is still queued. Without Redis the audit trail is the standalone <see cref="AuditFile"/>.
 /// </summary>
-internal sealed partial class AuditWriter : BackgroundService
+internal sealed partial class AuditWriter : BackgroundService, ICallObserver
 {
     /// <summary>The most a shutdown waits for Redis before the queued records go to the spill file instead.</summary>
     private static readonly TimeSpan ShutdownWriteTimeout = TimeSpan.FromSeconds(2);
@@ -86,6 +86,8 @@ internal sealed partial class AuditWriter : BackgroundService
     /// <summary>Record the request's messages and answer (<see cref="AuditOptions.IncludeContent"/>).</summary>
     public bool IncludeContent { get; }
 
+    bool ICallObserver.WantsContent => IncludeContent;
+
     /// <summary>This replica, as the records name it.</summary>
     public string Replica { get; }
 
@@ -130,6 +132,33 @@ internal sealed partial class AuditWriter : BackgroundService
     /// </summary>
     public override Task StopAsync(CancellationToken cancellationToken) => base.StopAsync(CancellationToken.None);
 
+    void ICallObserver.CallEnded(CallRecord call) => Write(new AuditRecord
+    {
+        AuditId = UniqueIds.NewVersion7(call.Timestamp),
+        Timestamp = call.Timestamp,
+        RequestId = call.RequestId,
+        Replica = Replica,
+        KeyName = call.KeyName,
+        UserId = call.UserId,
+        EndUser = call.EndUser,
+        ClientAddress = call.ClientAddress,
+        Alias = call.Alias,
+        Stream = call.Stream,
+        Status = call.Status,
+        Success = call.Success,
+        Error = call.Error,
+        Deployment = call.Deployment,
+        ResponseModel = call.ResponseModel,
+        Fallback = call.Fallback,
+        Attempts = call.Steps,
+        Tokens = call.Tokens,
+        CostUsd = call.CostUsd,
+        LatencyMs = call.LatencyMs,
+        TtftMs = call.TtftMs,
+        Resumed = call.Resumed,
+        Content = IncludeContent ? call.Content : null,
+    });
+
     /// <summary>Records a request refused before routing (403 model not allowed, 429 rate limit): no deployment tried.</summary>
     public void Refused(string requestId, ChatRequest request, string userId, string? keyName, string? clientAddress, int status, OpenAiError error)
     {
@@ -153,7 +182,7 @@ internal sealed partial class AuditWriter : BackgroundService
             Attempts = [],
             Tokens = new TokenCounts(0, 0, 0, Estimated: false),
             LatencyMs = 0,
-            Content = IncludeContent ? new AuditContent(request.Messages, null) : null,
+            Content = IncludeContent ? new CallContent(request.Messages, null) : null,
         });
     }
 

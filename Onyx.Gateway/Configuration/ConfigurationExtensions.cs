@@ -1,8 +1,6 @@
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Options;
 using NetEscapades.Configuration.Yaml;
-using Onyx.Gateway.Model;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Configuration;
 
@@ -54,15 +52,6 @@ internal static class ConfigurationExtensions
         builder.Services.AddOptions<OnyxOptions>().Bind(builder.Configuration.GetSection(OnyxOptions.SectionName)).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<LiteLlmOptions>, LiteLlmOptionsValidator>();
         builder.Services.AddSingleton<IValidateOptions<OnyxOptions>, OnyxOptionsValidator>();
-        builder.Services.AddSingleton(services =>
-        {
-            var table = RoutingTable.Build(
-                services.GetRequiredService<IOptions<LiteLlmOptions>>().Value,
-                services.GetRequiredService<IOptions<OnyxOptions>>().Value,
-                services.GetRequiredService<IConfiguration>(),
-                out var errors);
-            return errors.Count == 0 ? table : throw new OptionsValidationException(nameof(LiteLlmOptions), typeof(LiteLlmOptions), errors);
-        });
         builder.Services.AddHostedService<ConfigurationReport>();
         return builder;
     }
@@ -70,11 +59,11 @@ internal static class ConfigurationExtensions
 
 internal sealed record ConfigFileInfo(string Path);
 
-internal sealed class LiteLlmOptionsValidator(IConfiguration configuration, IOptions<OnyxOptions> onyx) : IValidateOptions<LiteLlmOptions>
+internal sealed class LiteLlmOptionsValidator(IConfiguration configuration) : IValidateOptions<LiteLlmOptions>
 {
     public ValidateOptionsResult Validate(string? name, LiteLlmOptions options)
     {
-        RoutingTable.Build(options, onyx.Value, configuration, out var errors);
+        var errors = new List<string>();
         var router = options.RouterSettings;
         if (router.NumRetries is < 0 or > 10)
         {

@@ -2,17 +2,16 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 using NetEscapades.Configuration.Yaml;
-using Onyx.Gateway.Model;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Configuration;
 
 /// <summary>
-/// Says once, at start-up, what the gateway made of its config file: each deployment and whether it can be
-/// called, and every key that is accepted but not acted on — never silently ignored.
+/// Says once, at start-up, what the gateway made of its config file: every key that is accepted but not acted on —
+/// never silently ignored — and every key another one overrides. (The deployments are reported by
+/// <c>Model.RoutingTableReport</c>.)
 /// </summary>
 internal sealed partial class ConfigurationReport(
-    IConfiguration configuration, ConfigFileInfo file, RoutingTable routing, IOptions<LiteLlmOptions> options, ILogger<ConfigurationReport> logger) : IHostedService
+    IConfiguration configuration, IOptions<LiteLlmOptions> options, ILogger<ConfigurationReport> logger) : IHostedService
 {
     /// <summary>Keys the gateway acts on; <c>*</c> stands for a list index or a free-form name.</summary>
     private static readonly Regex[] Implemented =
@@ -102,18 +101,6 @@ internal sealed partial class ConfigurationReport(
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        Log.ConfigLoaded(logger, file.Path, routing.Aliases.Count, routing.Deployments.Count);
-        foreach (var deployment in routing.Deployments)
-        {
-            if (deployment.UnavailableReason is { } reason)
-            {
-                Log.DeploymentUnavailable(logger, deployment.Id, deployment.Alias, reason);
-            }
-            else
-            {
-                Log.DeploymentReady(logger, deployment.Id, deployment.Alias, deployment.ApiBase.GetLeftPart(UriPartial.Authority));
-            }
-        }
         foreach (var key in FileKeys().Where(k => LiteralApiKey().IsMatch(k)))
         {
             // A provider key written into the file travels with it (repositories, images, backups): secrets belong in
@@ -121,14 +108,6 @@ internal sealed partial class ConfigurationReport(
             if (configuration[key] is { Length: > 0 } value && EnvironmentReferences.Resolve(value, configuration) == value)
             {
                 Log.LiteralProviderKey(logger, key);
-            }
-        }
-        if (routing.PreCallChecks)
-        {
-            foreach (var deployment in routing.Deployments.Where(d => d.MaxInputTokens is null))
-            {
-                // LiteLLM would look the model up in its own price and context map; Onyx has none.
-                Log.NotPreChecked(logger, deployment.Id);
             }
         }
         foreach (var (used, overridden) in options.Value.Overridden)
@@ -221,15 +200,6 @@ internal sealed partial class ConfigurationReport(
 
     private static partial class Log
     {
-        [LoggerMessage(1001, LogLevel.Information, "Loaded LiteLLM config {ConfigPath}: {AliasCount} aliases, {DeploymentCount} deployments")]
-        public static partial void ConfigLoaded(ILogger logger, string configPath, int aliasCount, int deploymentCount);
-
-        [LoggerMessage(1002, LogLevel.Information, "Deployment {Deployment} (alias {Alias}) is available at {ApiBase}")]
-        public static partial void DeploymentReady(ILogger logger, string deployment, string alias, string apiBase);
-
-        [LoggerMessage(1003, LogLevel.Warning, "Deployment {Deployment} (alias {Alias}) is UNAVAILABLE and will be skipped by routing: {Reason}")]
-        public static partial void DeploymentUnavailable(ILogger logger, string deployment, string alias, string reason);
-
         [LoggerMessage(1004, LogLevel.Warning, "Config key {Key} is accepted but ignored: {Reason}")]
         public static partial void KeyIgnored(ILogger logger, string key, string reason);
 
@@ -241,9 +211,6 @@ internal sealed partial class ConfigurationReport(
 
         [LoggerMessage(1010, LogLevel.Warning, "Config key {Key} is ignored: {UsedKey} is set too, and wins (LiteLLM's precedence)")]
         public static partial void KeyOverridden(ILogger logger, string key, string usedKey);
-
-        [LoggerMessage(1011, LogLevel.Warning, "router_settings:enable_pre_call_checks: deployment {Deployment} has no model_info:max_input_tokens, so no prompt is checked against it")]
-        public static partial void NotPreChecked(ILogger logger, string deployment);
 
         [LoggerMessage(1012, LogLevel.Information, "Shared state is in Redis at {Endpoint}, named by {Keys} in the config file (ConnectionStrings:redis is not set)")]
         public static partial void RedisFromConfigFile(ILogger logger, string endpoint, string keys);

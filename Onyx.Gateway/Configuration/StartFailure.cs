@@ -26,10 +26,10 @@ internal static class StartFailure
     public static bool IsReported(Exception error) =>
         Assembly.GetEntryAssembly() == typeof(StartFailure).Assembly && Problems(error).Any();
 
-    /// <summary>Writes the problems, one a line.</summary>
+    /// <summary>Writes the problems, one a line, in the order of the keys they name (a section's problems together).</summary>
     public static int Report(Exception error, TextWriter stderr)
     {
-        var problems = Problems(error).Distinct(StringComparer.Ordinal).ToList();
+        var problems = Problems(error).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         stderr.WriteLine($"The Onyx gateway cannot start: its configuration has {problems.Count} problem{(problems.Count == 1 ? "" : "s")}.");
         foreach (var problem in problems)
         {

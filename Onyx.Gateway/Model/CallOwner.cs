@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using Onyx.Gateway.Audit;
-using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Providers;
-using Onyx.Gateway.Telemetry;
-
 namespace Onyx.Gateway.Model;
 
 /// <summary>

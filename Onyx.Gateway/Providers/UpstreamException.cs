@@ -58,6 +58,17 @@ internal sealed class UpstreamException(FailureKind kind, string message, int? s
     /// <summary>A short label for logs and metrics: <c>http_503</c>, <c>timeout</c>, …</summary>
     public string Reason => Kind is FailureKind.ContextWindow or FailureKind.ContentPolicy || StatusCode is not { } status ? Label : $"http_{status}";
 
+    /// <summary>The failure's kind as a metric label: <c>connect</c>, <c>timeout</c>, <c>status</c>, <c>auth</c>, …</summary>
+    public string KindLabel => Kind switch
+    {
+        FailureKind.ClientError => "client_error",
+        FailureKind.ContextWindow => "context_window",
+        FailureKind.ContentPolicy => "content_policy",
+        FailureKind.ErrorEvent => "error_event",
+        FailureKind.StreamBroken => "stream_broken",
+        _ => Kind.ToString().ToLowerInvariant(),
+    };
+
     private string Label => Kind switch
     {
         FailureKind.Connect => "connect_error",

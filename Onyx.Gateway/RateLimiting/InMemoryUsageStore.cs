@@ -19,7 +19,7 @@ internal sealed class InMemoryUsageStore(IOptions<OnyxOptions> options, TimeProv
     private static readonly TimeSpan SettledMemory = TimeSpan.FromMinutes(1);
 
     private readonly RateLimitOptions _options = options.Value.RateLimits;
-    private readonly Dictionary<string, Window> _windows = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, CountWindow> _windows = new(StringComparer.Ordinal);
     private readonly Dictionary<string, KeyBudget> _budgets = new(StringComparer.Ordinal);
     // Calls settled in the last SettledMemory, oldest first: this process settles each call once, so this only guards
     // a caller that writes a settlement twice, and it is kept short.
@@ -91,7 +91,7 @@ internal sealed class InMemoryUsageStore(IOptions<OnyxOptions> options, TimeProv
                     (refusedSubject, refusedLimit) = (-1, LimitKind.ModelBudget);
                 }
             }
-            var windows = new Window[subjects.Count];
+            var windows = new CountWindow[subjects.Count];
             for (var i = 0; i < subjects.Count; i++)
             {
                 var subject = subjects[i];
@@ -279,11 +279,11 @@ internal sealed class InMemoryUsageStore(IOptions<OnyxOptions> options, TimeProv
         return budget;
     }
 
-    private Window Get(string key)
+    private CountWindow Get(string key)
     {
         if (!_windows.TryGetValue(key, out var window))
         {
-            _windows[key] = window = new Window();
+            _windows[key] = window = new CountWindow();
         }
         return window;
     }
@@ -300,7 +300,7 @@ internal sealed class InMemoryUsageStore(IOptions<OnyxOptions> options, TimeProv
         }
     }
 
-    private sealed class Window
+    private sealed class CountWindow
     {
         public Queue<DateTimeOffset> Requests { get; } = new();
 

@@ -56,7 +56,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     // Leases whose slot or reservation Redis holds while their calls run, by member: renewed until they complete.
     private readonly ConcurrentDictionary<string, RateLimitLease> _live = new(StringComparer.Ordinal);
     // Slots and reservations to free in Redis that a first try could not, with when they lapse on their own anyway.
-    private readonly ConcurrentQueue<(Release Release, DateTimeOffset Lapses)> _releases = new();
+    private readonly ConcurrentQueue<(PendingRelease Release, DateTimeOffset Lapses)> _releases = new();
     // Costs Redis has not taken yet (settlement-only records), written again until it does.
     private readonly ConcurrentQueue<UsageRecord> _unsettled = new();
     private int _unsettledCount;
@@ -209,7 +209,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         {
             if (t.IsCompletedSuccessfully && t.Result.Admitted)
             {
-                var release = new Release(request.UserKey, request.Subjects, request.Member, request.Budget?.KeyHash,
+                var release = new PendingRelease(request.UserKey, request.Subjects, request.Member, request.Budget?.KeyHash,
                     request.Budget?.ReservationFor(request.Member), why);
                 if (release.Holds)
                 {
@@ -298,7 +298,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         _local.Record(record.Subjects, record.Member, record.Tokens);
         if (record.Subjects.Any(s => s.MaxParallel > 0))
         {
-            _releases.Enqueue((new Release(record.UserKey, record.Subjects, record.Member, null, null, "its record could not be written"),
+            _releases.Enqueue((new PendingRelease(record.UserKey, record.Subjects, record.Member, null, null, "its record could not be written"),
                 TimeProvider.System.GetUtcNow() + _options.ParallelLease));
         }
         if (record.Settlement is { } settlement)
@@ -466,7 +466,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     }
 
     /// <summary>Frees in Redis what a call that will not be recorded there took; tried again later if Redis does not answer.</summary>
-    private async Task ReleaseAsync(Release release, DateTimeOffset? lapses = null)
+    private async Task ReleaseAsync(PendingRelease release, DateTimeOffset? lapses = null)
     {
         try
         {
@@ -670,7 +670,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     };
 
     /// <summary>What an admission took in Redis that no call will free there: its in-flight entries and its reservation.</summary>
-    private sealed record Release(string UserKey, IReadOnlyList<LimitSubject> Subjects, string Member, string? KeyHash, string? Reservation, string Why)
+    private sealed record PendingRelease(string UserKey, IReadOnlyList<LimitSubject> Subjects, string Member, string? KeyHash, string? Reservation, string Why)
     {
         public bool Holds => Reservation is not null || Subjects.Any(s => s.MaxParallel > 0);
     }

@@ -38,10 +38,10 @@ internal sealed partial class CircuitBreakerRegistry : IHostedService
                     {
                         Log.FollowedReplica(logger, breaker.DeploymentId, from, to, replica, reason);
                     }
-                    metrics.BreakerTransition(breaker.DeploymentId, to, replica is not null);
+                    metrics.BreakerTransition(breaker.DeploymentId, to.ToString(), replica is not null);
                 },
                 cluster));
-        metrics.ObserveBreakers(() => _breakers.Values);
+        metrics.ObserveBreakers(() => _breakers.Values.Select(b => (b.DeploymentId, (int)b.State)));
     }
 
     public CircuitBreaker For(Deployment deployment) => _breakers[deployment.Id];

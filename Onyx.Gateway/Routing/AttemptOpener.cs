@@ -21,14 +21,14 @@ internal sealed partial class AttemptOpener(IEnumerable<IChatProvider> providers
     /// <summary>Why <paramref name="deployment"/> cannot take <paramref name="call"/> at all, before any breaker or slot is asked.</summary>
     public string? Unfit(Deployment deployment, CallTracker call) => UnfitSkip(deployment, call)?.Reason;
 
-    private Skip? UnfitSkip(Deployment deployment, CallTracker call) =>
-        deployment.UnavailableReason is { } unavailable ? new Skip($"unavailable: {unavailable}")
-        : ProviderOf(deployment).CannotServe(deployment, call.Request) is { } cannot ? new Skip($"cannot serve the request: {cannot}", Unservable: true)
+    private DeploymentSkip? UnfitSkip(Deployment deployment, CallTracker call) =>
+        deployment.UnavailableReason is { } unavailable ? new DeploymentSkip($"unavailable: {unavailable}")
+        : ProviderOf(deployment).CannotServe(deployment, call.Request) is { } cannot ? new DeploymentSkip($"cannot serve the request: {cannot}", Unservable: true)
         : routing.PreCallChecks && deployment.MaxInputTokens is { } maxInput && call.PromptTokens > maxInput
-            ? new Skip($"the prompt (about {call.PromptTokens} tokens) does not fit model_info.max_input_tokens ({maxInput})", ContextWindow: true)
+            ? new DeploymentSkip($"the prompt (about {call.PromptTokens} tokens) does not fit model_info.max_input_tokens ({maxInput})", ContextWindow: true)
         : null;
 
-    public async ValueTask<(Attempt? Attempt, Skip Skip)> OpenAsync(CallTracker call, Deployment deployment, CancellationToken clientAborted)
+    public async ValueTask<(Attempt? Attempt, DeploymentSkip Skip)> OpenAsync(CallTracker call, Deployment deployment, CancellationToken clientAborted)
     {
         if (UnfitSkip(deployment, call) is { } unfit)
         {
@@ -37,7 +37,7 @@ internal sealed partial class AttemptOpener(IEnumerable<IChatProvider> providers
         var breaker = breakers.For(deployment);
         if (await breaker.TryAcquireAsync() is not (true, var permit))
         {
-            return (null, new Skip("circuit open"));
+            return (null, new DeploymentSkip("circuit open"));
         }
         IDisposable? slot;
         try
@@ -46,7 +46,7 @@ internal sealed partial class AttemptOpener(IEnumerable<IChatProvider> providers
             if (await limits.TryAdmitAsync(deployment, call) is { } full)
             {
                 breaker.OnAbandoned(permit);
-                return (null, new Skip(full, Overloaded: true));
+                return (null, new DeploymentSkip(full, Overloaded: true));
             }
             slot = await slots.AcquireAsync(deployment, clientAborted);
         }
@@ -58,7 +58,7 @@ internal sealed partial class AttemptOpener(IEnumerable<IChatProvider> providers
         if (slot is null)
         {
             breaker.OnAbandoned(permit);
-            return (null, new Skip("overloaded: max_parallel_requests reached and its queue full", Overloaded: true));
+            return (null, new DeploymentSkip("overloaded: max_parallel_requests reached and its queue full", Overloaded: true));
         }
         if (deployment.DropParams && DeploymentCapabilities.NotTaken(deployment, call.Request) is var dropped && dropped != ProviderParameters.None)
         {

@@ -1,25 +1,24 @@
 using System.Diagnostics;
-using Onyx.Gateway.Audit;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 
 /// <summary>
-/// Follows one client request through its attempts and writes its call log record, metrics, spans, cost, attempt
-/// events and audit record exactly once, whichever way it ends.
+/// Follows one client request through its attempts, keeps its spans, and tells the observers (call log, metrics,
+/// audit trail) and the call's owner (rate limits, spend) what happened: every failed attempt as it fails, and the
+/// call's record exactly once, whichever way it ends.
 /// </summary>
-internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, CallLog log, GatewayMetrics metrics,
-    TokenEstimator estimator, AuditWriter audit, DeploymentLimits deploymentLimits)
+internal sealed class CallTracker(ChatRequest request, string requestId, CallOwner owner, TimeProvider time, ICallObserver[] observers,
+    TokenEstimator estimator, DeploymentLimits deploymentLimits)
 {
     private int? _promptTokens;
 
     private readonly long _started = time.GetTimestamp();
-    private readonly Activity? _activity = GatewayTracing.StartCall(request, requestId);
+    private readonly Activity? _activity = CallSpans.StartCall(request, requestId);
     private readonly List<string> _tried = [];
-    private readonly List<AuditAttempt> _attempts = [];
+    private readonly List<AttemptStep> _steps = [];
     private List<ResumedAt>? _resumes;
     private TokenUsage _earlierUsage;
     private decimal? _earlierCost;
@@ -49,15 +48,15 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     public void Skipped(Deployment deployment, string reason)
     {
         _tried.Add($"{deployment.Id} ({reason})");
-        GatewayTracing.Skipped(_activity, deployment, reason);
-        _attempts.Add(new AuditAttempt(deployment.Id, "skipped", reason, null, Milliseconds(Elapsed)));
+        CallSpans.Skipped(_activity, deployment, reason);
+        _steps.Add(new AttemptStep(deployment.Id, "skipped", reason, null, CallRecord.Milliseconds(Elapsed)));
     }
 
     /// <summary>Counts an attempt on <paramref name="deployment"/> and starts its span (the current one from here on).</summary>
     public AttemptContext AttemptStarted(Deployment deployment)
     {
         Attempts++;
-        return new AttemptContext(RequestId) { Activity = GatewayTracing.StartAttempt(_activity, deployment, Attempts) };
+        return new AttemptContext(RequestId) { Activity = CallSpans.StartAttempt(_activity, deployment, Attempts) };
     }
 
     /// <summary>
@@ -66,10 +65,30 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     /// </summary>
     public void Resumed(Deployment from, Deployment to, string partial, int skippedChars, string reason, string how)
     {
-        (_resumes ??= []).Add(new ResumedAt(from.Id, to.Id, partial.Length, reason, how));
+        var resume = new ResumedAt(from.Id, to.Id, partial.Length, reason, how);
+        (_resumes ??= []).Add(resume);
         (_answerBefore, _answerSkipped) = (partial, skippedChars);
-        metrics.Resumed(Request.Model, from.Id, to.Id, reason);
-        GatewayTracing.Resumed(_activity, from, to, partial.Length, reason);
+        foreach (var observer in observers)
+        {
+            observer.Resumed(Request.Model, resume);
+        }
+        CallSpans.Resumed(_activity, from, to, partial.Length, reason);
+    }
+
+    public void StreamOpened()
+    {
+        foreach (var observer in observers)
+        {
+            observer.StreamOpened();
+        }
+    }
+
+    public void StreamClosed()
+    {
+        foreach (var observer in observers)
+        {
+            observer.StreamClosed();
+        }
     }
 
     public void FirstToken() => TimeToFirstToken ??= Elapsed;
@@ -86,27 +105,33 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         {
             var cost = price.CostOf(usage);
             _earlierCost = (_earlierCost ?? 0) + cost;
-            metrics.Cost(Request.Model, deployment.Id, cost);
+            Charged(deployment, cost);
         }
     }
 
     public void AttemptFailed(Deployment deployment, UpstreamException failure, AttemptContext context)
     {
+        var elapsedMs = CallRecord.Milliseconds(Elapsed);
         _tried.Add($"{deployment.Id} ({failure.Reason})");
-        _attempts.Add(new AuditAttempt(deployment.Id, "failed", failure.Reason, failure.StatusCode, Milliseconds(Elapsed)));
-        metrics.UpstreamError(deployment.Id, GatewayTracing.Kind(failure.Kind), failure.Reason);
-        GatewayTracing.AttemptFailed(context, failure);
-        log.Write(new LlmAttemptRecord
+        _steps.Add(new AttemptStep(deployment.Id, "failed", failure.Reason, failure.StatusCode, elapsedMs));
+        CallSpans.AttemptFailed(context, failure);
+        var record = new AttemptFailure
         {
             Timestamp = time.GetUtcNow(),
             RequestId = RequestId,
             Alias = Request.Model,
             Deployment = deployment.Id,
-            Attempt = Attempts,
+            AttemptNumber = Attempts,
+            Kind = failure.KindLabel,
             Reason = failure.Reason,
+            StatusCode = failure.StatusCode,
             Message = failure.Message,
-            ElapsedMs = Milliseconds(Elapsed),
-        });
+            ElapsedMs = elapsedMs,
+        };
+        foreach (var observer in observers)
+        {
+            observer.AttemptFailed(record);
+        }
     }
 
     /// <param name="answer">A non-streamed answer's text (a stream's is in <paramref name="context"/>).</param>
@@ -138,75 +163,55 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         {
             deploymentLimits.RecordTokens(deployment, tokens.Total);
         }
-        var now = time.GetUtcNow();
-        var tokenCounts = new TokenCounts(tokens.Prompt, tokens.Completion, tokens.Total, tokens.Estimated);
-        var latencyMs = Milliseconds(elapsed);
-        double? ttftMs = TimeToFirstToken is { } ttft ? Milliseconds(ttft) : null;
-        var record = new LlmCallRecord
+        if (lastCost is { } spent && deployment is not null)
         {
-            Timestamp = now,
+            Charged(deployment, spent);
+        }
+        var latencyMs = CallRecord.Milliseconds(elapsed);
+        if (deployment is not null && (error is null || _steps is not [.., var last] || last.Deployment != deployment.Id || last.Outcome != "failed"))
+        {
+            // The deployment the call ended on, unless its failure is already the last step recorded.
+            _steps.Add(new AttemptStep(deployment.Id, error is null ? "success" : error.Type, null, status, latencyMs));
+        }
+        var record = new CallRecord
+        {
+            Timestamp = time.GetUtcNow(),
             RequestId = RequestId,
             Alias = Request.Model,
             UserId = owner.UserId,
             KeyName = owner.KeyName,
+            EndUser = Request.User,
+            ClientAddress = owner.ClientAddress,
             Deployment = deployment?.Id,
+            Provider = deployment?.Provider.Prefix,
             ProviderModel = deployment?.ProviderModel,
             ResponseModel = context?.ResponseModel,
             Stream = Request.Stream,
-            Tokens = tokenCounts,
-            LatencyMs = latencyMs,
-            TtftMs = ttftMs,
-            Success = error is null,
             Status = status,
             Error = error,
             Fallback = fallback,
-            Attempts = Attempts,
-            Resumed = _resumes,
+            AttemptCount = Attempts,
+            Steps = _steps.ToArray(),
+            Tokens = new TokenCounts(tokens.Prompt, tokens.Completion, tokens.Total, tokens.Estimated),
             CostUsd = cost,
+            Duration = elapsed,
+            TimeToFirstToken = TimeToFirstToken,
+            Resumed = _resumes,
+            Content = observers.Any(o => o.WantsContent) ? new CallContent(Request.Messages, answer ?? Answer(context)) : null,
         };
-        log.Write(record);
-        GatewayTracing.EndAttempt(context, error is null ? "success" : "failed", tokens, error?.Type);
-        GatewayTracing.EndCall(_activity, record);
-        if (deployment is not null && (error is null || _attempts is not [.., var last] || last.Deployment != deployment.Id || last.Outcome != "failed"))
+        CallSpans.EndAttempt(context, error is null ? "success" : "failed", tokens, error?.Type);
+        CallSpans.EndCall(_activity, record);
+        foreach (var observer in observers)
         {
-            // The deployment the call ended on, unless its failure is already the last attempt recorded.
-            _attempts.Add(new AuditAttempt(deployment.Id, error is null ? "success" : error.Type, null, status, latencyMs));
+            observer.CallEnded(record);
         }
-        audit.Write(new AuditRecord
+    }
+
+    private void Charged(Deployment deployment, decimal cost)
+    {
+        foreach (var observer in observers)
         {
-            AuditId = UniqueIds.NewVersion7(now),
-            Timestamp = now,
-            RequestId = RequestId,
-            Replica = audit.Replica,
-            KeyName = owner.KeyName,
-            UserId = owner.UserId,
-            EndUser = Request.User,
-            ClientAddress = owner.ClientAddress,
-            Alias = Request.Model,
-            Stream = Request.Stream,
-            Status = status,
-            Success = error is null,
-            Error = error,
-            Deployment = deployment?.Id,
-            ResponseModel = context?.ResponseModel,
-            Fallback = fallback,
-            Attempts = _attempts.ToArray(),
-            Tokens = tokenCounts,
-            CostUsd = cost,
-            LatencyMs = latencyMs,
-            TtftMs = ttftMs,
-            Resumed = _resumes,
-            Content = audit.IncludeContent ? new AuditContent(Request.Messages, answer ?? Answer(context)) : null,
-        });
-        metrics.Request(Request.Model, deployment?.Id, error is null ? "success" : error.Type, fallback);
-        if (lastCost is { } spent && deployment is not null)
-        {
-            metrics.Cost(Request.Model, deployment.Id, spent);
-        }
-        if (deployment is not null)
-        {
-            metrics.Completed(deployment.Provider.Prefix, Request.Model, context?.ResponseModel, elapsed, TimeToFirstToken,
-                tokens.Prompt, tokens.Completion, error?.Type);
+            observer.Charged(Request.Model, deployment.Id, cost);
         }
     }
 
@@ -232,6 +237,4 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
         var skipped = Math.Min(_answerSkipped, text.Length);
         return _answerBefore + text.ToString(skipped, text.Length - skipped);
     }
-
-    private static double Milliseconds(TimeSpan span) => Math.Round(span.TotalMilliseconds, 2);
 }

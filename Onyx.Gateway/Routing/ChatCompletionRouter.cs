@@ -1,8 +1,6 @@
 using System.Runtime.CompilerServices;
-using Onyx.Gateway.Audit;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 
@@ -19,12 +17,12 @@ internal sealed class ChatCompletionRouter(
     AttemptLimits limits,
     FailurePolicy policy,
     TimeProvider time,
-    CallLog callLog,
-    GatewayMetrics metrics,
+    IEnumerable<ICallObserver> observers,
     TokenEstimator estimator,
-    AuditWriter audit,
     DeploymentLimits deploymentLimits)
 {
+    private readonly ICallObserver[] _observers = observers.ToArray();
+
     public async Task<RoutedCompletion> CompleteAsync(ChatRequest request, string requestId, CallOwner owner, CancellationToken clientAborted)
     {
         var call = Track(request, requestId, owner);
@@ -71,7 +69,7 @@ internal sealed class ChatCompletionRouter(
             routed ??= await failover.RunAsync(call, attempt => StreamStarter.StartAsync(attempt, request, firstToken),
                 $"no first token within {firstToken.TotalSeconds:0.###}s", clientAborted, raced, plan);
             call.FirstToken();
-            return new RoutedStream(routed.Route, routed.Result, call, limits.Idle, time, metrics, resumer, chain[0]);
+            return new RoutedStream(routed.Route, routed.Result, call, limits.Idle, time, resumer, chain[0]);
         }
         catch (Exception ex) when (ex is not RoutingException)
         {
@@ -97,5 +95,5 @@ internal sealed class ChatCompletionRouter(
     }
 
     private CallTracker Track(ChatRequest request, string requestId, CallOwner owner) =>
-        new(request, requestId, owner, time, callLog, metrics, estimator, audit, deploymentLimits);
+        new(request, requestId, owner, time, _observers, estimator, deploymentLimits);
 }

@@ -79,7 +79,7 @@ internal sealed partial class DeploymentLimits
                 var values = new RedisValue[] { deployment.Rpm ?? 0, deployment.Tpm ?? 0, prompt, (long)CounterLifetime.TotalSeconds };
                 var shared = (int)await _redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, keys, values).WaitAsync(_redisTimeout, _time);
                 RedisAnswered();
-                verdict = (Verdict)shared;
+                verdict = (LimitVerdict)shared;
             }
             catch (Exception error) when (error is RedisException or TimeoutException)
             {
@@ -88,8 +88,8 @@ internal sealed partial class DeploymentLimits
         }
         return verdict switch
         {
-            Verdict.RpmReached => $"rpm limit reached ({deployment.Rpm} requests a minute)",
-            Verdict.TpmReached => $"tpm limit reached ({deployment.Tpm} tokens a minute)",
+            LimitVerdict.RpmReached => $"rpm limit reached ({deployment.Rpm} requests a minute)",
+            LimitVerdict.TpmReached => $"tpm limit reached ({deployment.Tpm} tokens a minute)",
             _ => null,
         };
     }
@@ -147,7 +147,7 @@ internal sealed partial class DeploymentLimits
         }
     }
 
-    private enum Verdict
+    private enum LimitVerdict
     {
         Admitted = 0,
         RpmReached = 1,
@@ -162,17 +162,17 @@ internal sealed partial class DeploymentLimits
         private int _requests;
         private long _tokens;
 
-        public Verdict Admit(long minute, int? rpm, int? tpm, int prompt)
+        public LimitVerdict Admit(long minute, int? rpm, int? tpm, int prompt)
         {
             lock (_lock)
             {
                 Roll(minute);
                 if (tpm is { } tokenLimit && _tokens + prompt > tokenLimit)
                 {
-                    return Verdict.TpmReached;
+                    return LimitVerdict.TpmReached;
                 }
                 _requests++;
-                return rpm is { } requestLimit && _requests > requestLimit ? Verdict.RpmReached : Verdict.Admitted;
+                return rpm is { } requestLimit && _requests > requestLimit ? LimitVerdict.RpmReached : LimitVerdict.Admitted;
             }
         }
 

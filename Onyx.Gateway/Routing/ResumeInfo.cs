@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 

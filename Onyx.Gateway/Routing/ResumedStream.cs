@@ -1,6 +1,5 @@
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 

@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 
@@ -20,7 +19,6 @@ internal sealed class RoutedStream : IAsyncDisposable
     private readonly CallTracker _call;
     private readonly TimeSpan _idleTimeout;
     private readonly TimeProvider _time;
-    private readonly GatewayMetrics _metrics;
     private readonly StreamResumer _resumer;
     private readonly Deployment _aliasHead;
     private readonly List<ResumeInfo> _resumes = [];
@@ -40,18 +38,17 @@ internal sealed class RoutedStream : IAsyncDisposable
     private UpstreamException? _failure;
 
     /// <param name="aliasHead">The alias's first deployment, whose <c>resume_streams</c> decides whether answers are continued.</param>
-    public RoutedStream(RouteInfo route, StreamHead start, CallTracker call, TimeSpan idleTimeout, TimeProvider time, GatewayMetrics metrics,
-        StreamResumer resumer, Deployment aliasHead)
+    public RoutedStream(RouteInfo route, StreamHead start, CallTracker call, TimeSpan idleTimeout, TimeProvider time, StreamResumer resumer,
+        Deployment aliasHead)
     {
         Route = route;
         _current = start;
         _call = call;
         _idleTimeout = idleTimeout;
         _time = time;
-        _metrics = metrics;
         _resumer = resumer;
         _aliasHead = aliasHead;
-        metrics.StreamStarted();
+        call.StreamOpened();
     }
 
     /// <summary>The deployment serving the answer now (the last one, after a resume).</summary>
@@ -223,7 +220,7 @@ internal sealed class RoutedStream : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _metrics.StreamEnded();
+        _call.StreamClosed();
         await _current.Attempt.DisposeAsync();
         if (_completed)
         {

@@ -1,7 +1,6 @@
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Routing;
 

@@ -2,8 +2,6 @@ using System.Collections.Frozen;
 using System.Diagnostics.Metrics;
 using System.Diagnostics;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.Resilience;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Telemetry;
 
@@ -13,7 +11,7 @@ namespace Onyx.Gateway.Telemetry;
 /// deployment or model the config does not name is <see cref="Unknown"/>, so no caller can grow the process's memory
 /// and every scrape by sending made-up model names.
 /// </summary>
-internal sealed class GatewayMetrics
+internal sealed class GatewayMetrics : ICallObserver
 {
     public const string MeterName = "Onyx.Gateway";
 
@@ -71,70 +69,70 @@ internal sealed class GatewayMetrics
     /// <summary>The model an upstream named: one the config names, else <see cref="Unknown"/> (an upstream chooses it).</summary>
     private string? Model(string? model) => model is null ? null : _models.Contains(model) ? model : Unknown;
 
-    public void Request(string alias, string? deployment, string outcome, bool fallback)
+    void ICallObserver.CallEnded(CallRecord call)
     {
-        (alias, deployment) = (Alias(alias), Deployment(deployment));
-        _requests.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment ?? "none" }, { "onyx.outcome", outcome }, { "onyx.fallback", fallback } });
-        if (fallback)
+        var (alias, deployment) = (Alias(call.Alias), Deployment(call.Deployment));
+        var outcome = call.Error?.Type ?? "success";
+        _requests.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment }, { "onyx.outcome", outcome }, { "onyx.fallback", call.Fallback } });
+        if (call.Fallback)
         {
-            _fallbacks.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment ?? "none" }, { "onyx.outcome", outcome } });
+            _fallbacks.Add(1, new TagList { { "onyx.alias", alias }, { "onyx.deployment", deployment }, { "onyx.outcome", outcome } });
         }
-    }
-
-    /// <param name="kind">connect, timeout, status, auth, … (<see cref="GatewayTracing.Kind"/>).</param>
-    /// <param name="reason">The finer label: <c>http_503</c>, <c>timeout</c>, <c>stream_broken</c>, …</param>
-    public void UpstreamError(string deployment, string kind, string reason) =>
-        _upstreamErrors.Add(1, new TagList { { "onyx.deployment", Deployment(deployment) }, { "onyx.error.kind", kind }, { "onyx.reason", reason } });
-
-    public void Resumed(string alias, string from, string to, string reason) =>
-        _resumes.Add(1, new TagList { { "onyx.alias", Alias(alias) }, { "onyx.from", Deployment(from) }, { "onyx.to", Deployment(to) }, { "onyx.reason", reason } });
-
-    public void Cost(string alias, string deployment, decimal usd) =>
-        _cost.Add((double)usd, new TagList { { "onyx.alias", Alias(alias) }, { "onyx.deployment", Deployment(deployment) } });
-
-    /// <param name="followed">Whether another replica's announcement caused it (cluster-wide breakers).</param>
-    public void BreakerTransition(string deployment, CircuitState to, bool followed) =>
-        _breakerTransitions.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.state", to.ToString() }, { "onyx.cause", followed ? "replica" : "local" } });
-
-    public void ObserveBreakers(Func<IEnumerable<CircuitBreaker>> breakers) =>
-        _meter.CreateObservableGauge("onyx.gateway.circuit_breaker.state",
-            () => breakers().Select(b => new Measurement<int>((int)b.State, new KeyValuePair<string, object?>("onyx.deployment", b.DeploymentId))),
-            "{state}", "Circuit breaker state per deployment: 0 closed, 1 open, 2 half-open");
-
-    public void Completed(string provider, string requestModel, string? responseModel, TimeSpan duration, TimeSpan? timeToFirstToken, int? inputTokens, int? outputTokens, string? errorType)
-    {
+        if (call.Provider is not { } provider)
+        {
+            // No deployment was called: there is no GenAI operation to measure.
+            return;
+        }
         var tags = new TagList
         {
             { "gen_ai.operation.name", "chat" },
             { "gen_ai.provider.name", provider },
-            { "gen_ai.request.model", Alias(requestModel) },
+            { "gen_ai.request.model", alias },
         };
-        if (Model(responseModel) is { } model)
+        if (Model(call.ResponseModel) is { } model)
         {
             tags.Add("gen_ai.response.model", model);
         }
-        if (errorType is not null)
+        if (call.Error is { } error)
         {
-            tags.Add("error.type", errorType);
+            tags.Add("error.type", error.Type);
         }
-        _duration.Record(duration.TotalSeconds, tags);
-        if (timeToFirstToken is { } ttft)
+        _duration.Record(call.Duration.TotalSeconds, tags);
+        if (call.TimeToFirstToken is { } ttft)
         {
             _timeToFirstToken.Record(ttft.TotalSeconds, tags);
         }
-        if (inputTokens is { } input)
-        {
-            var inputTags = tags;
-            inputTags.Add("gen_ai.token.type", "input");
-            _tokens.Record(input, inputTags);
-        }
-        if (outputTokens is { } output)
-        {
-            var outputTags = tags;
-            outputTags.Add("gen_ai.token.type", "output");
-            _tokens.Record(output, outputTags);
-        }
+        var inputTags = tags;
+        inputTags.Add("gen_ai.token.type", "input");
+        _tokens.Record(call.Tokens.Prompt, inputTags);
+        var outputTags = tags;
+        outputTags.Add("gen_ai.token.type", "output");
+        _tokens.Record(call.Tokens.Completion, outputTags);
     }
+
+    void ICallObserver.AttemptFailed(AttemptFailure failure) =>
+        _upstreamErrors.Add(1, new TagList { { "onyx.deployment", Deployment(failure.Deployment) }, { "onyx.error.kind", failure.Kind }, { "onyx.reason", failure.Reason } });
+
+    void ICallObserver.Resumed(string alias, ResumedAt resume) =>
+        _resumes.Add(1, new TagList { { "onyx.alias", Alias(alias) }, { "onyx.from", Deployment(resume.From) }, { "onyx.to", Deployment(resume.To) }, { "onyx.reason", resume.Reason } });
+
+    void ICallObserver.Charged(string alias, string deployment, decimal costUsd) =>
+        _cost.Add((double)costUsd, new TagList { { "onyx.alias", Alias(alias) }, { "onyx.deployment", Deployment(deployment) } });
+
+    void ICallObserver.StreamOpened() => _activeStreams.Add(1);
+
+    void ICallObserver.StreamClosed() => _activeStreams.Add(-1);
+
+    /// <param name="state"><c>Closed</c>, <c>Open</c> or <c>HalfOpen</c>.</param>
+    /// <param name="followed">Whether another replica's announcement caused it (cluster-wide breakers).</param>
+    public void BreakerTransition(string deployment, string state, bool followed) =>
+        _breakerTransitions.Add(1, new TagList { { "onyx.deployment", deployment }, { "onyx.state", state }, { "onyx.cause", followed ? "replica" : "local" } });
+
+    /// <param name="states">Each deployment's breaker state: 0 closed, 1 open, 2 half-open.</param>
+    public void ObserveBreakers(Func<IEnumerable<(string Deployment, int State)>> states) =>
+        _meter.CreateObservableGauge("onyx.gateway.circuit_breaker.state",
+            () => states().Select(b => new Measurement<int>(b.State, new KeyValuePair<string, object?>("onyx.deployment", b.Deployment))),
+            "{state}", "Circuit breaker state per deployment: 0 closed, 1 open, 2 half-open");
 
     public void RateLimited(string limit, string scope, string alias) =>
         _rateLimited.Add(1, new TagList { { "onyx.limit", limit }, { "onyx.scope", scope }, { "onyx.alias", Alias(alias) } });
@@ -148,8 +146,4 @@ internal sealed class GatewayMetrics
     public void ObserveRateLimitMode(Func<int> mode) =>
         _meter.CreateObservableGauge("onyx.gateway.rate_limit.mode", mode, "{mode}",
             "Rate-limit counters: 0 in process (no Redis), 1 shared in Redis, 2 per replica while Redis is unreachable");
-
-    public void StreamStarted() => _activeStreams.Add(1);
-
-    public void StreamEnded() => _activeStreams.Add(-1);
 }

@@ -94,11 +94,11 @@ internal static partial class SentryReporting
 }
 
 /// <summary>Sends failed LLM calls (5xx: every deployment failed, a stream broke) to Sentry when it is configured.</summary>
-internal sealed class FailureReporter(IServiceProvider services, IConfiguration configuration)
+internal sealed class FailureReporter(IServiceProvider services, IConfiguration configuration) : ICallObserver
 {
     private readonly IHub? _hub = SentryReporting.Enabled(configuration) ? services.GetService<IHub>() : null;
 
-    public void Report(LlmCallRecord record)
+    public void CallEnded(CallRecord record)
     {
         if (_hub is null || record.Success || record.Status < 500 || record.Error is not { } error)
         {
@@ -116,7 +116,7 @@ internal sealed class FailureReporter(IServiceProvider services, IConfiguration 
         sentryEvent.SetTag("onyx.error_type", error.Type);
         sentryEvent.SetTag("onyx.fallback", record.Fallback ? "true" : "false");
         sentryEvent.SetExtra("request_id", record.RequestId);
-        sentryEvent.SetExtra("attempts", record.Attempts);
+        sentryEvent.SetExtra("attempts", record.AttemptCount);
         // The error message says which deployments failed and why; it never holds keys or prompt text.
         sentryEvent.SetExtra("error", error.Message);
         _hub.CaptureEvent(sentryEvent);

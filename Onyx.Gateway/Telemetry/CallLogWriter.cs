@@ -37,23 +37,6 @@ internal sealed record LlmCallRecord
     [JsonPropertyName("cost_usd")] public decimal? CostUsd { get; init; }
 }
 
-internal sealed record ResumedAt(
-    [property: JsonPropertyName("from")] string From,
-    [property: JsonPropertyName("to")] string To,
-    [property: JsonPropertyName("at_chars")] int AtChars,
-    [property: JsonPropertyName("reason")] string Reason,
-    [property: JsonPropertyName("how")] string How);
-
-internal sealed record TokenCounts(
-    [property: JsonPropertyName("prompt")] int Prompt,
-    [property: JsonPropertyName("completion")] int Completion,
-    [property: JsonPropertyName("total")] int Total,
-    [property: JsonPropertyName("estimated")] bool Estimated);
-
-internal sealed record CallError(
-    [property: JsonPropertyName("type")] string Type,
-    [property: JsonPropertyName("message")] string Message);
-
 /// <summary>One failed attempt within a call, with the reason the router moved on.</summary>
 internal sealed record LlmAttemptRecord
 {
@@ -62,7 +45,7 @@ internal sealed record LlmAttemptRecord
     [JsonPropertyName("request_id")] public required string RequestId { get; init; }
     [JsonPropertyName("alias")] public required string Alias { get; init; }
     [JsonPropertyName("deployment")] public required string Deployment { get; init; }
-    [JsonPropertyName("attempt")] public required int Attempt { get; init; }
+    [JsonPropertyName("attempt")] public required int AttemptNumber { get; init; }
     [JsonPropertyName("reason")] public required string Reason { get; init; }
     [JsonPropertyName("message")] public required string Message { get; init; }
     [JsonPropertyName("elapsed_ms")] public required double ElapsedMs { get; init; }
@@ -78,7 +61,7 @@ internal sealed partial class CallLogJsonContext : JsonSerializerContext;
 /// OTLP backend; category <see cref="Category"/>), and as one JSON line on stdout for log shippers. The stdout
 /// line is written by a background loop, so a slow terminal or pipe never holds up an answer.
 /// </summary>
-internal sealed partial class CallLog : BackgroundService
+internal sealed partial class CallLogWriter : BackgroundService, ICallObserver
 {
     public const string Category = "Onyx.CallLog";
 
@@ -90,22 +73,20 @@ internal sealed partial class CallLog : BackgroundService
         FullMode = BoundedChannelFullMode.Wait,
     });
 
-    private readonly FailureReporter _failures;
     private readonly Func<Stream> _openOutput;
 
     private static readonly TimeSpan BatchDelay = TimeSpan.FromMilliseconds(20);
     private const int WriteSize = 64 * 1024;
 
-    public CallLog(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options, FailureReporter failures)
-        : this(loggerFactory, options, failures, Console.OpenStandardOutput)
+    public CallLogWriter(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options)
+        : this(loggerFactory, options, Console.OpenStandardOutput)
     {
     }
 
     /// <summary>For tests: <paramref name="openOutput"/> stands in for stdout.</summary>
-    internal CallLog(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options, FailureReporter failures, Func<Stream> openOutput)
+    internal CallLogWriter(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options, Func<Stream> openOutput)
     {
         _openOutput = openOutput;
-        _failures = failures;
         _logger = loggerFactory.CreateLogger(Category);
         _stdout = options.Value.CallLog.Stdout;
     }
@@ -119,12 +100,46 @@ internal sealed partial class CallLog : BackgroundService
             record.Resumed is { } resumes ? string.Join("; ", resumes.Select(r => $"{r.From} -> {r.To} at {r.AtChars} chars ({r.Reason}, {r.How})")) : null,
             record.CostUsd);
         Enqueue(record);
-        _failures.Report(record);
     }
+
+    void ICallObserver.CallEnded(CallRecord call) => Write(new LlmCallRecord
+    {
+        Timestamp = call.Timestamp,
+        RequestId = call.RequestId,
+        Alias = call.Alias,
+        UserId = call.UserId,
+        KeyName = call.KeyName,
+        Deployment = call.Deployment,
+        ProviderModel = call.ProviderModel,
+        ResponseModel = call.ResponseModel,
+        Stream = call.Stream,
+        Tokens = call.Tokens,
+        LatencyMs = call.LatencyMs,
+        TtftMs = call.TtftMs,
+        Success = call.Success,
+        Status = call.Status,
+        Error = call.Error,
+        Fallback = call.Fallback,
+        Attempts = call.AttemptCount,
+        Resumed = call.Resumed,
+        CostUsd = call.CostUsd,
+    });
+
+    void ICallObserver.AttemptFailed(AttemptFailure failure) => Write(new LlmAttemptRecord
+    {
+        Timestamp = failure.Timestamp,
+        RequestId = failure.RequestId,
+        Alias = failure.Alias,
+        Deployment = failure.Deployment,
+        AttemptNumber = failure.AttemptNumber,
+        Reason = failure.Reason,
+        Message = failure.Message,
+        ElapsedMs = failure.ElapsedMs,
+    });
 
     public void Write(LlmAttemptRecord record)
     {
-        Log.AttemptFailed(_logger, record.RequestId, record.Alias, record.Deployment, record.Attempt, record.Reason, record.Message, record.ElapsedMs);
+        Log.AttemptFailed(_logger, record.RequestId, record.Alias, record.Deployment, record.AttemptNumber, record.Reason, record.Message, record.ElapsedMs);
         Enqueue(record);
     }
 

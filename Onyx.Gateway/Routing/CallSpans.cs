@@ -2,9 +2,8 @@ using System.Diagnostics;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Routing;
 
-namespace Onyx.Gateway.Telemetry;
+namespace Onyx.Gateway.Routing;
 
 /// <summary>
 /// The gateway's spans, with the OpenTelemetry GenAI attributes: one per chat call (<c>chat {alias}</c>, under
@@ -12,7 +11,7 @@ namespace Onyx.Gateway.Telemetry;
 /// span), which says how the attempt ended and why the gateway moved on. The HttpClient span of the upstream
 /// request is the attempt's child, and its <c>traceparent</c> goes upstream. No prompt or answer text.
 /// </summary>
-internal static class GatewayTracing
+internal static class CallSpans
 {
     public const string SourceName = "Onyx.Gateway";
 
@@ -70,7 +69,7 @@ internal static class GatewayTracing
         activity.SetTag("onyx.outcome", "failed");
         activity.SetTag("error.type", failure.Reason);
         activity.SetTag("onyx.failover.reason", failure.Reason);
-        activity.SetTag("onyx.error.kind", Kind(failure.Kind));
+        activity.SetTag("onyx.error.kind", failure.KindLabel);
         if (failure.StatusCode is { } status)
         {
             activity.SetTag("http.response.status_code", status);
@@ -105,7 +104,7 @@ internal static class GatewayTracing
         activity.Stop();
     }
 
-    public static void EndCall(Activity? activity, LlmCallRecord record)
+    public static void EndCall(Activity? activity, CallRecord record)
     {
         if (activity is null || activity.IsStopped)
         {
@@ -117,7 +116,7 @@ internal static class GatewayTracing
             activity.SetTag("onyx.status", record.Status);
             activity.SetTag("onyx.deployment", record.Deployment);
             activity.SetTag("onyx.fallback", record.Fallback);
-            activity.SetTag("onyx.attempts", record.Attempts);
+            activity.SetTag("onyx.attempts", record.AttemptCount);
             activity.SetTag("gen_ai.response.model", record.ResponseModel);
             activity.SetTag("gen_ai.usage.input_tokens", record.Tokens.Prompt);
             activity.SetTag("gen_ai.usage.output_tokens", record.Tokens.Completion);
@@ -152,22 +151,4 @@ internal static class GatewayTracing
             ["onyx.at_chars"] = atChars,
             ["onyx.reason"] = reason,
         }));
-
-    /// <summary>The failure kind as a lowercase label (<c>connect</c>, <c>timeout</c>, <c>status</c>, …).</summary>
-    public static string Kind(FailureKind kind) => kind switch
-    {
-        FailureKind.Connect => "connect",
-        FailureKind.Timeout => "timeout",
-        FailureKind.Status => "status",
-        FailureKind.Auth => "auth",
-        FailureKind.ClientError => "client_error",
-        FailureKind.Malformed => "malformed",
-        FailureKind.ErrorEvent => "error_event",
-        FailureKind.StreamBroken => "stream_broken",
-        FailureKind.Stalled => "stalled",
-        FailureKind.ContextWindow => "context_window",
-        FailureKind.ContentPolicy => "content_policy",
-        FailureKind.Diverged => "diverged",
-        _ => kind.ToString().ToLowerInvariant(),
-    };
 }
