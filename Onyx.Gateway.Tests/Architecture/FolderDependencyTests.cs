@@ -13,7 +13,7 @@ public sealed class FolderDependencyTests(ITestOutputHelper output)
     /// <summary>Bottom to top, as docs/architecture.md draws them.</summary>
     public static readonly string[] Layers =
     [
-        "OpenAi", "Configuration", "Model", "Cluster", "Telemetry", "Audit", "Auth", "Providers", "Resilience",
+        "OpenAi", "Configuration", "Batching", "Model", "Cluster", "Telemetry", "Audit", "Auth", "Providers", "Resilience",
         "Routing", "RateLimiting", "Health", "Security", "Api",
     ];
 

@@ -1,5 +1,5 @@
-using System.Threading.Channels;
 using Microsoft.Extensions.Options;
+using Onyx.Gateway.Batching;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
@@ -28,7 +28,7 @@ internal sealed partial class AuditWriter : BackgroundService, ICallObserver
     private readonly AuditMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly ILogger<AuditWriter> _logger;
-    private readonly Channel<AuditRecord> _queue;
+    private readonly BatchWriter<AuditRecord> _queue;
     private readonly bool _enabled;
     private readonly AuditSpill? _spill;
     private readonly AuditFile? _file;
@@ -50,11 +50,8 @@ internal sealed partial class AuditWriter : BackgroundService, ICallObserver
         Replica = replica.Id;
         IncludeContent = _options.IncludeContent;
         _enabled = _options.Enabled;
-        _queue = Channel.CreateBounded<AuditRecord>(new BoundedChannelOptions(_options.QueueCapacity)
-        {
-            SingleReader = true,
-            FullMode = BoundedChannelFullMode.Wait,
-        });
+        _queue = new BatchWriter<AuditRecord>(_options.QueueCapacity, _options.BatchSize, _options.BatchDelay,
+            (batch, final, token) => WriteAsync(batch, final ? ShutdownWriteTimeout : _options.WriteTimeout, token), ReplayIfDueAsync, time);
         if (!_enabled)
         {
             return;
@@ -80,7 +77,7 @@ internal sealed partial class AuditWriter : BackgroundService, ICallObserver
             throw new OptionsValidationException(AuditOptions.SectionName, typeof(AuditOptions),
                 [$"{key}: cannot write audit files in '{directory}': {ex.Message}"]);
         }
-        _metrics.Observe(() => _queue.Reader.Count, () => _spill?.PendingBytes ?? 0);
+        _metrics.Observe(() => _queue.Pending, () => _spill?.PendingBytes ?? 0);
     }
 
     /// <summary>Record the request's messages and answer (<see cref="AuditOptions.IncludeContent"/>).</summary>
@@ -100,7 +97,7 @@ internal sealed partial class AuditWriter : BackgroundService, ICallObserver
     /// </summary>
     public void Write(AuditRecord record)
     {
-        if (!_enabled || _queue.Writer.TryWrite(record))
+        if (!_enabled || _queue.TryAdd(record))
         {
             return;
         }
@@ -214,75 +211,36 @@ internal sealed partial class AuditWriter : BackgroundService, ICallObserver
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var batch = new List<AuditRecord>(_options.BatchSize);
-        Task<bool>? ready = null;
         try
         {
-            while (true)
-            {
-                if (_redis is not null && HasSpilled && ReplayDue())
-                {
-                    await ReplayAsync(_redis, stoppingToken);
-                }
-                ready ??= _queue.Reader.WaitToReadAsync(stoppingToken).AsTask();
-                if (!ready.IsCompleted && _redis is not null && HasSpilled)
-                {
-                    // Records are spilled: wake for the next replay even if nothing new comes.
-                    using var timer = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                    var wait = _nextReplay - _time.GetUtcNow();
-                    await Task.WhenAny(ready, Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, _time, timer.Token));
-                    await timer.CancelAsync();
-                    if (!ready.IsCompleted)
-                    {
-                        continue;
-                    }
-                }
-                if (!await ready)
-                {
-                    break;
-                }
-                ready = null;
-                if (_options.BatchDelay > TimeSpan.Zero && _queue.Reader.Count < _options.BatchSize)
-                {
-                    // Let a batch gather (real time, whatever clock the records are stamped with: this is only about
-                    // how many records share a write). Shutdown cancels the wait and the queue is written below.
-                    await Task.Delay(_options.BatchDelay, stoppingToken);
-                }
-                while (batch.Count < _options.BatchSize && _queue.Reader.TryRead(out var record))
-                {
-                    batch.Add(record);
-                }
-                await WriteAsync(batch, _options.WriteTimeout, stoppingToken);
-                batch.Clear();
-            }
+            await _queue.RunAsync(stoppingToken);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            // Shutting down: the server has drained, so every finished call's record is queued. Write them below.
+            // Shutting down: the server has drained, so every finished call's record is queued. Written below.
         }
-        await FlushAsync(batch);
+        // A record arriving after this (a request ended past the host's shutdown timeout) goes to the file in Write.
+        _stopping = true;
+        Log.Stopping(_logger, _queue.Pending);
+        var flushed = await _queue.DrainAsync();
+        Log.Flushed(_logger, flushed, _spill?.PendingBytes ?? 0, LocalPath);
     }
 
-    /// <summary>Writes what is still queued, to Redis if it answers soon, else to the spill file.</summary>
-    private async Task FlushAsync(List<AuditRecord> batch)
+    /// <summary>
+    /// Between batches: replays the spill file into Redis when a replay is due, and asks to be woken for the next one
+    /// while records wait in the file, even if nothing new comes.
+    /// </summary>
+    private async Task<TimeSpan?> ReplayIfDueAsync(CancellationToken stoppingToken)
     {
-        // A record arriving after this (a request ended past the host's shutdown timeout) goes to the file in Write.
-        _queue.Writer.TryComplete();
-        _stopping = true;
-        Log.Stopping(_logger, batch.Count + _queue.Reader.Count);
-        var flushed = batch.Count;
-        while (_queue.Reader.TryRead(out var record))
+        if (_redis is null || !HasSpilled)
         {
-            batch.Add(record);
-            flushed++;
-            if (batch.Count == _options.BatchSize)
-            {
-                await WriteAsync(batch, ShutdownWriteTimeout, CancellationToken.None);
-                batch.Clear();
-            }
+            return null;
         }
-        await WriteAsync(batch, ShutdownWriteTimeout, CancellationToken.None);
-        Log.Flushed(_logger, flushed, _spill?.PendingBytes ?? 0, LocalPath);
+        if (ReplayDue())
+        {
+            await ReplayAsync(_redis, stoppingToken);
+        }
+        return HasSpilled ? _nextReplay - _time.GetUtcNow() : null;
     }
 
     /// <summary>To Redis when it is there and nothing older is waiting in the spill file; otherwise to the file.</summary>

@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
-using System.Threading.Channels;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Auth;
+using Onyx.Gateway.Batching;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
@@ -49,9 +49,9 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     /// <summary>Costs waiting to be settled in Redis at most; past it a call's cost is counted in this replica only (and logged).</summary>
     private const int MaxUnsettled = 100_000;
 
-    private int _writing;
-    // Full only if Redis stalls under load before the limiter falls back; a call that finds it full is counted in memory.
-    private readonly Channel<UsageRecord> _records = Channel.CreateBounded<UsageRecord>(new BoundedChannelOptions(100_000) { SingleReader = true });
+    // Written as soon as they come (no gathering: other replicas' admissions read these counts); full only if Redis
+    // stalls under load before the limiter falls back, and a call that finds it full is counted in memory.
+    private readonly BatchWriter<UsageRecord> _records;
 
     // Leases whose slot or reservation Redis holds while their calls run, by member: renewed until they complete.
     private readonly ConcurrentDictionary<string, RateLimitLease> _live = new(StringComparer.Ordinal);
@@ -77,6 +77,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         _time = time;
         _logger = logger;
         _watch = watch;
+        _records = new BatchWriter<UsageRecord>(100_000, MaxRecordsPerScript, TimeSpan.Zero, WriteRecordsAsync);
         if (watch is not null)
         {
             watch.Follow(OnRedisChanged);
@@ -85,6 +86,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         if (shared is not null)
         {
             _ = KeepLeasesAsync();
+            _ = RunRecordWriterAsync();
         }
     }
 
@@ -258,15 +260,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
             }
             record = new UsageRecord([], lease.Member, 0, settlement, lease.UserKey);
         }
-        if (!Shared)
-        {
-            Unwritten(record);
-        }
-        else if (Interlocked.CompareExchange(ref _writing, 1, 0) == 0)
-        {
-            _ = WriteRecordsAsync([record]);
-        }
-        else if (!_records.Writer.TryWrite(record))
+        if (!Shared || !_records.TryAdd(record))
         {
             Unwritten(record);
         }
@@ -314,34 +308,28 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         }
     }
 
-    /// <summary>The one write in flight: this batch, then whatever queued meanwhile, until the queue is empty.</summary>
-    private async Task WriteRecordsAsync(List<UsageRecord> batch)
+    private async Task RunRecordWriterAsync()
     {
-        while (true)
+        try
         {
-            foreach (var user in batch.GroupBy(r => r.UserKey, StringComparer.Ordinal))
+            await _records.RunAsync(_stopping.Token);
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+            // Stopping: what is queued is written below.
+        }
+        await _records.DrainAsync();
+    }
+
+    /// <summary>Each user's records in one script; what Redis does not take is counted here and retried.</summary>
+    private async Task WriteRecordsAsync(List<UsageRecord> batch, bool final, CancellationToken cancellationToken)
+    {
+        foreach (var user in batch.GroupBy(r => r.UserKey, StringComparer.Ordinal))
+        {
+            var records = user.ToList();
+            if (!Shared || !await TryWriteAsync(records))
             {
-                var records = user.ToList();
-                if (!Shared || !await TryWriteAsync(records))
-                {
-                    records.ForEach(Unwritten);
-                }
-            }
-            batch = new List<UsageRecord>();
-            while (batch.Count < MaxRecordsPerScript && _records.Reader.TryRead(out var queued))
-            {
-                batch.Add(queued);
-            }
-            if (batch.Count > 0)
-            {
-                continue;
-            }
-            // A full fence: the check below must not be read before the flag is down.
-            Interlocked.Exchange(ref _writing, 0);
-            // A call queued between the last read and the line above would wait for the next one: take it now.
-            if (!_records.Reader.TryPeek(out _) || Interlocked.CompareExchange(ref _writing, 1, 0) != 0)
-            {
-                return;
+                records.ForEach(Unwritten);
             }
         }
     }
@@ -652,7 +640,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     public void Dispose()
     {
         // The writer finishes what is queued, then stops.
-        _records.Writer.TryComplete();
+        _records.Complete();
         _stopping.Cancel();
         if (_watch is not null)
         {

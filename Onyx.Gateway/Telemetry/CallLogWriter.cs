@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Text.Json.Serialization;
 using System.Text.Json;
-using System.Threading.Channels;
 using Microsoft.Extensions.Options;
+using Onyx.Gateway.Batching;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
 
@@ -66,12 +66,11 @@ internal sealed partial class CallLogWriter : BackgroundService, ICallObserver
     public const string Category = "Onyx.CallLog";
 
     private readonly ILogger _logger;
-    private readonly bool _stdout;
-    private readonly Channel<object> _lines = Channel.CreateBounded<object>(new BoundedChannelOptions(10_000)
-    {
-        SingleReader = true,
-        FullMode = BoundedChannelFullMode.Wait,
-    });
+    private readonly bool _stdoutEnabled;
+    private readonly BatchWriter<object> _lines;
+    private readonly ArrayBufferWriter<byte> _buffer = new(WriteSize);
+    private readonly Utf8JsonWriter _json;
+    private Stream? _stdout;
 
     private readonly Func<Stream> _openOutput;
 
@@ -87,8 +86,14 @@ internal sealed partial class CallLogWriter : BackgroundService, ICallObserver
     internal CallLogWriter(ILoggerFactory loggerFactory, IOptions<OnyxOptions> options, Func<Stream> openOutput)
     {
         _openOutput = openOutput;
+        // The writer targets the buffer, not the stream: Utf8JsonWriter.Flush on a stream also flushes the stream,
+        // which would make every line its own system call.
+        _json = new Utf8JsonWriter(_buffer);
+        // A burst shares one write per BatchDelay (each write is a system call on the gateway's cores); a line is at
+        // most that late, and at shutdown the queue is written at once.
+        _lines = new BatchWriter<object>(10_000, 1024, BatchDelay, WriteLinesAsync);
         _logger = loggerFactory.CreateLogger(Category);
-        _stdout = options.Value.CallLog.Stdout;
+        _stdoutEnabled = options.Value.CallLog.Stdout;
     }
 
     public void Write(LlmCallRecord record)
@@ -145,7 +150,7 @@ internal sealed partial class CallLogWriter : BackgroundService, ICallObserver
 
     private void Enqueue(object record)
     {
-        if (_stdout && !_lines.Writer.TryWrite(record))
+        if (_stdoutEnabled && !_lines.TryAdd(record))
         {
             Log.Dropped(_logger);
         }
@@ -153,64 +158,59 @@ internal sealed partial class CallLogWriter : BackgroundService, ICallObserver
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // Records are serialized into one buffer and written in batches: one write per burst, not per line. The
-        // writer targets the buffer, not the stream: Utf8JsonWriter.Flush on a stream also flushes the stream, which
-        // would turn every line into its own system call again.
-        await using var stdout = _openOutput();
-        var batch = new ArrayBufferWriter<byte>(WriteSize);
-        await using var json = new Utf8JsonWriter(batch);
+        await using var stdout = _stdout = _openOutput();
         try
         {
-            while (await _lines.Reader.WaitToReadAsync(stoppingToken))
-            {
-                // Let a burst gather: under load one write per interval instead of one per few calls (each write is a
-                // system call on the gateway's cores). A line is at most this late; at shutdown the queue is written at once.
-                await Task.Delay(BatchDelay, stoppingToken);
-                await DrainAsync(json, batch, stdout, stoppingToken);
-            }
+            await _lines.RunAsync(stoppingToken);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // Shutting down: write what is queued, then stop.
-            await DrainAsync(json, batch, stdout, CancellationToken.None);
         }
+        await _lines.DrainAsync();
     }
 
-    /// <summary>Writes every queued record, one JSON line each, in writes of about <see cref="WriteSize"/> bytes.</summary>
-    private async Task DrainAsync(Utf8JsonWriter json, ArrayBufferWriter<byte> batch, Stream stdout, CancellationToken cancellationToken)
+    /// <summary>The batch as JSON lines, in writes of about <see cref="WriteSize"/> bytes.</summary>
+    private async Task WriteLinesAsync(List<object> batch, bool final, CancellationToken cancellationToken)
     {
-        while (_lines.Reader.TryRead(out var record))
+        foreach (var record in batch)
         {
             switch (record)
             {
                 case LlmCallRecord call:
-                    JsonSerializer.Serialize(json, call, CallLogJsonContext.Default.LlmCallRecord);
+                    JsonSerializer.Serialize(_json, call, CallLogJsonContext.Default.LlmCallRecord);
                     break;
                 case LlmAttemptRecord attempt:
-                    JsonSerializer.Serialize(json, attempt, CallLogJsonContext.Default.LlmAttemptRecord);
+                    JsonSerializer.Serialize(_json, attempt, CallLogJsonContext.Default.LlmAttemptRecord);
                     break;
             }
-            json.Flush();
-            json.Reset();
-            batch.GetSpan(1)[0] = (byte)'\n';
-            batch.Advance(1);
-            if (batch.WrittenCount >= WriteSize)
+            _json.Flush();
+            _json.Reset();
+            _buffer.GetSpan(1)[0] = (byte)'\n';
+            _buffer.Advance(1);
+            if (_buffer.WrittenCount >= WriteSize)
             {
-                await WriteAsync(batch, stdout, cancellationToken);
+                await FlushBufferAsync(cancellationToken);
             }
         }
-        await WriteAsync(batch, stdout, cancellationToken);
+        await FlushBufferAsync(cancellationToken);
     }
 
-    private static async Task WriteAsync(ArrayBufferWriter<byte> batch, Stream stdout, CancellationToken cancellationToken)
+    private async Task FlushBufferAsync(CancellationToken cancellationToken)
     {
-        if (batch.WrittenCount == 0)
+        if (_buffer.WrittenCount == 0 || _stdout is not { } stdout)
         {
             return;
         }
-        await stdout.WriteAsync(batch.WrittenMemory, cancellationToken);
-        batch.ResetWrittenCount();
+        await stdout.WriteAsync(_buffer.WrittenMemory, cancellationToken);
+        _buffer.ResetWrittenCount();
         await stdout.FlushAsync(CancellationToken.None);
+    }
+
+    public override void Dispose()
+    {
+        _json.Dispose();
+        base.Dispose();
     }
 
     private static partial class Log
