@@ -23,6 +23,44 @@ public sealed class StartupReportTests
     }
 
     [Fact]
+    public async Task NamesEveryOnyxKeyNoSettingReadsAndNoneItDoes()
+    {
+        await using var gateway = await GatewayHost.StartAsync(new()
+        {
+            // Typos, from any source: a setting's name, a sub-key of a duration, a section of nothing.
+            ["Onyx:RateLimits:Windw"] = "00:01:00",
+            ["Onyx:Routing:FirstTokenTimeout:Seconds"] = "3",
+            ["Onyx:Nothing:Here"] = "1",
+            // Real settings: nested options, list items, dictionary entries, other features' sections, a single key.
+            ["Onyx:RateLimits:EndUser:Rpm"] = "10",
+            ["Onyx:Cors:AllowedOrigins:0"] = "https://app.example.com",
+            ["Onyx:Providers:ollama:ApiBase"] = "http://127.0.0.1:1",
+            ["Onyx:Audit:File:MaxFiles"] = "3",
+            ["Onyx:Redis:PingInterval"] = "00:00:01",
+            ["Onyx:Shutdown:DrainTimeout"] = "00:00:05",
+            ["Onyx:ConfigPath"] = "ignored-when-LITELLM_CONFIG_PATH-is-set",
+        });
+
+        var unknown = gateway.Logs.Records.Where(r => r.EventId == 1014).Select(r => (string?)r["Key"]).ToList();
+        Assert.Equal(["Onyx:Nothing:Here", "Onyx:RateLimits:Windw", "Onyx:Routing:FirstTokenTimeout:Seconds"], unknown);
+    }
+
+    [Theory]
+    [InlineData("Onyx:Routing:FirstTokenTimeout", "00:00:00", "Onyx:Routing:FirstTokenTimeout must be positive.")]
+    [InlineData("Onyx:Routing:QueueLimit", "-1", "Onyx:Routing:QueueLimit must not be negative.")]
+    [InlineData("Onyx:RateLimits:EndUser:Tpm", "-5", "Onyx:RateLimits:EndUser:Tpm must not be negative.")]
+    [InlineData("Onyx:Limits:MaxRequestBodyBytes", "100", "Onyx:Limits:MaxRequestBodyBytes must be at least 1024.")]
+    [InlineData("Onyx:RateLimits:ParallelLease", "00:00:02", "Onyx:RateLimits:ParallelLease must be at least 00:00:03: a call's lease is renewed every third of it, and a renewal may take a second.")]
+    [InlineData("Onyx:Audit:BatchDelay", "00:00:02", "Onyx:Audit:BatchDelay must be between 00:00:00 and 00:00:01, not 00:00:02.")]
+    [InlineData("Onyx:Audit:StreamKey", " ", "Onyx:Audit:StreamKey must not be empty.")]
+    public async Task AValueOutOfItsBoundsStopsTheStartNamingItsKeyAndTheRule(string key, string value, string message)
+    {
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => GatewayHost.StartAsync(new() { [key] = value }));
+
+        Assert.Contains(message, error.Failures);
+    }
+
+    [Fact]
     public async Task LogsACallbackItDoesNotSupport()
     {
         await using var gateway = await GatewayHost.StartAsync(new() { ["litellm_settings:success_callback:0"] = "langfuse" });

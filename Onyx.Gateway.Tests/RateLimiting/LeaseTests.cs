@@ -21,7 +21,6 @@ public sealed class LeaseTests : ReplicasOnOneRedis
     {
         ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
         ["litellm_settings:rate_limit:max_parallel_requests"] = "1",
-        ["Onyx:RateLimits:RecoveryInterval"] = "00:00:00.200",
     };
 
     [Fact]

@@ -267,7 +267,7 @@ public sealed class BudgetTests : ReplicasOnOneRedis
     [Fact]
     public async Task ACostRedisCouldNotTakeIsSettledLaterAndCountedOnce()
     {
-        var gateway = await StartReplicaAsync(new() { ["Onyx:RateLimits:RecoveryInterval"] = "00:00:00.200" });
+        var gateway = await StartReplicaAsync();
         var refusedKey = await GenerateAsync(gateway, """{"user_id":"refused-spend"}""");
         var otherKey = await GenerateAsync(gateway, """{"user_id":"other-spend"}""");
         // Redis refuses every script that touches this key's budget (a value of the wrong type where it is kept).

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Cluster;
+using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
 using StackExchange.Redis;
 
@@ -16,7 +17,7 @@ internal static class AuditExtensions
     {
         var services = builder.Services;
         var configuration = builder.Configuration;
-        services.AddOptions<AuditOptions>().Bind(configuration.GetSection(AuditOptions.SectionName)).ValidateOnStart()
+        builder.AddOnyxOptions<AuditOptions>(AuditOptions.SectionName)
             .PostConfigure(options =>
             {
                 // LiteLLM-style `general_settings: audit: include_content: true` in the config file, unless the Onyx
@@ -33,6 +34,7 @@ internal static class AuditExtensions
                 options.SpillDirectory = FullPath(options.SpillDirectory ?? Path.Combine("data", "audit"), root);
                 options.File.Directory = options.File.Directory is null ? options.SpillDirectory : FullPath(options.File.Directory, root);
             });
+        services.AddSingleton<IValidateOptions<AuditOptions>, AuditOptionsAnnotations>();
         services.AddSingleton<IValidateOptions<AuditOptions>, AuditOptionsValidator>();
         services.AddSingleton<AuditMetrics>();
         if (ClusterExtensions.HasRedis(configuration))

@@ -24,6 +24,9 @@ internal static partial class ClusterExtensions
     public static IHostApplicationBuilder AddCluster(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSingleton<ReplicaIdentity>();
+        // Bound with or without Redis: its keys are the gateway's either way, and checked either way.
+        builder.AddOnyxOptions<RedisWatchOptions>(RedisWatchOptions.SectionName);
+        builder.Services.AddSingleton<IValidateOptions<RedisWatchOptions>, RedisWatchOptionsValidator>();
         if (HasRedis(builder.Configuration))
         {
             // Aspire's connection string wins: under the AppHost it is the Redis the replicas were started with.
@@ -57,8 +60,6 @@ internal static partial class ClusterExtensions
                 // work over (a dotnet-trace CPU sample of json-c16-limits), which two cores cannot spare.
                 options.SocketManager = SocketManager.ThreadPool;
             });
-            builder.Services.AddOptions<RedisWatchOptions>().Bind(builder.Configuration.GetSection(RedisWatchOptions.SectionName)).ValidateOnStart();
-            builder.Services.AddSingleton<IValidateOptions<RedisWatchOptions>, RedisWatchOptionsValidator>();
             // Registered before the features that follow it: its start-up line (Redis there or not) comes first.
             builder.Services.AddSingleton<RedisConnectionWatch>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<RedisConnectionWatch>());

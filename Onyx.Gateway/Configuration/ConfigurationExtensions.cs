@@ -46,11 +46,13 @@ internal static class ConfigurationExtensions
         }
 
         builder.Services.AddSingleton(new ConfigFileInfo(path));
+        builder.AddOnyxKey(ConfigPathKey);
         builder.Services.AddOptions<LiteLlmOptions>().Bind(builder.Configuration)
             .PostConfigure(options => options.ApplyLiteLlmSettings())
             .ValidateOnStart();
-        builder.Services.AddOptions<OnyxOptions>().Bind(builder.Configuration.GetSection(OnyxOptions.SectionName)).ValidateOnStart();
+        builder.AddOnyxOptions<OnyxOptions>(OnyxOptions.SectionName);
         builder.Services.AddSingleton<IValidateOptions<LiteLlmOptions>, LiteLlmOptionsValidator>();
+        builder.Services.AddSingleton<IValidateOptions<OnyxOptions>, OnyxOptionsAnnotations>();
         builder.Services.AddSingleton<IValidateOptions<OnyxOptions>, OnyxOptionsValidator>();
         builder.Services.AddHostedService<ConfigurationReport>();
         return builder;
@@ -101,52 +103,15 @@ internal sealed class LiteLlmOptionsValidator(IConfiguration configuration) : IV
     }
 }
 
+/// <summary>
+/// The <c>Onyx:*</c> checks no attribute on a single value says: formats (addresses, networks, origins, URLs) and
+/// names from a fixed set. Bounds of single values are attributes on the options (<see cref="OnyxOptionsAnnotations"/>).
+/// </summary>
 internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
 {
     public ValidateOptionsResult Validate(string? name, OnyxOptions options)
     {
         var errors = new List<string>();
-        var routing = options.Routing;
-        if (routing.FirstTokenTimeout <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:FirstTokenTimeout must be positive.");
-        }
-        if (routing.FirstTokenTimeoutPer1000PromptTokens < TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:FirstTokenTimeoutPer1000PromptTokens must not be negative.");
-        }
-        if (routing.MaxRetryAfterWait < TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:MaxRetryAfterWait must not be negative.");
-        }
-        if (routing.StreamIdleTimeout <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:StreamIdleTimeout must be positive.");
-        }
-        if (routing.FailureWindow <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:FailureWindow must be positive.");
-        }
-        if (routing.QueueLimit < 0)
-        {
-            errors.Add("Onyx:Routing:QueueLimit must not be negative.");
-        }
-        if (routing.RetryDeadline < TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:RetryDeadline must not be negative.");
-        }
-        if (routing.ConnectTimeout <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:ConnectTimeout must be positive.");
-        }
-        if (routing.BreakerRedisTimeout <= TimeSpan.Zero || routing.ProbeLease <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:BreakerRedisTimeout and ProbeLease must be positive.");
-        }
-        if (routing.DeploymentLimitRedisTimeout <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Routing:DeploymentLimitRedisTimeout must be positive.");
-        }
         if (options.Metrics.Access is not (MetricsAccess.Loopback or MetricsAccess.Open or MetricsAccess.MasterKey))
         {
             errors.Add($"Onyx:Metrics:Access must be loopback, open or master-key; got '{options.Metrics.Access}'.");
@@ -166,49 +131,12 @@ internal sealed class OnyxOptionsValidator : IValidateOptions<OnyxOptions>
                 errors.Add($"Onyx:ForwardedHeaders:KnownNetworks:{i} must be a network in CIDR form (10.0.0.0/8); got '{forwarded.KnownNetworks[i]}'.");
             }
         }
-        if (forwarded.ForwardLimit < 1)
-        {
-            errors.Add("Onyx:ForwardedHeaders:ForwardLimit must be at least 1.");
-        }
-        if (options.Limits.MaxRequestBodyBytes < 1024)
-        {
-            errors.Add("Onyx:Limits:MaxRequestBodyBytes must be at least 1024.");
-        }
-        if (options.Limits.MaxMessages < 1)
-        {
-            errors.Add("Onyx:Limits:MaxMessages must be at least 1.");
-        }
         foreach (var origin in options.Cors.AllowedOrigins)
         {
             if (!Uri.TryCreate(origin, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.AbsolutePath != "/" || origin.EndsWith('/'))
             {
                 errors.Add($"Onyx:Cors:AllowedOrigins must list origins like 'https://app.example.com' (scheme, host, optional port; no path); got '{origin}'.");
             }
-        }
-        var limits = options.RateLimits;
-        if (limits.Window <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:RateLimits:Window must be positive.");
-        }
-        if (limits.RedisTimeout <= TimeSpan.Zero || limits.ParallelLease <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:RateLimits:RedisTimeout and ParallelLease must be positive.");
-        }
-        if (limits.ParallelLease < TimeSpan.FromSeconds(3))
-        {
-            errors.Add("Onyx:RateLimits:ParallelLease must be at least 00:00:03: a call's lease is renewed every third of it, and a renewal may take a second.");
-        }
-        if (limits.SlowAnswersToFallBack < 1)
-        {
-            errors.Add("Onyx:RateLimits:SlowAnswersToFallBack must be at least 1.");
-        }
-        if (limits.EndUser.Rpm < 0 || limits.EndUser.Tpm < 0)
-        {
-            errors.Add("Onyx:RateLimits:EndUser:Rpm and Tpm must not be negative.");
-        }
-        if (options.Auth.KeyCacheTtl < TimeSpan.Zero || options.Auth.RedisTimeout <= TimeSpan.Zero)
-        {
-            errors.Add("Onyx:Auth:KeyCacheTtl must not be negative and Onyx:Auth:RedisTimeout must be positive.");
         }
         foreach (var (prefix, provider) in options.Providers)
         {

@@ -11,7 +11,7 @@ namespace Onyx.Gateway.Configuration;
 /// <c>Model.RoutingTableReport</c>.)
 /// </summary>
 internal sealed partial class ConfigurationReport(
-    IConfiguration configuration, IOptions<LiteLlmOptions> options, ILogger<ConfigurationReport> logger) : IHostedService
+    IConfiguration configuration, IOptions<LiteLlmOptions> options, IEnumerable<OnyxSetting> onyxSettings, ILogger<ConfigurationReport> logger) : IHostedService
 {
     /// <summary>Keys the gateway acts on; <c>*</c> stands for a list index or a free-form name.</summary>
     private static readonly Regex[] Implemented =
@@ -91,6 +91,7 @@ internal sealed partial class ConfigurationReport(
         Pattern("general_settings:keys:*:models:*"),
         Pattern("general_settings:keys:*:model_max_budget:*:*"),
         Pattern("general_settings:audit:include_content"),
+        // Checked against the settings the gateway reads, from every source (OnyxSettings.UnknownKeys).
         Pattern("Onyx:**"),
     ];
 
@@ -139,6 +140,11 @@ internal sealed partial class ConfigurationReport(
             }
             var why = Explained.FirstOrDefault(e => e.Key.IsMatch(key)).Why;
             Log.KeyIgnored(logger, key, string.IsNullOrEmpty(why) ? "not implemented yet" : why);
+        }
+        foreach (var key in OnyxSettings.UnknownKeys(configuration, onyxSettings))
+        {
+            // From any source (file, environment, appsettings): most likely a typo, and its setting keeps its default.
+            Log.OnyxKeyUnknown(logger, key);
         }
         return Task.CompletedTask;
     }
@@ -211,6 +217,9 @@ internal sealed partial class ConfigurationReport(
 
         [LoggerMessage(1010, LogLevel.Warning, "Config key {Key} is ignored: {UsedKey} is set too, and wins (LiteLLM's precedence)")]
         public static partial void KeyOverridden(ILogger logger, string key, string usedKey);
+
+        [LoggerMessage(1014, LogLevel.Warning, "Config key {Key} is not a setting of the gateway and is ignored (a typo? see docs/configuration.md)")]
+        public static partial void OnyxKeyUnknown(ILogger logger, string key);
 
         [LoggerMessage(1012, LogLevel.Information, "Shared state is in Redis at {Endpoint}, named by {Keys} in the config file (ConnectionStrings:redis is not set)")]
         public static partial void RedisFromConfigFile(ILogger logger, string endpoint, string keys);

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Onyx.Gateway.Configuration;
 
 namespace Onyx.Gateway.Health;
 
@@ -11,7 +12,7 @@ internal static class ShutdownExtensions
     public static IHostApplicationBuilder AddGracefulShutdown(this IHostApplicationBuilder builder)
     {
         var services = builder.Services;
-        services.AddOptions<ShutdownOptions>().Bind(builder.Configuration.GetSection(ShutdownOptions.SectionName)).ValidateOnStart();
+        builder.AddOnyxOptions<ShutdownOptions>(ShutdownOptions.SectionName);
         services.AddSingleton<IValidateOptions<ShutdownOptions>, ShutdownOptionsValidator>();
 
         // The host gives the server the drain limit plus a grace to finish; past that Kestrel aborts what is left.
