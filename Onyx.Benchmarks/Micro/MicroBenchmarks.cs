@@ -30,7 +30,7 @@ public static class MicroBenchmarks
     /// <returns>0, or 1 when a benchmark failed or did not run.</returns>
     /// <remarks>
     /// In-process (<see cref="InProcessEmitToolchain"/>): no generated project to build and no child process per
-    /// benchmark, so all nine run in about 80 s on two cores (the out-of-process toolchain spent 35 s building, and
+    /// benchmark, so all of them run in about 80 s on two cores (the out-of-process toolchain spent 35 s building, and
     /// its child process was ended before reporting on this machine). Build and run in Release: BenchmarkDotNet
     /// refuses a non-optimized assembly.
     /// </remarks>

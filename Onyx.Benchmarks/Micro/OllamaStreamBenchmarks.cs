@@ -7,31 +7,27 @@ namespace Onyx.Benchmarks.Micro;
 
 /// <summary>
 /// Ollama NDJSON → OpenAI SSE: the real <c>OllamaProvider.StreamAsync</c> reads each line, deserializes it and
-/// builds an OpenAI chunk, which goes to the client through <c>SseWriter</c>. The stream benchmark reports per
-/// chunk (22 chunks a stream: 20 tokens, the first with the role, then finish and usage); the other two split one
-/// line's cost into its parts.
+/// builds an OpenAI chunk, which the gateway's <c>ChatStreamResult</c> writes to the client. The stream benchmark
+/// reports per chunk (22 chunks a stream: 20 tokens, the first with the role, then finish and usage), with the
+/// request's routing, upstream call and <c>[DONE]</c> spread over them; the other two split one line's cost into its parts.
 /// </summary>
 /// <remarks>Not sealed: BenchmarkDotNet runs a generated subclass.</remarks>
 [MemoryDiagnoser]
 public class OllamaStreamBenchmarks
 {
-    private readonly CountingSink _client = new();
     private InMemoryUpstream _handler = null!;
-    private UpstreamClients _clients = null!;
-    private OllamaProvider _provider = null!;
+    private ServedStream _served = null!;
     private ChatRequest _request = null!;
 
     [GlobalSetup]
     public void Setup()
     {
         _handler = new InMemoryUpstream(WireSamples.OllamaNdjson);
-        _clients = InMemoryUpstream.ClientsFor(WireSamples.Ollama, _handler);
-        _provider = new OllamaProvider(_clients, TimeProvider.System);
-        _request = WireSamples.ParseClientBody();
+        _served = new ServedStream(_handler);
+        _request = WireSamples.ParseClientBody(WireSamples.Ollama.Alias);
 
-        var context = new AttemptContext("check");
-        StreamCheck.Expect("OllamaProvider.StreamAsync", WireSamples.OllamaChunkCount, string.Concat(WireSamples.Tokens), context,
-            sink => ClientSse.WriteAsync(_provider.StreamAsync(WireSamples.Ollama, _request, context, CancellationToken.None), sink));
+        // The usage chunk is the gateway's own (the client did not ask for one), so the client gets the other 21.
+        _served.Expect("manus-fallback through OllamaProvider", _request, WireSamples.OllamaChunkCount - 1, string.Concat(WireSamples.Tokens));
         if (_handler.LastRequestUri?.AbsoluteUri != "http://ollama:11434/api/chat")
         {
             throw new InvalidOperationException($"The provider called {_handler.LastRequestUri}.");
@@ -43,19 +39,15 @@ public class OllamaStreamBenchmarks
     }
 
     [GlobalCleanup]
-    public void Cleanup() => _clients.Dispose();
+    public void Cleanup() => _served.Dispose();
 
     /// <summary>
-    /// The real <c>OllamaProvider.StreamAsync</c> (body translated, <see cref="HttpClient"/> send to an in-memory
-    /// handler, NDJSON read line by line and translated) to <c>SseWriter</c>.
+    /// The gateway's streaming path (<see cref="ServedStream"/>): the router opens Ollama, the real
+    /// <c>OllamaProvider.StreamAsync</c> translates the body, sends it through <see cref="HttpClient"/> to an in-memory
+    /// handler and reads and translates the NDJSON line by line, and <c>ChatStreamResult</c> writes the chunks to the client.
     /// </summary>
     [Benchmark(OperationsPerInvoke = WireSamples.OllamaChunkCount)]
-    public Task TranslateThroughProviderPerChunk()
-    {
-        _client.Reset();
-        var context = new AttemptContext("bench");
-        return ClientSse.WriteAsync(_provider.StreamAsync(WireSamples.Ollama, _request, context, CancellationToken.None), _client);
-    }
+    public Task TranslateThroughProviderPerChunk() => _served.ServeAsync(_request);
 
     /// <summary>Per line, part 1: <c>JsonSerializer.Deserialize(line, OllamaJsonContext.Default.OllamaChatLine)</c>.</summary>
     [Benchmark]

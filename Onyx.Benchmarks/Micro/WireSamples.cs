@@ -34,9 +34,10 @@ internal static class WireSamples
         {"model":"manus-primary","messages":[{"role":"system","content":"You are Manus, a careful research assistant working for an engineering team. Answer in plain English, in short paragraphs, and say so when you are not sure. Prefer primary sources: standards, official documentation and peer-reviewed papers over blog posts. When a question is ambiguous, state the reading you chose before answering it. Never invent citations, version numbers or API names; if you cannot verify one, say that it needs checking. Keep code samples minimal and compilable, and name the language and version they target."},{"role":"user","content":"We are choosing where to host a small internal service for our Paris office. Before we compare the providers, give me a short geography refresher: what is the capital of France, which river runs through it, and which landmark would a visitor most likely recognise first? One or two sentences are enough; we will ask follow-up questions about latency and data residency afterwards."}],"temperature":0.7,"max_tokens":512,"stream":true}
         """);
 
-    /// <summary><see cref="ClientBody"/> as the endpoint hands it to the router.</summary>
-    public static ChatRequest ParseClientBody() =>
-        ChatRequest.TryParse(JsonElement.Parse(ClientBody), out var request, out var error)
+    /// <summary><see cref="ClientBody"/> asking for <paramref name="alias"/>, as the endpoint hands it to the router.</summary>
+    public static ChatRequest ParseClientBody(string alias) =>
+        ChatRequest.TryParse(JsonElement.Parse(Encoding.UTF8.GetString(ClientBody).Replace("\"model\":\"manus-primary\"", $"\"model\":\"{alias}\"", StringComparison.Ordinal)),
+                out var request, out var error)
             ? request
             : throw new InvalidOperationException($"The sample client body is invalid: {error.Message}");
 

@@ -2,7 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Microsoft.Extensions.Hosting;
+using Onyx.Gateway.Health;
 using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.RateLimiting;
@@ -155,7 +155,7 @@ public sealed class ReadinessTests : ReplicasOnOneRedis
         await using var gateway = await GatewayHost.StartAsync(services: services => services.AddHealthChecks()
             .AddCheck("test-unhealthy", () => HealthCheckResult.Unhealthy("a dependency with a fallback is down"))
             .AddCheck("test-throws", () => throw new InvalidOperationException("the check itself broke"))
-            .AddCheck("test-gate", () => gateFails ? HealthCheckResult.Unhealthy("cannot serve") : HealthCheckResult.Healthy(), [Extensions.ReadyTag]));
+            .AddCheck("test-gate", () => gateFails ? HealthCheckResult.Unhealthy("cannot serve") : HealthCheckResult.Healthy(), [Readiness.ReadyTag]));
         using var client = gateway.CreateClient();
 
         var serving = await HealthAsync(client, HttpStatusCode.OK);

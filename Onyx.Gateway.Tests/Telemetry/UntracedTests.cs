@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Onyx.Gateway.Telemetry;
 using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Telemetry;
@@ -44,11 +44,11 @@ public sealed class UntracedTests : GatewayTest
     [Fact]
     public async Task TheHostingLoggerFollowsAnExplicitLevel()
     {
-        await using var gateway = await GatewayHost.StartAsync(new() { [$"Logging:LogLevel:{Extensions.HostingDiagnosticsCategory}"] = "Information" });
+        await using var gateway = await GatewayHost.StartAsync(new() { [$"Logging:LogLevel:{HostingDiagnostics.Category}"] = "Information" });
 
         Assert.True(HostingLogger(gateway).IsEnabled(LogLevel.Information));
     }
 
     private static ILogger HostingLogger(GatewayHost gateway) =>
-        gateway.Services.GetRequiredService<ILoggerFactory>().CreateLogger(Extensions.HostingDiagnosticsCategory);
+        gateway.Services.GetRequiredService<ILoggerFactory>().CreateLogger(HostingDiagnostics.Category);
 }

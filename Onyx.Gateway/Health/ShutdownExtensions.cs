@@ -21,7 +21,7 @@ internal static class ShutdownExtensions
 
         services.AddSingleton<GracefulShutdown>();
         services.AddHostedService(provider => provider.GetRequiredService<GracefulShutdown>());
-        services.AddHealthChecks().AddCheck<ShutdownHealthCheck>("shutdown", tags: [Extensions.ReadyTag]);
+        services.AddHealthChecks().AddCheck<ShutdownHealthCheck>("shutdown", tags: [Readiness.ReadyTag]);
 
         // A startup filter rather than a Use… line in Program.cs: the drain must see every request before anything
         // else spends work on it (authentication, rate limits), and Program.cs keeps one line per capability.
