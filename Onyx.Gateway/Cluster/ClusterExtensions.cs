@@ -55,9 +55,8 @@ internal static partial class ClusterExtensions
                 }
                 options.AbortOnConnectFail = false;
                 options.BacklogPolicy = BacklogPolicy.FailFast;
-                // Redis replies complete on .NET's thread pool, not on the client's own dedicated worker threads:
-                // under load those threads spent about 13 % of the gateway's CPU spinning, waiting and handing
-                // work over (a dotnet-trace CPU sample of json-c16-limits), which two cores cannot spare.
+                // Redis replies complete on .NET's thread pool, not on the client's own dedicated worker threads,
+                // whose spinning and hand-overs a small machine's cores cannot spare (docs/design-notes.md).
                 options.SocketManager = SocketManager.ThreadPool;
             });
             // Registered before the features that follow it: its start-up line (Redis there or not) comes first.

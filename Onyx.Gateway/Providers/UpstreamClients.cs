@@ -18,8 +18,7 @@ namespace Onyx.Gateway.Providers;
 /// <param name="tracesExported">
 /// Whether a trace exporter runs (the service defaults' <c>TracesExported</c>). Without one,
 /// the handler gets no trace-context propagator, which takes .NET's diagnostics handler out of its pipeline: no
-/// Activity and no <c>traceparent</c> header per upstream call that no one would ever see (it showed in the gateway's
-/// CPU profile under load).
+/// Activity and no <c>traceparent</c> header per upstream call that no one would ever see.
 /// </param>
 internal sealed class UpstreamClients(IOptions<OnyxOptions> options, bool tracesExported = true) : IDisposable
 {

@@ -4,8 +4,8 @@ namespace Onyx.Gateway.Routing;
 /// Cancels a stream attempt's timer once the gateway has waited <c>limit</c> for its upstream's next chunk (time the
 /// gateway spends handing a chunk to a slow client does not count). Each wait only notes when it began; the watch's
 /// own timer wakes once per <c>limit</c> and either cancels or sleeps for what is left. Re-arming
-/// a <see cref="CancellationTokenSource"/> for every chunk instead cost about 4 % of the gateway's CPU when
-/// streaming (a dotnet-trace sample of sse-c16): each re-arm takes a timer-queue lock that the cores contend for.
+/// a <see cref="CancellationTokenSource"/> for every chunk instead would take a timer-queue lock per chunk, which
+/// the cores contend for while streaming (docs/design-notes.md).
 /// Hand-written because neither the BCL nor Polly offers an inactivity timeout that is reset by a timestamp.
 /// </summary>
 internal sealed class StreamIdleWatch : IDisposable
