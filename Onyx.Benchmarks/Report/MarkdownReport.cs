@@ -274,7 +274,7 @@ internal static class MarkdownReport
             lines.Add($"- **peak RSS ({slowStreams.Scenario.Name})**: {F(peak, 1)} MB against ≤ {Targets.MaxPeakRssMegabytes} MB, missed by {F(peak - Targets.MaxPeakRssMegabytes, 1)} MB. " +
                 $"Why: {floor}at the largest reading the runtime's mapped files and the JIT's double-mapped code alone hold {F(runtime, 1)} MB, " +
                 $"and the GC heaps, stacks and buffers of {slowStreams.Scenario.Concurrency} open streams the other {F(m.AnonBytes / 1048576.0, 1)} MB. " +
-                "The runtime settings tried against it (workstation GC, smaller GC budgets, Native AOT) and what each reached are in the README's benchmark section.");
+                "The runtime settings tried against it (workstation GC, smaller GC budgets, Native AOT) and what each reached are in docs/benchmark-history.md.");
         }
         // Errors, stalls and growth have no cause this run's figures can name: the line says what was seen and where to look.
         foreach (var r in load.Where(r => r.Scenario.Limits && !AllAdmitted(r.Gateway)))
