@@ -2,9 +2,7 @@ using System.Net;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Benchmarks.Micro;
 

@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;
 
 namespace Onyx.Benchmarks.Micro;

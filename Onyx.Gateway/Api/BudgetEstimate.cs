@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Api;
 

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using System.Text.Json;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Api;
 

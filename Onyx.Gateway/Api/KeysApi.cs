@@ -7,7 +7,6 @@ using Onyx.Gateway.Auth;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.RateLimiting;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Api;
 

@@ -2,7 +2,6 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Onyx.Gateway.Auth;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Api;
 

@@ -1,5 +1,4 @@
 using System.Text.Json.Serialization;
-using System.Text.Json;
 using Onyx.Gateway.Model;
 
 namespace Onyx.Gateway.Audit;

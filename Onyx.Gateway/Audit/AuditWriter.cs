@@ -3,7 +3,6 @@ using Onyx.Gateway.Batching;
 using Onyx.Gateway.Cluster;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Telemetry;
 using StackExchange.Redis;
 
 namespace Onyx.Gateway.Audit;

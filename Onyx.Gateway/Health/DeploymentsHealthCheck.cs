@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.Resilience;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Health;
 

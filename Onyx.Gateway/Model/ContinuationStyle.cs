@@ -1,4 +1,3 @@
-using Onyx.Gateway.OpenAi;
 
 namespace Onyx.Gateway.Model;
 

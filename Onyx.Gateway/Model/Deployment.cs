@@ -1,4 +1,3 @@
-using Onyx.Gateway.Providers;
 
 namespace Onyx.Gateway.Model;
 

@@ -1,6 +1,4 @@
-using Microsoft.Extensions.Configuration;
 using Onyx.Gateway.Configuration;
-using Onyx.Gateway.Providers;
 
 namespace Onyx.Gateway.Model;
 

@@ -3,7 +3,6 @@ using System.Collections.Frozen;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
-using System.Text.Unicode;
 
 namespace Onyx.Gateway.OpenAi;
 

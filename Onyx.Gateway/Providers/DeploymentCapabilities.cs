@@ -1,6 +1,5 @@
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Providers;
 

@@ -1,7 +1,6 @@
 using System.Text;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Providers;
 

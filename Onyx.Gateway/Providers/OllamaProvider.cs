@@ -5,7 +5,6 @@ using System.Text.Json;
 using System.Text;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Providers;
 

@@ -5,7 +5,6 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Providers;
 

@@ -4,7 +4,6 @@ using System.Net;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Providers;
 

@@ -2,7 +2,6 @@ using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Providers;
 

@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.Routing;
 using Onyx.Gateway.Telemetry;
 
 namespace Onyx.Gateway.Resilience;

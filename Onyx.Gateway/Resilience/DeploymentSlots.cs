@@ -2,7 +2,6 @@ using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
-using Onyx.Gateway.Routing;
 
 namespace Onyx.Gateway.Resilience;
 

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Options;
 using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Providers;
 

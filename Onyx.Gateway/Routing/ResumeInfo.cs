@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 

@@ -1,5 +1,4 @@
 using Onyx.Gateway.Model;
-using Onyx.Gateway.OpenAi;
 
 namespace Onyx.Gateway.Routing;
 

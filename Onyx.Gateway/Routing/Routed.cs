@@ -1,4 +1,3 @@
-using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 using Onyx.Gateway.Resilience;
 

@@ -1,4 +1,3 @@
-using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Providers;
 

@@ -1,7 +1,5 @@
 using System.Text.RegularExpressions;
-using Microsoft.AspNetCore.Hosting;
 using Onyx.Gateway.Model;
-using Sentry.AspNetCore;
 using Sentry;
 
 namespace Onyx.Gateway.Telemetry;

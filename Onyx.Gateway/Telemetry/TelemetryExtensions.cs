@@ -1,5 +1,4 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Onyx.Gateway.Configuration;
 using Onyx.Gateway.Model;
 using OpenTelemetry.Metrics;
 
