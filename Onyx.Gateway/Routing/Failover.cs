@@ -10,6 +10,10 @@ namespace Onyx.Gateway.Routing;
 /// cannot serve the request faithfully, have an open breaker or no free slot; after a failed attempt, does what the
 /// <see cref="FailurePolicy"/> says — the same deployment again, the next one, the alias's special fallbacks, or the
 /// client gets the failure. Nothing has reached the client while this runs, so any deployment may answer whole.
+/// Hand-written rather than a Polly pipeline (retry + fallback + hedging): Polly's strategies retry one callback and
+/// judge one outcome per execution, while here each step picks a different deployment, may skip it before any call
+/// (breaker, slot, rpm/tpm, what its adapter can serve), and a stream's outcome changes once its first token is out:
+/// from then on it can no longer be retried, only resumed (<see cref="StreamResumer"/>).
 /// </summary>
 internal sealed partial class Failover(RoutingTable routing, AttemptOpener opener, FailurePolicy policy, CircuitBreakerRegistry breakers,
     TimeProvider time, ILogger<Failover> logger)

@@ -5,7 +5,7 @@ using Onyx.Gateway.Providers;
 namespace Onyx.Gateway.Routing;
 
 /// <summary>
-/// The retry and fallback policy, one row per failure class (README, "Retry and fallback policy"):
+/// The retry and fallback policy, one row per failure class (README, "Retry and fallback policy"; docs/resilience.md):
 /// <list type="table">
 /// <listheader><term>class</term><description>same deployment · next deployment · breaker</description></listheader>
 /// <item><term>rate-limited</term><description>Retry-After ≤ <c>MaxRetryAfterWait</c> (3 s) that fits the request's
