@@ -1,5 +1,3 @@
-using Onyx.Gateway.Tests.Auth;
-using Onyx.Gateway.Tests.Telemetry;
 using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Audit;
@@ -18,7 +16,7 @@ public sealed class AuditSpillBoundTests : ReplicasOnOneRedis, IDisposable
 
     protected override Dictionary<string, string?> ReplicaSettings => new()
     {
-        ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
         ["Onyx:Audit:RetryInterval"] = "00:00:00.100",
     };
 
@@ -35,9 +33,9 @@ public sealed class AuditSpillBoundTests : ReplicasOnOneRedis, IDisposable
         var port = Redis.Port;
         await Redis.DisposeAsync();
         // Past the bound in a first burst; then, the writer idle, a second: a new append past the bound, not a new episode.
-        await AuditTraffic.SendAsync(gateway, ApiKeyTests.MasterKey, 10, "bounded", AuditTraffic.LongPrompt);
+        await AuditTraffic.SendAsync(gateway, TestKeys.MasterKey, 10, "bounded", AuditTraffic.LongPrompt);
         Assert.True((await WaitForSpilledOrDroppedAsync(gateway, 10)).Sum("onyx_audit_dropped_total") > 0, "the first burst should pass the bound");
-        await AuditTraffic.SendAsync(gateway, ApiKeyTests.MasterKey, Total - 10, "bounded", AuditTraffic.LongPrompt, first: 10);
+        await AuditTraffic.SendAsync(gateway, TestKeys.MasterKey, Total - 10, "bounded", AuditTraffic.LongPrompt, first: 10);
         var scrape = await WaitForSpilledOrDroppedAsync(gateway, Total);
 
         var file = Assert.Single(Directory.GetFiles(_directory));
@@ -54,7 +52,7 @@ public sealed class AuditSpillBoundTests : ReplicasOnOneRedis, IDisposable
         Redis = await RedisServerProcess.StartAsync(Deadline, port);
         var ended = await gateway.Logs.WaitForAsync(r => r.EventId == 8012, Deadline);
         Assert.Equal((long)dropped, ended["Dropped"]);
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
         var replayed = await AuditTraffic.ReadAsync(admin, kept);
         Assert.Equal(Enumerable.Range(0, kept).Select(i => $"bounded-{i}").Reverse(), replayed.Select(r => (string?)r!["request_id"]));
         Assert.Single(gateway.Logs.Records, r => r.EventId == 8011);

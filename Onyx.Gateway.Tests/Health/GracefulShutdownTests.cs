@@ -10,7 +10,6 @@ using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Health;
 
@@ -239,7 +238,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
 
     private static async Task<JsonNode> AssertShuttingDownAsync(HttpResponseMessage response)
     {
-        var error = await ErrorOf(response, HttpStatusCode.ServiceUnavailable);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
         Assert.Equal("shutting_down", (string?)error["code"]);
         Assert.Equal("service_unavailable", (string?)error["type"]);
         Assert.StartsWith("The gateway is shutting down", (string?)error["message"], StringComparison.Ordinal);

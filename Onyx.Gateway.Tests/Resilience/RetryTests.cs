@@ -187,7 +187,7 @@ public sealed class RetryTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("context_length_exceeded", (string?)error["code"]);
         Assert.Equal(1, gateway.Primary.Calls);
         Assert.Equal(1, gateway.Fallback.Calls);
@@ -203,7 +203,7 @@ public sealed class RetryTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("content_policy_violation", (string?)error["code"]);
         Assert.Contains("content management policy", (string)error["message"]!);
         Assert.Equal(1, gateway.Primary.Calls);

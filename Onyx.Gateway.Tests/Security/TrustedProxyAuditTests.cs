@@ -1,6 +1,5 @@
 using System.Net;
 using System.Text.Json.Nodes;
-using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Security;
@@ -8,7 +7,7 @@ namespace Onyx.Gateway.Tests.Security;
 /// <summary>Behind a load balancer the operator names, the audit trail records the client, not the balancer.</summary>
 public sealed class TrustedProxyAuditTests : ReplicasOnOneRedis
 {
-    protected override Dictionary<string, string?> ReplicaSettings => new() { ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey };
+    protected override Dictionary<string, string?> ReplicaSettings => new() { ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey };
 
     [Theory]
     [InlineData(true, "198.51.100.23")]
@@ -16,7 +15,7 @@ public sealed class TrustedProxyAuditTests : ReplicasOnOneRedis
     public async Task RecordsTheForwardedClientOnlyFromATrustedProxy(bool trusted, string recorded)
     {
         var gateway = await StartReplicaAsync(trusted ? new() { ["Onyx:ForwardedHeaders:KnownProxies:0"] = "127.0.0.1" } : null);
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody()) };
         request.Headers.Add("X-Forwarded-For", "198.51.100.23");
         request.Headers.Add("x-request-id", "behind-the-balancer");

@@ -5,7 +5,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Spend;
 
@@ -89,7 +88,7 @@ public sealed class BudgetWindowTests : GatewayTest
             Assert.Equal(expected, response.StatusCode);
             return;
         }
-        Assert.Equal("budget_exceeded", (string?)(await ErrorOf(response, expected))["type"]);
+        Assert.Equal("budget_exceeded", (string?)(await OpenAiResponses.ErrorOf(response, expected))["type"]);
     }
 
     private static async Task<JsonNode> InfoAsync(HttpClient client) => JsonNode.Parse(await client.GetStringAsync("/key/info"))!["info"]!;

@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Net;
-using System.Text.RegularExpressions;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 
@@ -171,24 +169,28 @@ public sealed class MetricCardinalityTests : GatewayTest
 [Collection(MetricsCollection.Name)]
 public sealed class DroppedMetricsTests : GatewayTest
 {
-    internal static readonly string[] DroppedByDefault =
+    [Fact]
+    public async Task TheDefaultListKeepsRequestAndUpstreamDurationsAndDropsThePerRequestInternals()
+    {
+        var scrape = await DroppedMetrics.ScrapeAfterAChatAsync(Client);
+
+        Assert.True(scrape.Sum("http_server_request_duration_seconds_count") >= 1);
+        Assert.True(scrape.Sum("http_client_request_duration_seconds_count") >= 1);
+        Assert.Equal(1, scrape.Sum("gen_ai_client_operation_duration_seconds_count"));
+        Assert.DoesNotContain(scrape.Lines, l => DroppedMetrics.ByDefault.Any(d => l.StartsWith(d, StringComparison.Ordinal)));
+    }
+}
+
+/// <summary>What the two tests of dropped instruments share: the default list, and a scrape after one chat.</summary>
+file static class DroppedMetrics
+{
+    public static readonly string[] ByDefault =
     [
         "aspnetcore_routing_match_attempts", "aspnetcore_authentication_authenticate_duration", "aspnetcore_authorization_attempts",
         "http_client_open_connections", "http_client_request_time_in_queue", "aspnetcore_memory_pool_",
     ];
 
-    [Fact]
-    public async Task TheDefaultListKeepsRequestAndUpstreamDurationsAndDropsThePerRequestInternals()
-    {
-        var scrape = await ScrapeAfterAChatAsync(Client);
-
-        Assert.True(scrape.Sum("http_server_request_duration_seconds_count") >= 1);
-        Assert.True(scrape.Sum("http_client_request_duration_seconds_count") >= 1);
-        Assert.Equal(1, scrape.Sum("gen_ai_client_operation_duration_seconds_count"));
-        Assert.DoesNotContain(scrape.Lines, l => DroppedByDefault.Any(d => l.StartsWith(d, StringComparison.Ordinal)));
-    }
-
-    internal static async Task<Prometheus> ScrapeAfterAChatAsync(HttpClient client)
+    public static async Task<Prometheus> ScrapeAfterAChatAsync(HttpClient client)
     {
         using (var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
         {
@@ -206,22 +208,16 @@ public sealed class OperatorDroppedMetricsTests : GatewayTest
     [Fact]
     public async Task AnOperatorsListReplacesTheDefault()
     {
-        var scrape = await DroppedMetricsTests.ScrapeAfterAChatAsync(Client);
+        var scrape = await DroppedMetrics.ScrapeAfterAChatAsync(Client);
 
         Assert.DoesNotContain(scrape.Lines, l => l.StartsWith("http_server_", StringComparison.Ordinal));
         Assert.True(scrape.Sum("http_client_request_duration_seconds_count") >= 1);
         // Not on the operator's list, so collected again.
-        foreach (var name in DroppedMetricsTests.DroppedByDefault)
+        foreach (var name in DroppedMetrics.ByDefault)
         {
             Assert.Contains(scrape.Lines, l => l.StartsWith(name, StringComparison.Ordinal));
         }
     }
-}
-
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class MetricsCollection
-{
-    public const string Name = "Metrics, alone";
 }
 
 /// <summary>The master key can be required for <c>/metrics</c>.</summary>
@@ -246,51 +242,4 @@ public sealed class PrometheusMetricsWithKeyTests : GatewayTest
         Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
         Assert.Contains("# TYPE dotnet_", await allowed.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
-}
-
-/// <summary>A minimal reader of the Prometheus text format: sample lines as name, labels and value.</summary>
-internal sealed partial class Prometheus
-{
-    private readonly List<(string Name, Dictionary<string, string> Labels, double Value)> _samples = [];
-
-    public List<string> Lines { get; } = [];
-
-    public static Prometheus Parse(string text)
-    {
-        var scrape = new Prometheus();
-        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            scrape.Lines.Add(line);
-            if (line.StartsWith('#'))
-            {
-                continue;
-            }
-            var match = Sample().Match(line);
-            Assert.True(match.Success, "Not a Prometheus sample line: " + line);
-            var labels = Label().Matches(match.Groups["labels"].Value).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
-            scrape._samples.Add((match.Groups["name"].Value, labels, double.Parse(match.Groups["value"].Value, CultureInfo.InvariantCulture)));
-        }
-        return scrape;
-    }
-
-    /// <summary>The sum of every sample of <paramref name="name"/> carrying all the given labels (0 when none does).</summary>
-    public double Sum(string name, params (string Label, string Value)[] labels) => _samples
-        .Where(s => s.Name == name && labels.All(l => s.Labels.TryGetValue(l.Label, out var v) && v == l.Value))
-        .Sum(s => s.Value);
-
-    /// <summary>How many samples (series) of <paramref name="name"/> carry all the given labels.</summary>
-    public int Count(string name, params (string Label, string Value)[] labels) => _samples
-        .Count(s => s.Name == name && labels.All(l => s.Labels.TryGetValue(l.Label, out var v) && v == l.Value));
-
-    /// <summary>Every label name of the samples whose name starts with one of <paramref name="prefixes"/>.</summary>
-    public HashSet<string> LabelNames(params string[] prefixes) => _samples
-        .Where(s => prefixes.Any(p => s.Name.StartsWith(p, StringComparison.Ordinal)))
-        .SelectMany(s => s.Labels.Keys)
-        .ToHashSet();
-
-    [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?<labels>.*)\})? (?<value>\S+)( \d+)?$")]
-    private static partial Regex Sample();
-
-    [GeneratedRegex(@"(\w+)=""((?:[^""\\]|\\.)*)""")]
-    private static partial Regex Label();
 }
