@@ -1,7 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Audit;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
@@ -254,7 +253,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         // A clock that stands still: every record below is written in the same millisecond, where version-7 ids
         // sort by their random part, here the reverse of the order they are written in.
         var stream = new RedisAuditStream(redis, Options.Create(new AuditOptions { StreamKey = Key, MaxLength = 2, MaxAge = null }),
-            new FakeTimeProvider(DateTimeOffset.UtcNow));
+            TestClock.Create());
 
         Assert.Equal(3, await stream.AddAsync([AuditRecords.Sample("f0"), AuditRecords.Sample("e0"), AuditRecords.Sample("d0")], Deadline, CancellationToken.None));
         Assert.Equal(1, await stream.AddAsync([AuditRecords.Sample("c0")], Deadline, CancellationToken.None));

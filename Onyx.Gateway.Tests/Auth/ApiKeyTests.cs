@@ -11,7 +11,7 @@ namespace Onyx.Gateway.Tests.Auth;
 /// <summary>Keys as a caller meets them: the master key, keys made with /key/generate, and every way a key is refused.</summary>
 public sealed class ApiKeyTests : GatewayTest
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     protected override Dictionary<string, string?> Settings => new() { ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey };
 

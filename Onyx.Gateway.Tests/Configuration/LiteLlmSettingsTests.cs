@@ -95,7 +95,7 @@ public sealed class LiteLlmSettingsTests
         Assert.Equal("litellm_settings:request_timeout", router.KeyOf("timeout"));
         Assert.Empty(options.Overridden);
 
-        var policy = new FailurePolicy(Options.Create(new OnyxOptions()), Options.Create(options), new FakeTimeProvider());
+        var policy = new FailurePolicy(Options.Create(new OnyxOptions()), Options.Create(options), TestClock.Create());
         Assert.Equal(TimeSpan.FromSeconds(30), policy.Budget);
         var serverError = new UpstreamException(FailureKind.Status, "500", statusCode: 500);
         Assert.Equal(NextStep.NextDeployment, policy.Decide(serverError, headersReceived: true, new AttemptHistory(), TimeSpan.Zero, false).Next);

@@ -7,7 +7,6 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 
@@ -99,7 +98,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     [Fact]
     public async Task CallsThatOutliveTheDrainLimitEndWithAnErrorEventOrA503()
     {
-        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var time = TestClock.Create();
         var gateway = await StartAsync(new() { ["Onyx:Shutdown:DrainTimeout"] = "00:00:10" }, services => services.AddSingleton<TimeProvider>(time));
         gateway.Primary.FailNext(1, FakeFault.StallAfter(2));
         gateway.Primary.FailNext(1, FakeFault.HangBeforeHeaders);

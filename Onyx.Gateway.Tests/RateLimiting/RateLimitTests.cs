@@ -14,7 +14,7 @@ namespace Onyx.Gateway.Tests.RateLimiting;
 /// </summary>
 public sealed class RateLimitTests : IAsyncLifetime
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
     private GatewayHost _gateway = null!;
     private HttpClient _client = null!;
 

@@ -11,7 +11,7 @@ namespace Onyx.Gateway.Tests.Resilience;
 /// <summary>The story's breaker as a client sees it: through the gateway, with a fake clock.</summary>
 public sealed class CircuitBreakerRoutingTests : GatewayTest
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
     protected override Action<IServiceCollection> Services => s => s.AddSingleton<TimeProvider>(_time);
 
     private async Task<HttpResponseMessage> Chat(bool stream = false) =>

@@ -10,7 +10,7 @@ namespace Onyx.Gateway.Tests.Resilience;
 /// <summary><c>max_parallel_requests</c> per deployment: a bounded queue, then the next deployment, then a 503.</summary>
 public sealed class OverloadTests
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     private Task<GatewayHost> StartAsync(int queueLimit) => GatewayHost.StartAsync(new()
     {

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Tests.Api;
 using Onyx.Gateway.Tests.Fakes;
@@ -52,7 +51,7 @@ public sealed class RetryTests
     [Fact]
     public async Task AProvidersLongRetryAfterRestsTheDeploymentExactlyThatLongAndTheFallbackAnswersAtOnce()
     {
-        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var time = TestClock.Create();
         await using var gateway = await GatewayHost.StartAsync(services: s => s.AddSingleton<TimeProvider>(time));
         using var client = gateway.CreateClient();
         gateway.Primary.FailNext(1, FakeFault.Status(429, headers: RetryAfter("7")));

@@ -15,8 +15,8 @@ namespace Onyx.Gateway.Tests.Routing;
 /// </summary>
 public sealed class DeploymentRateLimitTests
 {
-    // Mid-minute, so nothing here crosses into the next minute unless a test moves the clock.
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:20Z", System.Globalization.CultureInfo.InvariantCulture));
+    // Limits are counted per UTC minute: nothing here crosses into the next one unless a test moves the clock a minute.
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     private Task<GatewayHost> StartAsync(Dictionary<string, string?> settings) =>
         GatewayHost.StartAsync(settings, services => services.AddSingleton<TimeProvider>(_time));
@@ -118,7 +118,7 @@ public sealed class DeploymentRateLimitTests
 /// <summary>The same limits across replicas sharing one Redis, and while that Redis is gone.</summary>
 public sealed class SharedDeploymentRateLimitTests : ReplicasOnOneRedis
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:20Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     // Every Redis answer is awaited (a loaded test machine answers slower than the 50 ms bound): what is tested is that
     // the count is shared, not how long a replica waits for it.
@@ -146,7 +146,9 @@ public sealed class SharedDeploymentRateLimitTests : ReplicasOnOneRedis
         Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", OpenAiResponses.Header(second, "x-onyx-deployment"));
         Assert.Equal("ollama/mistral:7b-instruct", OpenAiResponses.Header(third, "x-onyx-deployment"));
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
-        var key = (RedisKey)"onyx:deployment:{together_ai/deepseek-ai/DeepSeek-V3}:rpm:202611260800";
+        // The counter of the clock's UTC minute (yyyyMMddHHmm).
+        var key = (RedisKey)("onyx:deployment:{together_ai/deepseek-ai/DeepSeek-V3}:rpm:"
+            + TestClock.Start.UtcDateTime.ToString("yyyyMMddHHmm", System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(3, (int)await redis.GetDatabase().StringGetAsync(key));
         Assert.InRange((await redis.GetDatabase().KeyTimeToLiveAsync(key))!.Value, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(120));
     }

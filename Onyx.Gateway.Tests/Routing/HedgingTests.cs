@@ -9,7 +9,7 @@ namespace Onyx.Gateway.Tests.Routing;
 /// <summary><c>hedge_after_ms</c>: a slow primary gets the fallback started beside it; the first token wins.</summary>
 public sealed class HedgingTests : GatewayTest
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     protected override Dictionary<string, string?> Settings => new() { ["model_list:0:litellm_params:hedge_after_ms"] = "300" };
 

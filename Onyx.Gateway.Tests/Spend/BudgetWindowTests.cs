@@ -18,6 +18,8 @@ public sealed class BudgetWindowTests : GatewayTest
 
     private static readonly decimal CallCost = 12 * 1.25m / 1_000_000 + FakeBehavior.DefaultTokens.Count * 2.5m / 1_000_000;
 
+    // Not TestClock.Start: 20 minutes into an hour, so a "1h" window that ended an hour after the key was made (09:20)
+    // rather than on the hour (09:00, as LiteLLM's do) would show.
     private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:20:00Z", CultureInfo.InvariantCulture));
 
     protected override Dictionary<string, string?> Settings => new()
