@@ -32,7 +32,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
             Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
             await ok.Content.ReadAsStringAsync();
         }
-        Assert.Equal(5, (await AuditTraffic.ReadAsync(admin, 5)).Count);
+        Assert.Equal(5, (await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, 5)).Count);
         Assert.Empty(Directory.EnumerateFileSystemEntries(directory));
 
         // Nor when it stops: the queue goes to Redis.
@@ -62,7 +62,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         // A request of this trail: once its record is in, the writer has done any replay it was going to do.
         await AuditTraffic.SendAsync(gateway, TestKeys.MasterKey, 1, "mine");
         using var admin = gateway.CreateClient(TestKeys.MasterKey);
-        Assert.Equal(["mine-0"], (await AuditTraffic.ReadAsync(admin, 1)).Select(r => (string?)r!["request_id"]));
+        Assert.Equal(["mine-0"], (await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, 1)).Select(r => (string?)r!["request_id"]));
         Assert.DoesNotContain(gateway.Logs.Records, r => r.EventId is 8003 or 8007);
         Assert.Equal(left, await File.ReadAllBytesAsync(file));
     }
@@ -83,7 +83,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         var replayed = await gateway.Logs.WaitForAsync(r => r.EventId == 8003, Deadline);
         Assert.Equal(3, replayed["Replayed"]);
         using var admin = gateway.CreateClient(TestKeys.MasterKey);
-        Assert.Equal(["before-2", "before-1", "before-0"], (await AuditTraffic.ReadAsync(admin, 3)).Select(r => (string?)r!["request_id"]));
+        Assert.Equal(["before-2", "before-1", "before-0"], (await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, 3)).Select(r => (string?)r!["request_id"]));
         Assert.Empty(Directory.GetFiles(directory));
     }
 
@@ -121,7 +121,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         Assert.Equal(2, leftAlone["Count"]);
         await AuditTraffic.SendAsync(gateway, TestKeys.MasterKey, 1, "with-redis");
         using var admin = gateway.CreateClient(TestKeys.MasterKey);
-        Assert.Equal(["with-redis-0"], (await AuditTraffic.ReadAsync(admin, 1)).Select(r => (string?)r!["request_id"]));
+        Assert.Equal(["with-redis-0"], (await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, 1)).Select(r => (string?)r!["request_id"]));
         Assert.DoesNotContain(gateway.Logs.Records, r => r.EventId is 8003 or 8007);
         foreach (var (path, bytes) in files)
         {

@@ -228,16 +228,11 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
             last = OpenAiResponses.Header(response, "x-request-id");
         }
 
-        // Wait (with a deadline) until the last request's record is the stream's newest: every batch is written.
+        // Once the last request's record is the stream's newest, every batch is written.
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         var database = redis.GetDatabase();
-        var deadline = DateTime.UtcNow + Deadline;
-        StreamEntry[] entries;
-        while ((entries = await database.StreamRangeAsync(StreamKey)) is not [.., var newest] || (string?)Record(newest)["request_id"] != last)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"the last request's audit record is not in the stream after {Deadline}");
-            await Task.Delay(20);
-        }
+        var entries = await RedisWrites.WaitForAsync(Redis.ConnectionString, () => database.StreamRangeAsync(StreamKey),
+            stream => stream is [.., var newest] && (string?)Record(newest)["request_id"] == last, Deadline, "the last request's audit record");
         // MAXLEN ~ trims the stream approximately (it keeps at least 5), the id set exactly: the five newest ids.
         Assert.InRange(entries.Length, 5, Total);
         var ids = await database.SortedSetRangeByRankAsync(StreamKey + ":ids");
@@ -467,22 +462,16 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         return await redis.GetDatabase().StreamRangeAsync(StreamKey);
     }
 
-    /// <summary>Polls the stream (with a deadline) until it holds <paramref name="count"/> entries; more fails at once.</summary>
+    /// <summary>The stream's entries once it holds <paramref name="count"/> (read again on each write to Redis); more fails at once.</summary>
     private async Task<StreamEntry[]> WaitForEntriesAsync(int count)
     {
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
+        return await RedisWrites.WaitForAsync(Redis.ConnectionString, async () =>
         {
             var entries = await redis.GetDatabase().StreamRangeAsync(StreamKey);
             Assert.True(entries.Length <= count, $"{entries.Length} audit records, expected {count}");
-            if (entries.Length == count)
-            {
-                return entries;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"{entries.Length} audit records after {Deadline}, expected {count}");
-            await Task.Delay(20);
-        }
+            return entries;
+        }, entries => entries.Length == count, Deadline, $"{count} audit records", entries => $"{entries.Length} records");
     }
 
     /// <summary>The writer has nothing left to replay, and the stream still holds exactly <paramref name="count"/>.</summary>

@@ -112,11 +112,7 @@ public sealed class LeaseTests : ReplicasOnOneRedis
         var taken = (await database.SortedSetRangeByRankWithScoresAsync(InFlight)).Single();
 
         // Until Redis's own clock is past the lease of the admission, then once more past a renewal tick.
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
-        while (await RedisNowAsync(database) < taken.Score + 4_000 && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(100);
-        }
+        await RealClock.WaitAsync(TimeSpan.FromMilliseconds(taken.Score + 4_000 - await RedisNowAsync(database)));
         var renewed = await database.SortedSetScoreAsync(InFlight, taken.Element);
         Assert.NotNull(renewed);
         Assert.True(renewed > taken.Score, "the slot was not renewed");

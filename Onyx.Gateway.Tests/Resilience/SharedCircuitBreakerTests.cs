@@ -68,15 +68,11 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         return DateTimeOffset.Parse(state[prefix.Length..], CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
     }
 
-    /// <summary>Waits for an announced instant (plus a hair: a delay is counted in whole milliseconds, rounded down).</summary>
-    private static async Task WaitUntilAsync(DateTimeOffset instant)
-    {
-        var wait = instant - DateTimeOffset.UtcNow + TimeSpan.FromMilliseconds(20);
-        if (wait > TimeSpan.Zero)
-        {
-            await Task.Delay(wait);
-        }
-    }
+    /// <summary>
+    /// Waits in real time for an announced instant, plus a hair: the breaker's deadline is on the monotonic clock, and
+    /// /health states it on the wall clock, which may run a little apart.
+    /// </summary>
+    private static Task WaitUntilAsync(DateTimeOffset instant) => RealClock.WaitUntilAsync(instant + TimeSpan.FromMilliseconds(20));
 
     private static Task<CapturedLog> FollowedAsync(GatewayHost gateway, string to, TimeSpan timeout) =>
         gateway.Logs.WaitForAsync(r => r.EventId == 2002 && r["To"]?.ToString() == to, timeout);

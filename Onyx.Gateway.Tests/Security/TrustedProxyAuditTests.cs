@@ -29,19 +29,9 @@ public sealed class TrustedProxyAuditTests : ReplicasOnOneRedis
         Assert.Equal(recorded, (string?)record["client_address"]);
     }
 
-    /// <summary>The request's audit record, as <c>GET /audit</c> gives it once the writer has flushed it.</summary>
-    private static async Task<JsonNode> AuditRecordAsync(HttpClient admin, string requestId)
-    {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (true)
-        {
-            var page = JsonNode.Parse(await admin.GetStringAsync("/audit", deadline.Token))!;
-            if (page["data"]!.AsArray().FirstOrDefault(r => (string?)r!["request_id"] == requestId) is { } record)
-            {
-                return record;
-            }
-            // The writer flushes within its batch delay (20 ms); asking again is the only way to see it from outside.
-            await Task.Delay(TimeSpan.FromMilliseconds(50), deadline.Token);
-        }
-    }
+    /// <summary>The request's audit record, as <c>GET /audit</c> gives it once the writer has written it to Redis.</summary>
+    private async Task<JsonNode> AuditRecordAsync(HttpClient admin, string requestId) =>
+        (await RedisWrites.WaitForAsync(Redis.ConnectionString,
+            async () => JsonNode.Parse(await admin.GetStringAsync("/audit"))!["data"]!.AsArray().FirstOrDefault(r => (string?)r!["request_id"] == requestId),
+            record => record is not null, TimeSpan.FromSeconds(10), $"the audit record of request {requestId}"))!;
 }

@@ -350,20 +350,13 @@ public sealed class BudgetTests : ReplicasOnOneRedis
         Assert.StartsWith("Budget has been exceeded!", (string?)error["message"]);
     }
 
-    /// <summary>The key's spend as <c>/key/info</c> shows it, once it is <paramref name="expected"/> (spend lands just after a call ends).</summary>
-    private static async Task<decimal> SpendAsync(HttpClient client, decimal expected)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (true)
-        {
-            var spend = (decimal)(await InfoAsync(client))["spend"]!;
-            if (spend == expected || DateTime.UtcNow > deadline)
-            {
-                return spend;
-            }
-            await Task.Delay(20);
-        }
-    }
+    /// <summary>
+    /// The key's spend as <c>/key/info</c> shows it, once it is <paramref name="expected"/> (spend lands in Redis just
+    /// after a call ends: read again on each write).
+    /// </summary>
+    private Task<decimal> SpendAsync(HttpClient client, decimal expected) =>
+        RedisWrites.WaitForAsync(Redis.ConnectionString, async () => (decimal)(await InfoAsync(client))["spend"]!, spend => spend == expected,
+            TimeSpan.FromSeconds(10), $"a spend of {expected} USD", spend => $"{spend} USD");
 
     private static async Task<JsonNode> InfoAsync(HttpClient client) => JsonNode.Parse(await client.GetStringAsync("/key/info"))!["info"]!;
 
