@@ -24,11 +24,11 @@ public sealed class ChatCompletionsApiTests : GatewayTest
         Assert.Equal(Gateway.Primary.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
         Assert.Equal(12, (int?)body["usage"]!["prompt_tokens"]);
 
-        Assert.Equal("manus-primary", Header(response, "x-onyx-model-alias"));
-        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", Header(response, "x-onyx-deployment"));
-        Assert.Equal("false", Header(response, "x-onyx-fallback"));
-        Assert.Equal("1", Header(response, "x-onyx-attempts"));
-        Assert.False(string.IsNullOrEmpty(Header(response, "x-request-id")));
+        Assert.Equal("manus-primary", OpenAiResponses.Header(response, "x-onyx-model-alias"));
+        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", OpenAiResponses.Header(response, "x-onyx-deployment"));
+        Assert.Equal("false", OpenAiResponses.Header(response, "x-onyx-fallback"));
+        Assert.Equal("1", OpenAiResponses.Header(response, "x-onyx-attempts"));
+        Assert.False(string.IsNullOrEmpty(OpenAiResponses.Header(response, "x-request-id")));
         Assert.False(response.Headers.Contains("Server"));
 
         Assert.Equal(1, Gateway.Primary.Calls);
@@ -135,7 +135,7 @@ public sealed class ChatCompletionsApiTests : GatewayTest
     public async Task UnknownModelIsAnOpenAi404ThatRevealsNothing()
     {
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "gpt-9")));
-        var error = await ErrorOf(response, HttpStatusCode.NotFound);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.NotFound);
         Assert.Equal("model_not_found", (string?)error["code"]);
         Assert.Equal("model", (string?)error["param"]);
         var message = (string)error["message"]!;
@@ -153,7 +153,7 @@ public sealed class ChatCompletionsApiTests : GatewayTest
     public async Task BadRequestsAreRefusedBeforeAnyUpstreamCall(string body, string? param, string code)
     {
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(body));
-        var error = await ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("invalid_request_error", (string?)error["type"]);
         Assert.Equal(param, (string?)error["param"]);
         Assert.Equal(code, (string?)error["code"]);
@@ -165,7 +165,7 @@ public sealed class ChatCompletionsApiTests : GatewayTest
     {
         var huge = GatewayHost.ChatBody().Replace("Say hello", new string('x', 70_000), StringComparison.Ordinal);
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(huge));
-        var error = await ErrorOf(response, HttpStatusCode.RequestEntityTooLarge);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.RequestEntityTooLarge);
         Assert.Equal("request_too_large", (string?)error["code"]);
 
         // Chunked (no Content-Length): the limit holds while reading.
@@ -176,7 +176,7 @@ public sealed class ChatCompletionsApiTests : GatewayTest
         chunked.Headers.TransferEncodingChunked = true;
         using var freshConnection = Gateway.CreateClient();
         using var chunkedResponse = await freshConnection.SendAsync(chunked);
-        await ErrorOf(chunkedResponse, HttpStatusCode.RequestEntityTooLarge);
+        await OpenAiResponses.ErrorOf(chunkedResponse, HttpStatusCode.RequestEntityTooLarge);
         Assert.Equal(0, Gateway.Primary.Calls);
     }
 
@@ -184,14 +184,14 @@ public sealed class ChatCompletionsApiTests : GatewayTest
     public async Task NonJsonContentTypeIs415()
     {
         using var response = await Client.PostAsync("/v1/chat/completions", new StringContent(GatewayHost.ChatBody(), Encoding.UTF8, "text/plain"));
-        await ErrorOf(response, HttpStatusCode.UnsupportedMediaType);
+        await OpenAiResponses.ErrorOf(response, HttpStatusCode.UnsupportedMediaType);
     }
 
     [Fact]
     public async Task UnknownEndpointIsAnOpenAiError()
     {
         using var response = await Client.GetAsync("/v1/embeddings/nope");
-        var error = await ErrorOf(response, HttpStatusCode.NotFound);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.NotFound);
         Assert.Equal("unknown_url", (string?)error["code"]);
     }
 
@@ -215,7 +215,7 @@ public sealed class ChatCompletionsApiTests : GatewayTest
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody()) };
         request.Headers.Add("x-request-id", "trace-42");
         using var response = await Client.SendAsync(request);
-        Assert.Equal("trace-42", Header(response, "x-request-id"));
+        Assert.Equal("trace-42", OpenAiResponses.Header(response, "x-request-id"));
     }
 
     [Fact]
@@ -261,21 +261,5 @@ public sealed class ChatCompletionsApiTests : GatewayTest
         Assert.Empty(usage["choices"]!.AsArray());
         Assert.Equal(12, (int?)usage["usage"]!["prompt_tokens"]);
         Assert.Equal("[DONE]", events[^1]);
-    }
-
-    internal static string? Header(HttpResponseMessage response, string name) =>
-        response.Headers.TryGetValues(name, out var values) ? values.Single() : null;
-
-    internal static async Task<JsonNode> ErrorOf(HttpResponseMessage response, HttpStatusCode status)
-    {
-        Assert.Equal(status, response.StatusCode);
-        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
-        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
-        var error = body["error"]!;
-        Assert.False(string.IsNullOrWhiteSpace((string?)error["message"]));
-        Assert.NotNull(error["type"]);
-        Assert.True(error.AsObject().ContainsKey("param"));
-        Assert.True(error.AsObject().ContainsKey("code"));
-        return error;
     }
 }

@@ -131,8 +131,9 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
         // The audit trail holds exactly one record per request that reached an endpoint.
         var reached = all.Where(o => o.Audited).Select(o => o.RequestId).Concat(Enumerable.Range(0, 3).Select(i => $"chaos-after-{i}")).ToHashSet(StringComparer.Ordinal);
-        await using var redis = await ConnectionMultiplexer.ConnectAsync((await app.GetConnectionStringAsync("redis"))!);
-        var records = await AuditRecordsAsync(redis, reached);
+        var redisConnection = (await app.GetConnectionStringAsync("redis"))!;
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(redisConnection);
+        var records = await AuditRecordsAsync(redisConnection, redis, reached);
         var perRequest = records.GroupBy(r => (string)r["request_id"]!).ToDictionary(g => g.Key, g => g.Count());
         var lost = reached.Where(id => !perRequest.ContainsKey(id)).ToList();
         var doubled = perRequest.Where(p => p.Value > 1).Select(p => p.Key).ToList();
@@ -295,20 +296,27 @@ public sealed class ChaosTests(ITestOutputHelper output)
         return [.. replicas.Select(r => (r.Key, r.Value)).Order()];
     }
 
-    /// <summary>The audit records of <paramref name="requests"/> once every one of them is in the stream (each replica writes within its batch delay).</summary>
-    private static async Task<List<JsonNode>> AuditRecordsAsync(IConnectionMultiplexer redis, HashSet<string> requests)
+    /// <summary>
+    /// The audit records of <paramref name="requests"/> once every one of them is in the stream (each replica writes within
+    /// its batch delay; spilled records are replayed in the background once Redis is back): read again on each write.
+    /// Whatever is in after the deadline, for the assertions to name what is lost.
+    /// </summary>
+    private static async Task<List<JsonNode>> AuditRecordsAsync(string connection, IConnectionMultiplexer redis, HashSet<string> requests)
     {
-        using var deadline = new CancellationTokenSource(Deadline);
-        while (true)
+        async Task<List<JsonNode>> ReadAsync()
         {
             var entries = await redis.GetDatabase().StreamRangeAsync("onyx:{audit}");
-            var records = entries.Select(e => JsonNode.Parse((string)e.Values.Single(v => v.Name == "record").Value!)!).ToList();
-            if (requests.All(id => records.Any(r => (string?)r["request_id"] == id)) || deadline.IsCancellationRequested)
-            {
-                return records.Where(r => requests.Contains((string)r["request_id"]!)).ToList();
-            }
-            // Spilled records are replayed in the background once Redis is back: read the stream again shortly.
-            await Task.Delay(TimeSpan.FromMilliseconds(200), CancellationToken.None);
+            return entries.Select(e => JsonNode.Parse((string)e.Values.Single(v => v.Name == "record").Value!)!)
+                .Where(r => requests.Contains((string)r["request_id"]!)).ToList();
+        }
+        try
+        {
+            return await RedisWrites.WaitForAsync(connection, ReadAsync,
+                records => requests.All(id => records.Any(r => (string?)r["request_id"] == id)), Deadline, "an audit record of every request");
+        }
+        catch (TimeoutException)
+        {
+            return await ReadAsync();
         }
     }
 

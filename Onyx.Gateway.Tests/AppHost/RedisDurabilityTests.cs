@@ -55,20 +55,24 @@ public sealed class RedisDurabilityTests : IAsyncLifetime
             }
         }
         // Spend and audit are written off the request path: both are in Redis before it restarts.
-        await WaitForAsync(first, key, info => (decimal?)info["info"]?["spend"] == 2 * CallCost);
-        var before = await AuditAsync(admin);
+        await RedisWrites.WaitForAsync(_redis.ConnectionString, () => InfoAsync(first, key), info => (decimal?)info["info"]?["spend"] == 2 * CallCost,
+            Deadline, "the key's spend of two calls", info => info.ToJsonString());
+        var before = await RedisWrites.WaitForAsync(_redis.ConnectionString, () => AuditAsync(admin), records => records.Count >= 2,
+            Deadline, "the two calls' audit records", records => $"{records.Count} records");
         Assert.Equal(2, before.Count);
 
         var port = _redis.Port;
         await _redis.ShutdownAsync(Deadline);
         _redis = await StartRedisAsync(port);
+        // The first gateway saw Redis go; it asks it again once its connection is back.
+        await first.Logs.WaitForAsync(r => r.EventId == 4011, Deadline);
 
         // The gateway that generated the key keeps none in memory (KeyCacheTtl 0: every request looks it up), and a
         // replica started now has never seen it: both find it, its spend and the trail in the restarted Redis.
         var second = await StartGatewayAsync();
         foreach (var gateway in new[] { first, second })
         {
-            var info = await WaitForAsync(gateway, key, info => info["info"] is not null);
+            var info = await InfoAsync(gateway, key);
             Assert.Equal("durable", (string?)info["info"]!["user_id"]);
             Assert.Equal(["manus-primary"], info["info"]!["models"]!.AsArray().Select(m => (string?)m));
             Assert.Equal(100, (int?)info["info"]!["rpm_limit"]);
@@ -104,41 +108,22 @@ public sealed class RedisDurabilityTests : IAsyncLifetime
         return gateway;
     }
 
-    /// <summary>
-    /// Polls <c>/key/info</c> of <paramref name="key"/> (with a deadline) until it answers 200 and satisfies
-    /// <paramref name="done"/>: across a restart, until the gateway's connection to Redis is back.
-    /// </summary>
-    private static async Task<JsonNode> WaitForAsync(GatewayHost gateway, string key, Func<JsonNode, bool> done)
+    /// <summary><c>/key/info</c> of <paramref name="key"/>, which must answer 200.</summary>
+    private static async Task<JsonNode> InfoAsync(GatewayHost gateway, string key)
     {
         using var client = gateway.CreateClient(key);
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
-        {
-            using var response = await client.GetAsync("/key/info");
-            var body = await response.Content.ReadAsStringAsync();
-            if (response.StatusCode == HttpStatusCode.OK && done(JsonNode.Parse(body)!))
-            {
-                return JsonNode.Parse(body)!;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"/key/info after {Deadline}: {(int)response.StatusCode} {body}");
-            await Task.Delay(20);
-        }
+        using var response = await client.GetAsync("/key/info");
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"/key/info: {(int)response.StatusCode} {body}");
+        return JsonNode.Parse(body)!;
     }
 
-    /// <summary>The trail's records of the user <c>durable</c>, newest first, once it holds two (with a deadline).</summary>
+    /// <summary>The trail's records of the user <c>durable</c>, newest first.</summary>
     private static async Task<List<JsonNode?>> AuditAsync(HttpClient admin)
     {
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
-        {
-            using var response = await admin.GetAsync("/audit?user=durable");
-            var body = await response.Content.ReadAsStringAsync();
-            if (response.StatusCode == HttpStatusCode.OK && JsonNode.Parse(body)!["data"]!.AsArray() is { Count: >= 2 } data)
-            {
-                return [.. data];
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"/audit after {Deadline}: {(int)response.StatusCode} {body}");
-            await Task.Delay(20);
-        }
+        using var response = await admin.GetAsync("/audit?user=durable");
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"/audit: {(int)response.StatusCode} {body}");
+        return [.. JsonNode.Parse(body)!["data"]!.AsArray()];
     }
 }

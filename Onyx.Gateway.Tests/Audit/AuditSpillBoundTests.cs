@@ -1,5 +1,3 @@
-using Onyx.Gateway.Tests.Auth;
-using Onyx.Gateway.Tests.Telemetry;
 using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Audit;
@@ -18,7 +16,7 @@ public sealed class AuditSpillBoundTests : ReplicasOnOneRedis, IDisposable
 
     protected override Dictionary<string, string?> ReplicaSettings => new()
     {
-        ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
         ["Onyx:Audit:RetryInterval"] = "00:00:00.100",
     };
 
@@ -32,13 +30,14 @@ public sealed class AuditSpillBoundTests : ReplicasOnOneRedis, IDisposable
             ["Onyx:Audit:SpillMaxBytes"] = "65536",
             ["Onyx:Audit:IncludeContent"] = "true",
         });
+        using var audit = new MeterWatch(gateway, "Onyx.Gateway.Audit");
         var port = Redis.Port;
         await Redis.DisposeAsync();
         // Past the bound in a first burst; then, the writer idle, a second: a new append past the bound, not a new episode.
-        await AuditTraffic.SendAsync(gateway, ApiKeyTests.MasterKey, 10, "bounded", AuditTraffic.LongPrompt);
-        Assert.True((await WaitForSpilledOrDroppedAsync(gateway, 10)).Sum("onyx_audit_dropped_total") > 0, "the first burst should pass the bound");
-        await AuditTraffic.SendAsync(gateway, ApiKeyTests.MasterKey, Total - 10, "bounded", AuditTraffic.LongPrompt, first: 10);
-        var scrape = await WaitForSpilledOrDroppedAsync(gateway, Total);
+        await AuditTraffic.SendAsync(gateway, TestKeys.MasterKey, 10, "bounded", AuditTraffic.LongPrompt);
+        Assert.True((await WaitForSpilledOrDroppedAsync(gateway, audit, 10)).Sum("onyx_audit_dropped_total") > 0, "the first burst should pass the bound");
+        await AuditTraffic.SendAsync(gateway, TestKeys.MasterKey, Total - 10, "bounded", AuditTraffic.LongPrompt, first: 10);
+        var scrape = await WaitForSpilledOrDroppedAsync(gateway, audit, Total);
 
         var file = Assert.Single(Directory.GetFiles(_directory));
         Assert.InRange(new FileInfo(file).Length, 1, 65536);
@@ -54,8 +53,8 @@ public sealed class AuditSpillBoundTests : ReplicasOnOneRedis, IDisposable
         Redis = await RedisServerProcess.StartAsync(Deadline, port);
         var ended = await gateway.Logs.WaitForAsync(r => r.EventId == 8012, Deadline);
         Assert.Equal((long)dropped, ended["Dropped"]);
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
-        var replayed = await AuditTraffic.ReadAsync(admin, kept);
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
+        var replayed = await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, kept);
         Assert.Equal(Enumerable.Range(0, kept).Select(i => $"bounded-{i}").Reverse(), replayed.Select(r => (string?)r!["request_id"]));
         Assert.Single(gateway.Logs.Records, r => r.EventId == 8011);
     }
@@ -64,25 +63,20 @@ public sealed class AuditSpillBoundTests : ReplicasOnOneRedis, IDisposable
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     /// <summary>
-    /// Polls <c>/metrics</c> (with a deadline) until <paramref name="count"/> records are either in the spill file or
-    /// counted as dropped: the writer has dealt with them.
+    /// The <c>/metrics</c> scrape once <paramref name="count"/> records are either in the spill file or counted as
+    /// dropped (as the writer records them, on <paramref name="audit"/>): the writer has dealt with them.
     /// </summary>
-    private static async Task<Prometheus> WaitForSpilledOrDroppedAsync(GatewayHost gateway, int count)
+    private static async Task<Prometheus> WaitForSpilledOrDroppedAsync(GatewayHost gateway, MeterWatch audit, int count)
     {
+        await audit.WaitUntilAsync(watch => Handled(watch) >= count, Deadline, $"{count} records spilled or dropped");
+        Assert.Equal(count, Handled(audit));
         using var client = gateway.CreateClient();
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
-        {
-            var scrape = Prometheus.Parse(await client.GetStringAsync("/metrics"));
-            var handled = scrape.Sum("onyx_audit_records_total", ("onyx_audit_destination", "spill_file"))
-                + scrape.Sum("onyx_audit_dropped_total", ("onyx_audit_reason", "spill_full"));
-            Assert.True(handled <= count, $"{handled} records spilled or dropped, expected {count}");
-            if (handled == count)
-            {
-                return scrape;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"{handled} of {count} records spilled or dropped after {Deadline}");
-            await Task.Delay(20);
-        }
+        var scrape = Prometheus.Parse(await client.GetStringAsync("/metrics"));
+        Assert.Equal(count, scrape.Sum("onyx_audit_records_total", ("onyx_audit_destination", "spill_file"))
+            + scrape.Sum("onyx_audit_dropped_total", ("onyx_audit_reason", "spill_full")));
+        return scrape;
     }
+
+    private static long Handled(MeterWatch audit) =>
+        audit.Total("onyx.audit.records", "onyx.audit.destination", "spill_file") + audit.Total("onyx.audit.dropped", "onyx.audit.reason", "spill_full");
 }

@@ -1,5 +1,4 @@
 using System.Net;
-using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Audit;
@@ -17,7 +16,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
 
     protected override Dictionary<string, string?> ReplicaSettings => new()
     {
-        ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
         ["Onyx:Audit:RetryInterval"] = "00:00:00.100",
     };
 
@@ -26,14 +25,14 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
     {
         var directory = NewDirectory();
         var gateway = await StartReplicaAsync(new() { [GatewayHost.SpillDirectoryKey] = directory });
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
         for (var i = 0; i < 5; i++)
         {
             using var ok = await admin.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: i % 2 == 1)));
             Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
             await ok.Content.ReadAsStringAsync();
         }
-        Assert.Equal(5, (await AuditTraffic.ReadAsync(admin, 5)).Count);
+        Assert.Equal(5, (await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, 5)).Count);
         Assert.Empty(Directory.EnumerateFileSystemEntries(directory));
 
         // Nor when it stops: the queue goes to Redis.
@@ -49,7 +48,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         var otherRedis = $"127.0.0.1:{LoopbackPort.Free()}";
         await using (var other = await StartUnreachableAsync(otherRedis, directory))
         {
-            await AuditTraffic.SendAsync(other, ApiKeyTests.MasterKey, 3, "other");
+            await AuditTraffic.SendAsync(other, TestKeys.MasterKey, 3, "other");
         }
         var file = Assert.Single(Directory.GetFiles(directory));
         Assert.Equal($$"""{"onyx_audit_trail":"redis://{{otherRedis}}/0 onyx:{audit}"}""", (await AuditFiles.ReadLinesAsync(file))[0]);
@@ -61,9 +60,9 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         Assert.Equal(1, leftAlone["Count"]);
         Assert.Equal(Path.GetFileName(file), leftAlone["Files"]);
         // A request of this trail: once its record is in, the writer has done any replay it was going to do.
-        await AuditTraffic.SendAsync(gateway, ApiKeyTests.MasterKey, 1, "mine");
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
-        Assert.Equal(["mine-0"], (await AuditTraffic.ReadAsync(admin, 1)).Select(r => (string?)r!["request_id"]));
+        await AuditTraffic.SendAsync(gateway, TestKeys.MasterKey, 1, "mine");
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
+        Assert.Equal(["mine-0"], (await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, 1)).Select(r => (string?)r!["request_id"]));
         Assert.DoesNotContain(gateway.Logs.Records, r => r.EventId is 8003 or 8007);
         Assert.Equal(left, await File.ReadAllBytesAsync(file));
     }
@@ -76,15 +75,15 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         var trail = new Dictionary<string, string?> { ["Onyx:Audit:TrailName"] = "apphost-local" };
         await using (var before = await StartUnreachableAsync($"127.0.0.1:{LoopbackPort.Free()}", directory, trail))
         {
-            await AuditTraffic.SendAsync(before, ApiKeyTests.MasterKey, 3, "before");
+            await AuditTraffic.SendAsync(before, TestKeys.MasterKey, 3, "before");
         }
         Assert.Single(Directory.GetFiles(directory));
 
         var gateway = await StartReplicaAsync(new(trail) { [GatewayHost.SpillDirectoryKey] = directory });
         var replayed = await gateway.Logs.WaitForAsync(r => r.EventId == 8003, Deadline);
         Assert.Equal(3, replayed["Replayed"]);
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
-        Assert.Equal(["before-2", "before-1", "before-0"], (await AuditTraffic.ReadAsync(admin, 3)).Select(r => (string?)r!["request_id"]));
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
+        Assert.Equal(["before-2", "before-1", "before-0"], (await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, 3)).Select(r => (string?)r!["request_id"]));
         Assert.Empty(Directory.GetFiles(directory));
     }
 
@@ -95,7 +94,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         var directory = NewDirectory();
         var standalone = await GatewayHost.StartAsync(new()
         {
-            ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+            ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
             [GatewayHost.SpillDirectoryKey] = directory,
             ["Onyx:Audit:IncludeContent"] = "true",
             ["Onyx:Audit:File:MaxBytes"] = "65536",
@@ -103,7 +102,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         });
         await using (standalone)
         {
-            await AuditTraffic.SendAsync(standalone, ApiKeyTests.MasterKey, Total, "standalone", AuditTraffic.LongPrompt);
+            await AuditTraffic.SendAsync(standalone, TestKeys.MasterKey, Total, "standalone", AuditTraffic.LongPrompt);
         }
 
         // About 170 KB of records in 64 KiB files, two kept: the newest records, the oldest file deleted.
@@ -120,9 +119,9 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         var gateway = await StartReplicaAsync(new() { [GatewayHost.SpillDirectoryKey] = directory });
         var leftAlone = Assert.Single(gateway.Logs.Records, r => r.EventId == 8013);
         Assert.Equal(2, leftAlone["Count"]);
-        await AuditTraffic.SendAsync(gateway, ApiKeyTests.MasterKey, 1, "with-redis");
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
-        Assert.Equal(["with-redis-0"], (await AuditTraffic.ReadAsync(admin, 1)).Select(r => (string?)r!["request_id"]));
+        await AuditTraffic.SendAsync(gateway, TestKeys.MasterKey, 1, "with-redis");
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
+        Assert.Equal(["with-redis-0"], (await AuditTraffic.ReadAsync(admin, Redis.ConnectionString, 1)).Select(r => (string?)r!["request_id"]));
         Assert.DoesNotContain(gateway.Logs.Records, r => r.EventId is 8003 or 8007);
         foreach (var (path, bytes) in files)
         {
@@ -152,7 +151,7 @@ public sealed class AuditSpillTests : ReplicasOnOneRedis, IDisposable
         var all = new Dictionary<string, string?>(settings ?? [])
         {
             ["ConnectionStrings:redis"] = redis,
-            ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+            ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
             [GatewayHost.SpillDirectoryKey] = directory,
         };
         return GatewayHost.StartAsync(all);

@@ -1,14 +1,10 @@
 using System.Net;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Audit;
-using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 using StackExchange.Redis;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
-using static Onyx.Gateway.Tests.RateLimiting.SharedRateLimitTests;
 
 namespace Onyx.Gateway.Tests.Audit;
 
@@ -31,7 +27,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
 
     protected override Dictionary<string, string?> ReplicaSettings => new()
     {
-        ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
         ["Onyx:Audit:RetryInterval"] = "00:00:00.100",
         // The primary has a price (per million tokens), the fallback none: its records carry no cost.
         ["model_list:0:litellm_params:input_cost_per_million_tokens"] = "1.25",
@@ -42,7 +38,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     public async Task EveryRequestLeavesOneRecordWithWhoWhatAndHowItWent()
     {
         var gateway = await StartReplicaAsync();
-        var key = await GenerateAsync(gateway, """{"user_id":"audit-user"}""");
+        var key = await TestKeys.GenerateAsync(gateway, """{"user_id":"audit-user"}""");
         using var client = gateway.CreateClient(key);
 
         var requestIds = new List<string>();
@@ -111,7 +107,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         foreach (var captured in new[] { stored, logged })
         {
             Assert.DoesNotContain(key, captured, StringComparison.Ordinal);
-            Assert.DoesNotContain(ApiKeyTests.MasterKey, captured, StringComparison.Ordinal);
+            Assert.DoesNotContain(TestKeys.MasterKey, captured, StringComparison.Ordinal);
             Assert.DoesNotContain(GatewayHost.TogetherKey, captured, StringComparison.Ordinal);
             Assert.DoesNotContain("Say hello", captured, StringComparison.Ordinal);
             Assert.DoesNotContain(gateway.Primary.ExpectedText, captured, StringComparison.Ordinal);
@@ -122,14 +118,14 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     public async Task RequestsRefusedBeforeRoutingAreAuditedWithTheirReason()
     {
         var gateway = await StartReplicaAsync(new() { ["Onyx:RateLimits:RedisTimeout"] = "00:00:10", ["Onyx:Auth:RedisTimeout"] = "00:00:10" });
-        var key = await GenerateAsync(gateway, """{"user_id":"limited","rpm_limit":1,"models":["manus-primary"]}""");
+        var key = await TestKeys.GenerateAsync(gateway, """{"user_id":"limited","rpm_limit":1,"models":["manus-primary"]}""");
         using var client = gateway.CreateClient(key);
         var codes = new List<string?>();
         foreach (var (model, status) in new[] { ("manus-primary", HttpStatusCode.OK), ("manus-fallback", HttpStatusCode.Forbidden), ("manus-primary", HttpStatusCode.TooManyRequests) })
         {
             using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model)));
             Assert.Equal(status, response.StatusCode);
-            codes.Add(status == HttpStatusCode.OK ? null : (string?)(await ErrorOf(response, status))["code"]);
+            codes.Add(status == HttpStatusCode.OK ? null : (string?)(await OpenAiResponses.ErrorOf(response, status))["code"]);
         }
 
         var records = (await WaitForEntriesAsync(3)).Select(Record).ToList();
@@ -146,7 +142,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     {
         // The LiteLLM-style switch in the config file's general_settings.
         var gateway = await StartReplicaAsync(new() { ["general_settings:audit:include_content"] = "true" });
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         foreach (var stream in new[] { false, true })
         {
             using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: stream)));
@@ -168,7 +164,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     public async Task TheAnswerOfAResumedStreamIsTheOneTheClientReceived()
     {
         var gateway = await StartReplicaAsync(new() { ["Onyx:Audit:IncludeContent"] = "true" });
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         // Cut after "Once upon"; the fallback refuses the prefilled continuation, is asked anew, and its answer is
         // spliced after what the client already had.
         gateway.Primary.Update(b => b with { Tokens = ["Once", " upon", " a", " time"], Fault = FakeFault.DropAfter(2) });
@@ -190,7 +186,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     {
         const int Total = 30;
         var gateway = await StartReplicaAsync();
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         var port = Redis.Port;
         var ids = new List<string>();
         for (var i = 0; i < Total; i++)
@@ -208,7 +204,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
             using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: i % 3 == 0)));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             await response.Content.ReadAsStringAsync();
-            ids.Add(Header(response, "x-request-id")!);
+            ids.Add(OpenAiResponses.Header(response, "x-request-id")!);
         }
 
         var records = (await WaitForEntriesAsync(Total)).Select(Record).ToList();
@@ -223,25 +219,20 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     {
         const int Total = 12;
         var gateway = await StartReplicaAsync(new() { ["Onyx:Audit:MaxLength"] = "5" });
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         string? last = null;
         for (var i = 0; i < Total; i++)
         {
             using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            last = Header(response, "x-request-id");
+            last = OpenAiResponses.Header(response, "x-request-id");
         }
 
-        // Wait (with a deadline) until the last request's record is the stream's newest: every batch is written.
+        // Once the last request's record is the stream's newest, every batch is written.
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         var database = redis.GetDatabase();
-        var deadline = DateTime.UtcNow + Deadline;
-        StreamEntry[] entries;
-        while ((entries = await database.StreamRangeAsync(StreamKey)) is not [.., var newest] || (string?)Record(newest)["request_id"] != last)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"the last request's audit record is not in the stream after {Deadline}");
-            await Task.Delay(20);
-        }
+        var entries = await RedisWrites.WaitForAsync(Redis.ConnectionString, () => database.StreamRangeAsync(StreamKey),
+            stream => stream is [.., var newest] && (string?)Record(newest)["request_id"] == last, Deadline, "the last request's audit record");
         // MAXLEN ~ trims the stream approximately (it keeps at least 5), the id set exactly: the five newest ids.
         Assert.InRange(entries.Length, 5, Total);
         var ids = await database.SortedSetRangeByRankAsync(StreamKey + ":ids");
@@ -257,7 +248,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         // A clock that stands still: every record below is written in the same millisecond, where version-7 ids
         // sort by their random part, here the reverse of the order they are written in.
         var stream = new RedisAuditStream(redis, Options.Create(new AuditOptions { StreamKey = Key, MaxLength = 2, MaxAge = null }),
-            new FakeTimeProvider(DateTimeOffset.UtcNow));
+            TestClock.Create());
 
         Assert.Equal(3, await stream.AddAsync([AuditRecords.Sample("f0"), AuditRecords.Sample("e0"), AuditRecords.Sample("d0")], Deadline, CancellationToken.None));
         Assert.Equal(1, await stream.AddAsync([AuditRecords.Sample("c0")], Deadline, CancellationToken.None));
@@ -278,7 +269,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         _directories.Add(spill);
         {
             var first = await StartReplicaAsync(new() { [GatewayHost.SpillDirectoryKey] = spill });
-            using (var client = first.CreateClient(ApiKeyTests.MasterKey))
+            using (var client = first.CreateClient(TestKeys.MasterKey))
             {
                 for (var i = 0; i < 3; i++)
                 {
@@ -299,7 +290,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
                 var lines = await AuditFiles.ReadLinesAsync(file);
                 Assert.Equal($$"""{"onyx_audit_trail":"redis://{{Redis.ConnectionString}}/0 onyx:{audit}"}""", lines[0]);
                 Assert.Equal(5, (await AuditFiles.ReadRecordsAsync(file)).Count);
-                Assert.DoesNotContain(ApiKeyTests.MasterKey, await File.ReadAllTextAsync(file), StringComparison.Ordinal);
+                Assert.DoesNotContain(TestKeys.MasterKey, await File.ReadAllTextAsync(file), StringComparison.Ordinal);
                 // As if the answers to the first three writes had been lost: they are in Redis and in the file too.
                 await File.AppendAllLinesAsync(file, written.Select(e => e["record"].ToString()));
                 Redis = await RedisServerProcess.StartAsync(Deadline, port, _redisData);
@@ -327,7 +318,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         // gives Redis, and the records then went to the spill file, as they should, instead of to Redis.)
         await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
         await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "30000", "WRITE");
-        using (var client = gateway.CreateClient(ApiKeyTests.MasterKey))
+        using (var client = gateway.CreateClient(TestKeys.MasterKey))
         {
             for (var i = 0; i < Total; i++)
             {
@@ -356,7 +347,7 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     {
         const int Total = 8;
         var gateway = await StartReplicaAsync(new() { ["Onyx:Audit:QueueCapacity"] = "1", ["Onyx:Audit:BatchSize"] = "1" });
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         // Redis holds writes for two seconds: the writer waits on its first record, the queue's one place fills, and
         // the requests after it put their records in the spill file themselves.
         await using var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true");
@@ -378,18 +369,18 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     public async Task TheMasterKeyPagesThroughTheTrailNewestFirstFilteredByUserAndTime()
     {
         var gateway = await StartReplicaAsync();
-        var alice = await GenerateAsync(gateway, """{"user_id":"alice"}""");
-        var bob = await GenerateAsync(gateway, """{"user_id":"bob"}""");
+        var alice = await TestKeys.GenerateAsync(gateway, """{"user_id":"alice"}""");
+        var bob = await TestKeys.GenerateAsync(gateway, """{"user_id":"bob"}""");
         var sent = new List<(string User, string RequestId)>();
         foreach (var (user, key) in new[] { ("alice", alice), ("bob", bob), ("alice", alice), ("alice", alice), ("bob", bob), ("alice", alice), ("alice", alice) })
         {
             using var client = gateway.CreateClient(key);
             using var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
             Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
-            sent.Add((user, Header(ok, "x-request-id")!));
+            sent.Add((user, OpenAiResponses.Header(ok, "x-request-id")!));
         }
         await WaitForEntriesAsync(sent.Count);
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
 
         // Alice's five records, two per page, newest first.
         var pages = new List<JsonNode>();
@@ -422,12 +413,12 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         using var anonymous = gateway.CreateClient();
         using (var none = await anonymous.GetAsync("/audit"))
         {
-            Assert.Equal("missing_api_key", (string)(await ErrorOf(none, HttpStatusCode.Unauthorized))["code"]!);
+            Assert.Equal("missing_api_key", (string)(await OpenAiResponses.ErrorOf(none, HttpStatusCode.Unauthorized))["code"]!);
         }
         using var aliceClient = gateway.CreateClient(alice);
         using (var forbidden = await aliceClient.GetAsync("/audit"))
         {
-            Assert.Equal("master_key_required", (string)(await ErrorOf(forbidden, HttpStatusCode.Forbidden))["code"]!);
+            Assert.Equal("master_key_required", (string)(await OpenAiResponses.ErrorOf(forbidden, HttpStatusCode.Forbidden))["code"]!);
         }
     }
 
@@ -443,9 +434,9 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
     public async Task BadParametersGetAnOpenAiShaped400(string query, string param)
     {
         var gateway = await StartReplicaAsync();
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
         using var response = await admin.GetAsync("/audit?" + query);
-        var error = await ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal(param, (string)error["param"]!);
         Assert.Equal("invalid_request_error", (string)error["type"]!);
     }
@@ -471,22 +462,16 @@ public sealed class AuditTrailTests : ReplicasOnOneRedis, IDisposable
         return await redis.GetDatabase().StreamRangeAsync(StreamKey);
     }
 
-    /// <summary>Polls the stream (with a deadline) until it holds <paramref name="count"/> entries; more fails at once.</summary>
+    /// <summary>The stream's entries once it holds <paramref name="count"/> (read again on each write to Redis); more fails at once.</summary>
     private async Task<StreamEntry[]> WaitForEntriesAsync(int count)
     {
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
+        return await RedisWrites.WaitForAsync(Redis.ConnectionString, async () =>
         {
             var entries = await redis.GetDatabase().StreamRangeAsync(StreamKey);
             Assert.True(entries.Length <= count, $"{entries.Length} audit records, expected {count}");
-            if (entries.Length == count)
-            {
-                return entries;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"{entries.Length} audit records after {Deadline}, expected {count}");
-            await Task.Delay(20);
-        }
+            return entries;
+        }, entries => entries.Length == count, Deadline, $"{count} audit records", entries => $"{entries.Length} records");
     }
 
     /// <summary>The writer has nothing left to replay, and the stream still holds exactly <paramref name="count"/>.</summary>

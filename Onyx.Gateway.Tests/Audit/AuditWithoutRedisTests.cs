@@ -1,7 +1,5 @@
 using System.Net;
-using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Audit;
 
@@ -16,12 +14,12 @@ public sealed class AuditWithoutRedisTests
         {
             var gateway = await GatewayHost.StartAsync(new()
             {
-                ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+                ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
                 [GatewayHost.SpillDirectoryKey] = spill,
             });
             await using (gateway)
             {
-                using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+                using var admin = gateway.CreateClient(TestKeys.MasterKey);
                 for (var i = 0; i < 3; i++)
                 {
                     using var ok = await admin.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: i == 1)));
@@ -29,7 +27,7 @@ public sealed class AuditWithoutRedisTests
                     await ok.Content.ReadAsStringAsync();
                 }
                 using var response = await admin.GetAsync("/audit");
-                Assert.Equal("audit_store_unavailable", (string)(await ErrorOf(response, HttpStatusCode.ServiceUnavailable))["code"]!);
+                Assert.Equal("audit_store_unavailable", (string)(await OpenAiResponses.ErrorOf(response, HttpStatusCode.ServiceUnavailable))["code"]!);
             }
 
             // The gateway held the file locked while it ran; stopped, it leaves it with every record.
@@ -37,7 +35,7 @@ public sealed class AuditWithoutRedisTests
             var lines = await AuditFiles.ReadLinesAsync(Path.Combine(spill, "audit.jsonl"));
             Assert.Equal(3, lines.Length);
             Assert.All(lines, line => Assert.Contains("\"user_id\":\"master\"", line, StringComparison.Ordinal));
-            Assert.All(lines, line => Assert.DoesNotContain(ApiKeyTests.MasterKey, line, StringComparison.Ordinal));
+            Assert.All(lines, line => Assert.DoesNotContain(TestKeys.MasterKey, line, StringComparison.Ordinal));
         }
         finally
         {
@@ -53,13 +51,13 @@ public sealed class AuditWithoutRedisTests
         {
             var gateway = await GatewayHost.StartAsync(new()
             {
-                ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+                ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
                 [GatewayHost.SpillDirectoryKey] = directory,
                 ["Onyx:Audit:Enabled"] = "false",
             });
             await using (gateway)
             {
-                using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+                using var admin = gateway.CreateClient(TestKeys.MasterKey);
                 using var ok = await admin.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
                 Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
                 Assert.Single(gateway.Logs.Records, r => r.EventId == 8015);

@@ -5,18 +5,15 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Auth;
 
 /// <summary>Keys as a caller meets them: the master key, keys made with /key/generate, and every way a key is refused.</summary>
 public sealed class ApiKeyTests : GatewayTest
 {
-    public const string MasterKey = "sk-master-test-0d1f9a77c3";
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
-
-    protected override Dictionary<string, string?> Settings => new() { ["LITELLM_MASTER_KEY"] = MasterKey };
+    protected override Dictionary<string, string?> Settings => new() { ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey };
 
     protected override Action<IServiceCollection> Services => services => services.AddSingleton<TimeProvider>(_time);
 
@@ -24,12 +21,12 @@ public sealed class ApiKeyTests : GatewayTest
     public async Task RefusesAMissingOrWrongKeyWithAnOpenAi401()
     {
         using var missing = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        Assert.Equal("missing_api_key", (string?)(await ErrorOf(missing, HttpStatusCode.Unauthorized))["code"]);
+        Assert.Equal("missing_api_key", (string?)(await OpenAiResponses.ErrorOf(missing, HttpStatusCode.Unauthorized))["code"]);
         Assert.Equal("Bearer", missing.Headers.WwwAuthenticate.Single().Scheme);
 
         using var wrong = Gateway.CreateClient("sk-not-a-key-at-all-1234");
         using var refused = await wrong.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        var error = await ErrorOf(refused, HttpStatusCode.Unauthorized);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.Unauthorized);
         Assert.Equal("invalid_api_key", (string?)error["code"]);
         Assert.Equal("authentication_error", (string?)error["type"]);
 
@@ -51,7 +48,7 @@ public sealed class ApiKeyTests : GatewayTest
     [Fact]
     public async Task TheMasterKeyMakesKeysThatWorkButCannotMakeKeys()
     {
-        using var admin = Gateway.CreateClient(MasterKey);
+        using var admin = Gateway.CreateClient(TestKeys.MasterKey);
         using var generated = await admin.PostAsync("/key/generate", GatewayHost.Json("""{"user_id":"team-a","key_alias":"ci","metadata":{"team":"a"}}"""));
         Assert.Equal(HttpStatusCode.OK, generated.StatusCode);
         var body = JsonNode.Parse(await generated.Content.ReadAsStringAsync())!;
@@ -74,7 +71,7 @@ public sealed class ApiKeyTests : GatewayTest
         Assert.DoesNotContain(key, info.ToJsonString());
 
         using var escalation = await user.PostAsync("/key/generate", GatewayHost.Json("{}"));
-        Assert.Equal("master_key_required", (string?)(await ErrorOf(escalation, HttpStatusCode.Forbidden))["code"]);
+        Assert.Equal("master_key_required", (string?)(await OpenAiResponses.ErrorOf(escalation, HttpStatusCode.Forbidden))["code"]);
     }
 
     [Fact]
@@ -88,20 +85,20 @@ public sealed class ApiKeyTests : GatewayTest
         _time.Advance(TimeSpan.FromHours(1));
 
         using var after = await user.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        Assert.Equal("expired_api_key", (string?)(await ErrorOf(after, HttpStatusCode.Unauthorized))["code"]);
+        Assert.Equal("expired_api_key", (string?)(await OpenAiResponses.ErrorOf(after, HttpStatusCode.Unauthorized))["code"]);
     }
 
     [Fact]
     public async Task ADeletedKeyIsRefused()
     {
         var key = await GenerateAsync("""{"user_id":"gone"}""");
-        using var admin = Gateway.CreateClient(MasterKey);
+        using var admin = Gateway.CreateClient(TestKeys.MasterKey);
         using var deleted = await admin.PostAsync("/key/delete", JsonContent.Create(new { keys = new[] { key } }));
         Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
 
         using var user = Gateway.CreateClient(key);
         using var refused = await user.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        Assert.Equal("invalid_api_key", (string?)(await ErrorOf(refused, HttpStatusCode.Unauthorized))["code"]);
+        Assert.Equal("invalid_api_key", (string?)(await OpenAiResponses.ErrorOf(refused, HttpStatusCode.Unauthorized))["code"]);
 
         using var again = await admin.PostAsync("/key/delete", JsonContent.Create(new { keys = new[] { key } }));
         Assert.Equal(HttpStatusCode.NotFound, again.StatusCode);
@@ -114,7 +111,7 @@ public sealed class ApiKeyTests : GatewayTest
         using var user = Gateway.CreateClient(key);
 
         using var refused = await user.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody("manus-primary")));
-        var error = await ErrorOf(refused, HttpStatusCode.Forbidden);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.Forbidden);
         Assert.Equal("model_not_allowed", (string?)error["code"]);
         Assert.Equal("model", (string?)error["param"]);
         using var allowed = await user.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody("manus-fallback")));
@@ -128,7 +125,7 @@ public sealed class ApiKeyTests : GatewayTest
     [Fact]
     public async Task RefusesBadKeyRequestsWithA400ThatNamesTheField()
     {
-        using var admin = Gateway.CreateClient(MasterKey);
+        using var admin = Gateway.CreateClient(TestKeys.MasterKey);
         foreach (var (body, param) in new[]
         {
             ("""{"models":["no-such-model"]}""", "models"),
@@ -143,7 +140,7 @@ public sealed class ApiKeyTests : GatewayTest
         })
         {
             using var response = await admin.PostAsync("/key/generate", GatewayHost.Json(body));
-            Assert.Equal(param, (string?)(await ErrorOf(response, HttpStatusCode.BadRequest))["param"]);
+            Assert.Equal(param, (string?)(await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest))["param"]);
         }
     }
 
@@ -160,7 +157,7 @@ public sealed class ApiKeyTests : GatewayTest
         {
             (await wrong.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()))).Dispose();
         }
-        using (var admin = Gateway.CreateClient(MasterKey))
+        using (var admin = Gateway.CreateClient(TestKeys.MasterKey))
         {
             (await admin.PostAsync("/key/delete", JsonContent.Create(new { keys = new[] { key } }))).Dispose();
         }
@@ -173,13 +170,13 @@ public sealed class ApiKeyTests : GatewayTest
             r.Message + " " + string.Join(' ', r.Fields.Values) + " " + r.Exception));
         Assert.DoesNotContain(key, text);
         Assert.DoesNotContain(key[3..^4], text);
-        Assert.DoesNotContain(MasterKey, text);
+        Assert.DoesNotContain(TestKeys.MasterKey, text);
         Assert.DoesNotContain(GatewayHost.TogetherKey, text);
     }
 
     private async Task<string> GenerateAsync(string body)
     {
-        using var admin = Gateway.CreateClient(MasterKey);
+        using var admin = Gateway.CreateClient(TestKeys.MasterKey);
         using var response = await admin.PostAsync("/key/generate", GatewayHost.Json(body));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return (string)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["key"]!;

@@ -2,7 +2,6 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Auth;
 
@@ -38,7 +37,7 @@ public sealed class ConfiguredKeyTests
         // With keys configured the gateway is no longer open.
         using var anonymous = gateway.CreateClient();
         using var refused = await anonymous.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        await ErrorOf(refused, HttpStatusCode.Unauthorized);
+        await OpenAiResponses.ErrorOf(refused, HttpStatusCode.Unauthorized);
     }
 
     [Fact]
@@ -55,7 +54,7 @@ public sealed class ConfiguredKeyTests
         using var client = gateway.CreateClient(ReferencedKey);
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody("manus-fallback")));
-        var error = await ErrorOf(refused, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.BadRequest);
         Assert.Equal("budget_exceeded", (string?)error["type"]);
         Assert.Contains("Model=manus-fallback", (string?)error["message"]);
         using var served = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody("manus-primary")));

@@ -12,7 +12,7 @@ public sealed class KeysAcrossRedisOutagesTests : ReplicasOnOneRedis
 {
     protected override Dictionary<string, string?> ReplicaSettings => new()
     {
-        ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
         ["Onyx:Redis:PingInterval"] = "00:00:00.100",
     };
 
@@ -20,7 +20,7 @@ public sealed class KeysAcrossRedisOutagesTests : ReplicasOnOneRedis
     public async Task AKeyDeletedWhileTheReplicaCouldNotHearIsRefusedOnceRedisIsBack()
     {
         var gateway = await StartReplicaAsync();
-        var key = await SharedRateLimitTests.GenerateAsync(gateway, """{"user_id":"deleted-meanwhile"}""");
+        var key = await TestKeys.GenerateAsync(gateway, """{"user_id":"deleted-meanwhile"}""");
         using var client = gateway.CreateClient(key);
         using (var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
         {

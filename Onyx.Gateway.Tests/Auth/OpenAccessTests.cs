@@ -33,8 +33,8 @@ public sealed class OpenAccessTests
     [Fact]
     public async Task StartsBeyondLoopbackWithAMasterKey()
     {
-        await using var gateway = await GatewayHost.StartAsync(new() { ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey }, url: "http://0.0.0.0:0");
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        await using var gateway = await GatewayHost.StartAsync(new() { ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey }, url: "http://0.0.0.0:0");
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 

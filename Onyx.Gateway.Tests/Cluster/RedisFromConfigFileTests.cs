@@ -88,7 +88,7 @@ public sealed class RedisFromConfigFileTests
             settings.Remove("router_settings:redis_host");
         }
         var configuration = Configuration(settings);
-        var options = Onyx.Gateway.Tests.Configuration.LiteLlmSettingsTests.Bind("model_list: [{ model_name: a, litellm_params: { model: \"openai/x\", api_base: \"http://h/v1\" } }]");
+        var options = LiteLlmConfig.Bind("model_list: [{ model_name: a, litellm_params: { model: \"openai/x\", api_base: \"http://h/v1\" } }]");
 
         var failures = new LiteLlmOptionsValidator(configuration).Validate(null, options).Failures!.ToList();
 

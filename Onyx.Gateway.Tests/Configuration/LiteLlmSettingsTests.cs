@@ -42,7 +42,7 @@ public sealed class LiteLlmSettingsTests
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("true", Api.ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+        Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
         Assert.Equal(1, gateway.Fallback.Calls);
         var ignored = gateway.Logs.Records.Where(r => r.EventId == 1004).Select(r => (string?)r["Key"]).ToList();
         Assert.DoesNotContain(ignored, key => key!.StartsWith("litellm_settings:fallbacks", StringComparison.Ordinal));
@@ -67,7 +67,7 @@ public sealed class LiteLlmSettingsTests
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("ollama/mistral:7b-instruct", Api.ChatCompletionsApiTests.Header(response, "x-onyx-deployment"));
+        Assert.Equal("ollama/mistral:7b-instruct", OpenAiResponses.Header(response, "x-onyx-deployment"));
         // litellm_settings:num_retries is the only one set: it is used (no retry of the primary's 500).
         Assert.Equal(1, gateway.Primary.Calls);
         var overridden = Assert.Single(gateway.Logs.Records, r => r.EventId == 1010);
@@ -78,7 +78,7 @@ public sealed class LiteLlmSettingsTests
     [Fact]
     public void RetriesAndTheRequestTimeoutComeFromLiteLlmSettingsWhenRouterSettingsHasNone()
     {
-        var options = Bind(Config("""
+        var options = LiteLlmConfig.Bind(Config("""
             litellm_settings:
               num_retries: 0
               request_timeout: 30
@@ -95,7 +95,7 @@ public sealed class LiteLlmSettingsTests
         Assert.Equal("litellm_settings:request_timeout", router.KeyOf("timeout"));
         Assert.Empty(options.Overridden);
 
-        var policy = new FailurePolicy(Options.Create(new OnyxOptions()), Options.Create(options), new FakeTimeProvider());
+        var policy = new FailurePolicy(Options.Create(new OnyxOptions()), Options.Create(options), TestClock.Create());
         Assert.Equal(TimeSpan.FromSeconds(30), policy.Budget);
         var serverError = new UpstreamException(FailureKind.Status, "500", statusCode: 500);
         Assert.Equal(NextStep.NextDeployment, policy.Decide(serverError, headersReceived: true, new AttemptHistory(), TimeSpan.Zero, false).Next);
@@ -111,7 +111,7 @@ public sealed class LiteLlmSettingsTests
     [Fact]
     public void ABadValueInLiteLlmSettingsIsReportedUnderItsOwnKey()
     {
-        var options = Bind(Config("""
+        var options = LiteLlmConfig.Bind(Config("""
             litellm_settings:
               num_retries: 20
               timeout: -1
@@ -124,22 +124,5 @@ public sealed class LiteLlmSettingsTests
         Assert.Contains("litellm_settings:num_retries must be from 0 to 10.", failures);
         Assert.Contains("litellm_settings:timeout must be a positive number of seconds.", failures);
         Assert.Contains("litellm_settings:fallbacks:0:manus-primary names 'nope', which is not a model_name in model_list.", failures);
-    }
-
-    /// <summary>Binds a config file's text as the gateway does (bind, then read litellm_settings where router_settings is silent).</summary>
-    internal static LiteLlmOptions Bind(string yaml)
-    {
-        var path = Path.GetTempFileName();
-        File.WriteAllText(path, yaml);
-        try
-        {
-            var options = new ConfigurationBuilder().AddYamlFile(path, optional: false).Build().Get<LiteLlmOptions>()!;
-            options.ApplyLiteLlmSettings();
-            return options;
-        }
-        finally
-        {
-            File.Delete(path);
-        }
     }
 }

@@ -7,10 +7,8 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Health;
 
@@ -100,7 +98,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
     [Fact]
     public async Task CallsThatOutliveTheDrainLimitEndWithAnErrorEventOrA503()
     {
-        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var time = TestClock.Create();
         var gateway = await StartAsync(new() { ["Onyx:Shutdown:DrainTimeout"] = "00:00:10" }, services => services.AddSingleton<TimeProvider>(time));
         gateway.Primary.FailNext(1, FakeFault.StallAfter(2));
         gateway.Primary.FailNext(1, FakeFault.HangBeforeHeaders);
@@ -239,7 +237,7 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
 
     private static async Task<JsonNode> AssertShuttingDownAsync(HttpResponseMessage response)
     {
-        var error = await ErrorOf(response, HttpStatusCode.ServiceUnavailable);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
         Assert.Equal("shutting_down", (string?)error["code"]);
         Assert.Equal("service_unavailable", (string?)error["type"]);
         Assert.StartsWith("The gateway is shutting down", (string?)error["message"], StringComparison.Ordinal);

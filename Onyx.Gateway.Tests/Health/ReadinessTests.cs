@@ -3,11 +3,9 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Onyx.Gateway.Health;
-using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.RateLimiting;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Health;
 
@@ -28,7 +26,7 @@ public sealed class ReadinessTests : ReplicasOnOneRedis
 
     protected override Dictionary<string, string?> ReplicaSettings => new()
     {
-        ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
         ["Onyx:Redis:PingInterval"] = "00:00:00.100",
         ["Onyx:Audit:RetryInterval"] = "00:00:00.100",
     };
@@ -37,10 +35,10 @@ public sealed class ReadinessTests : ReplicasOnOneRedis
     public async Task RedisDownIsDegradedNamingRedisWhileEveryRequestStillAnswersAndRedisBackIsHealthyWithoutARestart()
     {
         var gateway = await StartReplicaAsync();
-        using var master = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var master = gateway.CreateClient(TestKeys.MasterKey);
         // A key this replica has used (so it has it cached), and one it has never seen.
-        using var cached = gateway.CreateClient(await SharedRateLimitTests.GenerateAsync(gateway, """{"user_id":"seen"}"""));
-        using var unseen = gateway.CreateClient(await SharedRateLimitTests.GenerateAsync(gateway, """{"user_id":"unseen"}"""));
+        using var cached = gateway.CreateClient(await TestKeys.GenerateAsync(gateway, """{"user_id":"seen"}"""));
+        using var unseen = gateway.CreateClient(await TestKeys.GenerateAsync(gateway, """{"user_id":"unseen"}"""));
         await AssertChatAnswersAsync(cached);
         var before = await HealthAsync(master, HttpStatusCode.OK);
         Assert.Equal("Healthy", (string?)before["status"]);
@@ -54,7 +52,7 @@ public sealed class ReadinessTests : ReplicasOnOneRedis
         await AssertChatAnswersAsync(cached);
         using (var refused = await unseen.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
         {
-            Assert.Equal("key_store_unavailable", (string?)(await ErrorOf(refused, HttpStatusCode.ServiceUnavailable))["code"]);
+            Assert.Equal("key_store_unavailable", (string?)(await OpenAiResponses.ErrorOf(refused, HttpStatusCode.ServiceUnavailable))["code"]);
         }
         var down = await HealthAsync(master, HttpStatusCode.OK);
         Assert.Equal("Degraded", (string?)down["status"]);
@@ -91,7 +89,7 @@ public sealed class ReadinessTests : ReplicasOnOneRedis
     {
         await Redis.DisposeAsync();
         var gateway = await StartReplicaAsync();
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
 
         var health = await HealthAsync(client, HttpStatusCode.OK);
 

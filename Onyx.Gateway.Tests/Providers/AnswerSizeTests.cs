@@ -27,7 +27,7 @@ public sealed class AnswerSizeTests : GatewayTest
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+        Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
         Assert.Contains(Gateway.Fallback.ExpectedText, await response.Content.ReadAsStringAsync());
         // A malformed answer is asked for once more before the fallback.
         Assert.Equal(2, Gateway.Primary.Calls);
@@ -41,7 +41,7 @@ public sealed class AnswerSizeTests : GatewayTest
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
         Assert.Contains("together_ai/deepseek-ai/DeepSeek-V3 (malformed_response)", (string)error["message"]!);
     }
 

@@ -52,7 +52,7 @@ public sealed class OllamaThroughTheGatewayTests : GatewayTest
             $$"""{"model":"manus-primary","messages":[{"role":"user","content":"Weather in Paris?"}],{{Tools}},"tool_choice":"auto"}"""));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("ollama/mistral:7b-instruct", Header(response, "x-onyx-deployment"));
+        Assert.Equal("ollama/mistral:7b-instruct", OpenAiResponses.Header(response, "x-onyx-deployment"));
         AssertOllamaGotTheTools();
         var choice = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["choices"]![0]!;
         Assert.Equal("tool_calls", (string?)choice["finish_reason"]);
@@ -127,7 +127,4 @@ public sealed class OllamaThroughTheGatewayTests : GatewayTest
         Assert.Equal("get_weather", (string?)call["function"]!["name"]);
         Assert.True(JsonNode.DeepEquals(Arguments, JsonNode.Parse((string)call["function"]!["arguments"]!)));
     }
-
-    private static string? Header(HttpResponseMessage response, string name) =>
-        response.Headers.TryGetValues(name, out var values) ? string.Join(",", values) : null;
 }

@@ -4,7 +4,6 @@ using System.Text.Json;
 using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Providers;
 
@@ -60,7 +59,7 @@ public sealed class ProviderParametersTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody("manus-fallback", extra: ""","top_k":40""")));
 
-        var error = await ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("unsupported_by_deployments", (string?)error["code"]);
         Assert.Contains("openai/ does not take top_k", (string?)error["message"]);
         Assert.Equal(0, gateway.Fallback.Calls);
@@ -97,7 +96,7 @@ public sealed class ProviderParametersTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(extra: ""","top_a":0.2""")));
 
-        var error = await ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Contains("together_ai/ does not take top_a", (string?)error["message"]);
         Assert.Contains("ollama/ does not take top_a", (string?)error["message"]);
         Assert.Equal(0, gateway.Primary.Calls + gateway.Fallback.Calls);

@@ -1,9 +1,7 @@
 using System.Net;
-using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 using StackExchange.Redis;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.RateLimiting;
 
@@ -19,7 +17,7 @@ public sealed class LeaseTests : ReplicasOnOneRedis
 
     protected override Dictionary<string, string?> ReplicaSettings => new()
     {
-        ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+        ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
         ["litellm_settings:rate_limit:max_parallel_requests"] = "1",
     };
 
@@ -28,8 +26,8 @@ public sealed class LeaseTests : ReplicasOnOneRedis
     {
         var a = await StartReplicaAsync();
         var b = await StartReplicaAsync();
-        using var onA = a.CreateClient(ApiKeyTests.MasterKey);
-        using var onB = b.CreateClient(ApiKeyTests.MasterKey);
+        using var onA = a.CreateClient(TestKeys.MasterKey);
+        using var onB = b.CreateClient(TestKeys.MasterKey);
         await SendAsync(onA, HttpStatusCode.OK);
 
         // Redis answers no one for 400 ms: the admission, sent at once, waits past its 50 ms and is decided in memory;
@@ -51,8 +49,8 @@ public sealed class LeaseTests : ReplicasOnOneRedis
         var settings = new Dictionary<string, string?> { ["Onyx:RateLimits:RedisTimeout"] = "00:00:10" };
         var a = await StartReplicaAsync(settings);
         var b = await StartReplicaAsync(settings);
-        using var onA = a.CreateClient(ApiKeyTests.MasterKey);
-        using var onB = b.CreateClient(ApiKeyTests.MasterKey);
+        using var onA = a.CreateClient(TestKeys.MasterKey);
+        using var onB = b.CreateClient(TestKeys.MasterKey);
         await SendAsync(onA, HttpStatusCode.OK);
 
         // The client gives up while its admission waits on a Redis that answers no one for a second.
@@ -76,8 +74,8 @@ public sealed class LeaseTests : ReplicasOnOneRedis
     {
         var a = await StartReplicaAsync();
         var b = await StartReplicaAsync();
-        using var onA = a.CreateClient(ApiKeyTests.MasterKey);
-        using var onB = b.CreateClient(ApiKeyTests.MasterKey);
+        using var onA = a.CreateClient(TestKeys.MasterKey);
+        using var onB = b.CreateClient(TestKeys.MasterKey);
         a.Primary.Fault = FakeFault.HangBeforeHeaders;
         using var leaving = new CancellationTokenSource();
         var hanging = onA.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)), leaving.Token);
@@ -102,8 +100,8 @@ public sealed class LeaseTests : ReplicasOnOneRedis
         var settings = new Dictionary<string, string?> { ["Onyx:RateLimits:ParallelLease"] = "00:00:03" };
         var a = await StartReplicaAsync(settings);
         var b = await StartReplicaAsync(settings);
-        using var onA = a.CreateClient(ApiKeyTests.MasterKey);
-        using var onB = b.CreateClient(ApiKeyTests.MasterKey);
+        using var onA = a.CreateClient(TestKeys.MasterKey);
+        using var onB = b.CreateClient(TestKeys.MasterKey);
         a.Primary.Fault = FakeFault.HangBeforeHeaders;
         using var leaving = new CancellationTokenSource();
         var running = onA.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)), leaving.Token);
@@ -113,11 +111,7 @@ public sealed class LeaseTests : ReplicasOnOneRedis
         var taken = (await database.SortedSetRangeByRankWithScoresAsync(InFlight)).Single();
 
         // Until Redis's own clock is past the lease of the admission, then once more past a renewal tick.
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
-        while (await RedisNowAsync(database) < taken.Score + 4_000 && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(100);
-        }
+        await RealClock.WaitAsync(TimeSpan.FromMilliseconds(taken.Score + 4_000 - await RedisNowAsync(database)));
         var renewed = await database.SortedSetScoreAsync(InFlight, taken.Element);
         Assert.NotNull(renewed);
         Assert.True(renewed > taken.Score, "the slot was not renewed");

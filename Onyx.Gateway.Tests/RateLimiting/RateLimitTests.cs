@@ -5,7 +5,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.RateLimiting;
 
@@ -15,7 +14,7 @@ namespace Onyx.Gateway.Tests.RateLimiting;
 /// </summary>
 public sealed class RateLimitTests : IAsyncLifetime
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
     private GatewayHost _gateway = null!;
     private HttpClient _client = null!;
 
@@ -43,38 +42,38 @@ public sealed class RateLimitTests : IAsyncLifetime
 
         using var first = await SendAsync();
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
-        Assert.Equal("5", Header(first, "x-ratelimit-limit-requests"));
-        Assert.Equal("4", Header(first, "x-ratelimit-remaining-requests"));
-        Assert.Equal("1m0s", Header(first, "x-ratelimit-reset-requests"));
+        Assert.Equal("5", OpenAiResponses.Header(first, "x-ratelimit-limit-requests"));
+        Assert.Equal("4", OpenAiResponses.Header(first, "x-ratelimit-remaining-requests"));
+        Assert.Equal("1m0s", OpenAiResponses.Header(first, "x-ratelimit-reset-requests"));
 
         _time.Advance(TimeSpan.FromSeconds(10));
         for (var remaining = 3; remaining >= 0; remaining--)
         {
             using var response = await SendAsync();
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            Assert.Equal(remaining.ToString(System.Globalization.CultureInfo.InvariantCulture), Header(response, "x-ratelimit-remaining-requests"));
+            Assert.Equal(remaining.ToString(System.Globalization.CultureInfo.InvariantCulture), OpenAiResponses.Header(response, "x-ratelimit-remaining-requests"));
             // The first request leaves the window 50 s from now.
-            Assert.Equal("50s", Header(response, "x-ratelimit-reset-requests"));
+            Assert.Equal("50s", OpenAiResponses.Header(response, "x-ratelimit-reset-requests"));
         }
 
         using var refused = await SendAsync();
-        var error = await ErrorOf(refused, HttpStatusCode.TooManyRequests);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.TooManyRequests);
         Assert.Equal("rate_limit_exceeded", (string?)error["code"]);
         Assert.Equal("requests", (string?)error["type"]);
         Assert.Contains("5 requests per 1m0s", (string?)error["message"]);
-        Assert.Equal("50", Header(refused, "Retry-After"));
-        Assert.Equal("50000", Header(refused, "retry-after-ms"));
-        Assert.Equal("0", Header(refused, "x-ratelimit-remaining-requests"));
+        Assert.Equal("50", OpenAiResponses.Header(refused, "Retry-After"));
+        Assert.Equal("50000", OpenAiResponses.Header(refused, "retry-after-ms"));
+        Assert.Equal("0", OpenAiResponses.Header(refused, "x-ratelimit-remaining-requests"));
 
         _time.Advance(TimeSpan.FromSeconds(50) - TimeSpan.FromMilliseconds(1));
         using var stillRefused = await SendAsync();
         Assert.Equal(HttpStatusCode.TooManyRequests, stillRefused.StatusCode);
-        Assert.Equal("1", Header(stillRefused, "retry-after-ms"));
+        Assert.Equal("1", OpenAiResponses.Header(stillRefused, "retry-after-ms"));
 
         _time.Advance(TimeSpan.FromMilliseconds(1));
         using var admitted = await SendAsync();
         Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
-        Assert.Equal("0", Header(admitted, "x-ratelimit-remaining-requests"));
+        Assert.Equal("0", OpenAiResponses.Header(admitted, "x-ratelimit-remaining-requests"));
         Assert.Equal(6, _gateway.Primary.Calls);
     }
 
@@ -84,15 +83,15 @@ public sealed class RateLimitTests : IAsyncLifetime
         await StartAsync(new() { ["litellm_settings:rate_limit:rpm"] = "2" });
 
         using var unknown = await _client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody("no-such-model")));
-        Assert.Equal("model_not_found", (string?)(await ErrorOf(unknown, HttpStatusCode.NotFound))["code"]);
-        Assert.Null(Header(unknown, "x-ratelimit-remaining-requests"));
+        Assert.Equal("model_not_found", (string?)(await OpenAiResponses.ErrorOf(unknown, HttpStatusCode.NotFound))["code"]);
+        Assert.Null(OpenAiResponses.Header(unknown, "x-ratelimit-remaining-requests"));
 
         // The caller still has its whole limit.
         using var first = await SendAsync();
-        Assert.Equal("1", Header(first, "x-ratelimit-remaining-requests"));
+        Assert.Equal("1", OpenAiResponses.Header(first, "x-ratelimit-remaining-requests"));
         using var second = await SendAsync();
         Assert.Equal(HttpStatusCode.OK, second.StatusCode);
-        Assert.Equal("0", Header(second, "x-ratelimit-remaining-requests"));
+        Assert.Equal("0", OpenAiResponses.Header(second, "x-ratelimit-remaining-requests"));
     }
 
     [Fact]
@@ -103,24 +102,24 @@ public sealed class RateLimitTests : IAsyncLifetime
         var perCall = 12 + _gateway.Primary.Tokens.Count;
 
         using var first = await SendAsync();
-        Assert.Equal("40", Header(first, "x-ratelimit-limit-tokens"));
-        Assert.Equal("40", Header(first, "x-ratelimit-remaining-tokens"));
+        Assert.Equal("40", OpenAiResponses.Header(first, "x-ratelimit-limit-tokens"));
+        Assert.Equal("40", OpenAiResponses.Header(first, "x-ratelimit-remaining-tokens"));
         _time.Advance(TimeSpan.FromSeconds(5));
 
         using var streamed = await SendAsync(stream: true);
-        Assert.Equal((40 - perCall).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(streamed, "x-ratelimit-remaining-tokens"));
+        Assert.Equal((40 - perCall).ToString(System.Globalization.CultureInfo.InvariantCulture), OpenAiResponses.Header(streamed, "x-ratelimit-remaining-tokens"));
         Assert.Equal("[DONE]", Sse.Events(await streamed.Content.ReadAsStringAsync())[^1]);
         _time.Advance(TimeSpan.FromSeconds(5));
 
         using var third = await SendAsync();
-        Assert.Equal((40 - 2 * perCall).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(third, "x-ratelimit-remaining-tokens"));
+        Assert.Equal((40 - 2 * perCall).ToString(System.Globalization.CultureInfo.InvariantCulture), OpenAiResponses.Header(third, "x-ratelimit-remaining-tokens"));
 
         using var refused = await SendAsync();
-        var error = await ErrorOf(refused, HttpStatusCode.TooManyRequests);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.TooManyRequests);
         Assert.Equal("tokens", (string?)error["type"]);
-        Assert.Equal("0", Header(refused, "x-ratelimit-remaining-tokens"));
+        Assert.Equal("0", OpenAiResponses.Header(refused, "x-ratelimit-remaining-tokens"));
         // 48 tokens in the window; once the first call's 16 leave (50 s from now), 32 < 40.
-        Assert.Equal("50000", Header(refused, "retry-after-ms"));
+        Assert.Equal("50000", OpenAiResponses.Header(refused, "retry-after-ms"));
         Assert.Equal(3, _gateway.Primary.Calls);
     }
 
@@ -146,7 +145,7 @@ public sealed class RateLimitTests : IAsyncLifetime
         _gateway.Primary.Fault = FakeFault.None;
 
         using var next = await SendAsync();
-        Assert.Equal((1000 - counted).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(next, "x-ratelimit-remaining-tokens"));
+        Assert.Equal((1000 - counted).ToString(System.Globalization.CultureInfo.InvariantCulture), OpenAiResponses.Header(next, "x-ratelimit-remaining-tokens"));
     }
 
     [Fact]
@@ -163,7 +162,7 @@ public sealed class RateLimitTests : IAsyncLifetime
 
         using var next = await SendAsync();
         Assert.Equal(HttpStatusCode.OK, next.StatusCode);
-        Assert.Equal("40", Header(next, "x-ratelimit-remaining-tokens"));
+        Assert.Equal("40", OpenAiResponses.Header(next, "x-ratelimit-remaining-tokens"));
     }
 
     [Fact]
@@ -176,9 +175,9 @@ public sealed class RateLimitTests : IAsyncLifetime
         await _gateway.Primary.WaitForCallsAsync(1, TimeSpan.FromSeconds(10));
 
         using var refused = await SendAsync();
-        var error = await ErrorOf(refused, HttpStatusCode.TooManyRequests);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.TooManyRequests);
         Assert.Equal("parallel_requests", (string?)error["type"]);
-        Assert.Equal("1", Header(refused, "Retry-After"));
+        Assert.Equal("1", OpenAiResponses.Header(refused, "Retry-After"));
 
         await cancel.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => hanging);
@@ -201,14 +200,14 @@ public sealed class RateLimitTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
         }
         using var refused = await SendAsync(user: "alice");
-        var error = await ErrorOf(refused, HttpStatusCode.TooManyRequests);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.TooManyRequests);
         Assert.Contains("end user 'alice'", (string?)error["message"]);
         // The headers stay the caller's own: 3 of its 100 are used.
-        Assert.Equal("98", Header(refused, "x-ratelimit-remaining-requests"));
+        Assert.Equal("98", OpenAiResponses.Header(refused, "x-ratelimit-remaining-requests"));
 
         using var bob = await SendAsync(user: "bob");
         Assert.Equal(HttpStatusCode.OK, bob.StatusCode);
-        Assert.Equal("97", Header(bob, "x-ratelimit-remaining-requests"));
+        Assert.Equal("97", OpenAiResponses.Header(bob, "x-ratelimit-remaining-requests"));
     }
 
     [Fact]
@@ -259,7 +258,7 @@ public sealed class RateLimitTests : IAsyncLifetime
         {
             using var response = await SendAsync();
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            Assert.Null(Header(response, "x-ratelimit-limit-requests"));
+            Assert.Null(OpenAiResponses.Header(response, "x-ratelimit-limit-requests"));
         }
     }
 

@@ -1,10 +1,8 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
-using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.TestHost;
 using StackExchange.Redis;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.RateLimiting;
 
@@ -14,7 +12,7 @@ namespace Onyx.Gateway.Tests.RateLimiting;
 /// </summary>
 public sealed class SharedRateLimitTests : ReplicasOnOneRedis
 {
-    protected override Dictionary<string, string?> ReplicaSettings => new() { ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey };
+    protected override Dictionary<string, string?> ReplicaSettings => new() { ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey };
 
     [Fact]
     public async Task TwoReplicasTogetherAdmitExactlyTheLimit()
@@ -30,7 +28,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         var a = await StartReplicaAsync(exact);
         var b = await StartReplicaAsync(exact);
         // Made on one replica, used on both: keys live in Redis.
-        var key = await GenerateAsync(a, """{"user_id":"shared-user"}""");
+        var key = await TestKeys.GenerateAsync(a, """{"user_id":"shared-user"}""");
         using var onA = a.CreateClient(key);
         using var onB = b.CreateClient(key);
 
@@ -43,7 +41,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         var responses = await Task.WhenAll(Enumerable.Range(0, 38).Select(async i =>
         {
             using var response = await (i % 2 == 0 ? onA : onB).PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-            return (response.StatusCode, RetryAfterMs: Header(response, "retry-after-ms"));
+            return (response.StatusCode, RetryAfterMs: OpenAiResponses.Header(response, "retry-after-ms"));
         }));
 
         Assert.Equal(18, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
@@ -62,7 +60,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     public async Task ARefusedCallerGetsInExactlyWhenRetryAfterSays()
     {
         var gateway = await StartReplicaAsync(new() { ["litellm_settings:rate_limit:rpm"] = "2", ["Onyx:RateLimits:Window"] = "00:00:02" });
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         for (var i = 0; i < 2; i++)
         {
             using var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
@@ -70,19 +68,15 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         }
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        var refusedAt = System.Diagnostics.Stopwatch.StartNew();
+        var refusedAt = DateTimeOffset.UtcNow;
         Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
-        var retryAfter = TimeSpan.FromMilliseconds(long.Parse(Header(refused, "retry-after-ms")!));
+        var retryAfter = TimeSpan.FromMilliseconds(long.Parse(OpenAiResponses.Header(refused, "retry-after-ms")!));
         Assert.InRange(retryAfter, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(2));
-        Assert.Equal("2", Header(refused, "Retry-After"));
+        Assert.Equal("2", OpenAiResponses.Header(refused, "Retry-After"));
 
         // The window runs on the Redis server's clock, which no fake can drive: a client honouring the
-        // Retry-After it was given is what is tested here. Task.Delay alone can end early (a probe saw Task.Delay(7)
-        // end after 5.35 ms), which failed this test once: the wait is checked on the Stopwatch.
-        while (refusedAt.Elapsed < retryAfter)
-        {
-            await Task.Delay(retryAfter - refusedAt.Elapsed + TimeSpan.FromMilliseconds(1));
-        }
+        // Retry-After it was given is what is tested here.
+        await RealClock.WaitUntilAsync(refusedAt + retryAfter);
         using var admitted = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
         Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
     }
@@ -91,7 +85,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     public async Task CountsAStreamedAnswersTokensInRedis()
     {
         var gateway = await StartReplicaAsync(new() { ["litellm_settings:rate_limit:tpm"] = "20" });
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         var perCall = 12 + gateway.Primary.Tokens.Count;
 
         using var streamed = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
@@ -99,10 +93,10 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
 
         using var second = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
         Assert.Equal(HttpStatusCode.OK, second.StatusCode);
-        Assert.Equal((20 - perCall).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(second, "x-ratelimit-remaining-tokens"));
+        Assert.Equal((20 - perCall).ToString(System.Globalization.CultureInfo.InvariantCulture), OpenAiResponses.Header(second, "x-ratelimit-remaining-tokens"));
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        Assert.Equal("tokens", (string?)(await ErrorOf(refused, HttpStatusCode.TooManyRequests))["type"]);
+        Assert.Equal("tokens", (string?)(await OpenAiResponses.ErrorOf(refused, HttpStatusCode.TooManyRequests))["type"]);
 
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         Assert.Equal(2 * perCall, (long)await redis.GetDatabase().StringGetAsync("onyx:rl:{master}:tokens-total"));
@@ -339,10 +333,10 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     public async Task KeepsServingWhileRedisIsDownAndSharesAgainWhenItIsBack()
     {
         var gateway = await StartReplicaAsync(new() { ["Onyx:Redis:PingInterval"] = "00:00:00.200" });
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         using (var before = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
         {
-            Assert.Equal("99", Header(before, "x-ratelimit-remaining-requests"));
+            Assert.Equal("99", OpenAiResponses.Header(before, "x-ratelimit-remaining-requests"));
         }
 
         var port = Redis.Port;
@@ -352,7 +346,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
             using var degraded = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
             Assert.Equal(HttpStatusCode.OK, degraded.StatusCode);
             // Counted in this replica's memory now, from zero.
-            Assert.Equal((99 - i).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(degraded, "x-ratelimit-remaining-requests"));
+            Assert.Equal((99 - i).ToString(System.Globalization.CultureInfo.InvariantCulture), OpenAiResponses.Header(degraded, "x-ratelimit-remaining-requests"));
         }
         Assert.Single(gateway.Logs.Records, r => r.EventId == 5002);
         var health = await HealthAsync(client);
@@ -371,7 +365,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
                 Assert.Fail($"{(int)shared.StatusCode}: {await shared.Content.ReadAsStringAsync()}\n{logged}");
             }
             // The restarted Redis is empty: this is its first request.
-            Assert.Equal("99", Header(shared, "x-ratelimit-remaining-requests"));
+            Assert.Equal("99", OpenAiResponses.Header(shared, "x-ratelimit-remaining-requests"));
         }
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         Assert.Equal(1, await redis.GetDatabase().SortedSetLengthAsync("onyx:rl:{master}:req"));
@@ -383,13 +377,13 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     public async Task FailClosedRefusesWhileRedisIsDown()
     {
         var gateway = await StartReplicaAsync(new() { ["Onyx:RateLimits:FailClosed"] = "true" });
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         await Redis.DisposeAsync();
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
-        Assert.Equal("rate_limiter_unavailable", (string?)(await ErrorOf(refused, HttpStatusCode.ServiceUnavailable))["code"]);
-        Assert.Equal("1", Header(refused, "Retry-After"));
+        Assert.Equal("rate_limiter_unavailable", (string?)(await OpenAiResponses.ErrorOf(refused, HttpStatusCode.ServiceUnavailable))["code"]);
+        Assert.Equal("1", OpenAiResponses.Header(refused, "Retry-After"));
         Assert.Equal(0, gateway.Primary.Calls);
         Assert.Single(gateway.Logs.Records, r => r.EventId == 5003);
     }
@@ -398,7 +392,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     public async Task AStalledRedisDoesNotHoldRequests()
     {
         var gateway = await StartReplicaAsync();
-        using var client = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var client = gateway.CreateClient(TestKeys.MasterKey);
         (await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()))).Dispose();
 
         // Redis stops answering anyone for 3 s (this connection is closed only afterwards: closing waits out the pause).
@@ -425,7 +419,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     {
         var a = await StartReplicaAsync();
         var b = await StartReplicaAsync();
-        var key = await GenerateAsync(a, """{"user_id":"hashed-user"}""");
+        var key = await TestKeys.GenerateAsync(a, """{"user_id":"hashed-user"}""");
         using var onB = b.CreateClient(key);
         using (var ok = await onB.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
         {
@@ -447,7 +441,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         Assert.Contains("onyx:key:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key))), everything);
         Assert.DoesNotContain(everything, text => text.Contains(key[3..], StringComparison.Ordinal));
 
-        using (var admin = a.CreateClient(ApiKeyTests.MasterKey))
+        using (var admin = a.CreateClient(TestKeys.MasterKey))
         {
             using var deleted = await admin.PostAsync("/key/delete", GatewayHost.Json($$"""{"keys":["{{key}}"]}"""));
             Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
@@ -464,13 +458,5 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
         using var response = await client.GetAsync("/health");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
-    }
-
-    internal static async Task<string> GenerateAsync(GatewayHost gateway, string body)
-    {
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
-        using var response = await admin.PostAsync("/key/generate", GatewayHost.Json(body));
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        return (string)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["key"]!;
     }
 }

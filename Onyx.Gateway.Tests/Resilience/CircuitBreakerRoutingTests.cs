@@ -11,7 +11,7 @@ namespace Onyx.Gateway.Tests.Resilience;
 /// <summary>The story's breaker as a client sees it: through the gateway, with a fake clock.</summary>
 public sealed class CircuitBreakerRoutingTests : GatewayTest
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
     protected override Action<IServiceCollection> Services => s => s.AddSingleton<TimeProvider>(_time);
 
     private async Task<HttpResponseMessage> Chat(bool stream = false) =>
@@ -31,7 +31,7 @@ public sealed class CircuitBreakerRoutingTests : GatewayTest
         {
             using var failedOver = await Chat(stream: i % 2 == 0);
             Assert.Equal(HttpStatusCode.OK, failedOver.StatusCode);
-            Assert.Equal("true", ChatCompletionsApiTests.Header(failedOver, "x-onyx-fallback"));
+            Assert.Equal("true", OpenAiResponses.Header(failedOver, "x-onyx-fallback"));
         }
         Assert.Equal(3, Gateway.Primary.Calls);
         Assert.StartsWith("circuit open until", await PrimaryHealth());
@@ -40,8 +40,8 @@ public sealed class CircuitBreakerRoutingTests : GatewayTest
         {
             using var response = await Chat();
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            Assert.Equal("1", ChatCompletionsApiTests.Header(response, "x-onyx-attempts"));
-            Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+            Assert.Equal("1", OpenAiResponses.Header(response, "x-onyx-attempts"));
+            Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
         }
         Assert.Equal(3, Gateway.Primary.Calls); // not touched while open
         Assert.Equal(8, Gateway.Fallback.Calls);
@@ -64,12 +64,12 @@ public sealed class CircuitBreakerRoutingTests : GatewayTest
 
         _time.Advance(TimeSpan.FromSeconds(1));
         using var probe = await Chat();
-        Assert.Equal("false", ChatCompletionsApiTests.Header(probe, "x-onyx-fallback"));
+        Assert.Equal("false", OpenAiResponses.Header(probe, "x-onyx-fallback"));
         Assert.Equal(4, Gateway.Primary.Calls);
         Assert.Equal("available (circuit closed)", await PrimaryHealth());
 
         using var after = await Chat(stream: true);
-        Assert.Equal("false", ChatCompletionsApiTests.Header(after, "x-onyx-fallback"));
+        Assert.Equal("false", OpenAiResponses.Header(after, "x-onyx-fallback"));
         Assert.Equal(5, Gateway.Primary.Calls);
     }
 
@@ -116,7 +116,7 @@ public sealed class CircuitBreakerRoutingTests : GatewayTest
 
         using var response = await Chat();
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
         Assert.Equal("no_deployment_available", (string?)error["code"]);
         Assert.Contains("together_ai/deepseek-ai/DeepSeek-V3 (circuit open)", (string)error["message"]!);
         Assert.Contains("ollama/mistral:7b-instruct (circuit open)", (string)error["message"]!);

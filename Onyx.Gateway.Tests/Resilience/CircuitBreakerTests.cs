@@ -1,11 +1,12 @@
 using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Resilience;
+using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Resilience;
 
 public sealed class CircuitBreakerTests
 {
-    private readonly FakeTimeProvider _time = new();
+    private readonly FakeTimeProvider _time = TestClock.Create();
     private readonly List<(CircuitState From, CircuitState To)> _transitions = [];
 
     private CircuitBreaker Create(int allowedFails = 3) =>

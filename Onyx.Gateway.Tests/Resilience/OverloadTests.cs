@@ -4,14 +4,13 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Resilience;
 
 /// <summary><c>max_parallel_requests</c> per deployment: a bounded queue, then the next deployment, then a 503.</summary>
 public sealed class OverloadTests
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     private Task<GatewayHost> StartAsync(int queueLimit) => GatewayHost.StartAsync(new()
     {
@@ -39,10 +38,10 @@ public sealed class OverloadTests
         Assert.Equal(1, gateway.Primary.Calls);
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
-        var error = await ErrorOf(refused, HttpStatusCode.ServiceUnavailable);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.ServiceUnavailable);
         Assert.Equal("no_deployment_available", (string?)error["code"]);
         Assert.Contains("overloaded", (string?)error["message"]);
-        Assert.Equal("1", Header(refused, "Retry-After"));
+        Assert.Equal("1", OpenAiResponses.Header(refused, "Retry-After"));
         Assert.Equal(1, gateway.Primary.Calls);
         Assert.Equal(1, gateway.Fallback.Calls);
 
@@ -69,7 +68,7 @@ public sealed class OverloadTests
         using var response = await queued;
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("false", Header(response, "x-onyx-fallback"));
+        Assert.Equal("false", OpenAiResponses.Header(response, "x-onyx-fallback"));
         Assert.Equal(gateway.Primary.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
         Assert.Equal(2, gateway.Primary.Calls);
         Assert.Equal(0, gateway.Fallback.Calls);

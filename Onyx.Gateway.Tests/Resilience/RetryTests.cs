@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Tests.Api;
 using Onyx.Gateway.Tests.Fakes;
@@ -52,7 +51,7 @@ public sealed class RetryTests
     [Fact]
     public async Task AProvidersLongRetryAfterRestsTheDeploymentExactlyThatLongAndTheFallbackAnswersAtOnce()
     {
-        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var time = TestClock.Create();
         await using var gateway = await GatewayHost.StartAsync(services: s => s.AddSingleton<TimeProvider>(time));
         using var client = gateway.CreateClient();
         gateway.Primary.FailNext(1, FakeFault.Status(429, headers: RetryAfter("7")));
@@ -187,7 +186,7 @@ public sealed class RetryTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("context_length_exceeded", (string?)error["code"]);
         Assert.Equal(1, gateway.Primary.Calls);
         Assert.Equal(1, gateway.Fallback.Calls);
@@ -203,7 +202,7 @@ public sealed class RetryTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("content_policy_violation", (string?)error["code"]);
         Assert.Contains("content management policy", (string)error["message"]!);
         Assert.Equal(1, gateway.Primary.Calls);

@@ -8,7 +8,6 @@ using Onyx.Gateway.Model;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 using StackExchange.Redis;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Resilience;
 
@@ -47,7 +46,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         {
             using var response = await ChatAsync(gateway);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            Assert.Equal("true", Header(response, "x-onyx-fallback"));
+            Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
         }
     }
 
@@ -69,15 +68,11 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         return DateTimeOffset.Parse(state[prefix.Length..], CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
     }
 
-    /// <summary>Waits for an announced instant (plus a hair: a delay is counted in whole milliseconds, rounded down).</summary>
-    private static async Task WaitUntilAsync(DateTimeOffset instant)
-    {
-        var wait = instant - DateTimeOffset.UtcNow + TimeSpan.FromMilliseconds(20);
-        if (wait > TimeSpan.Zero)
-        {
-            await Task.Delay(wait);
-        }
-    }
+    /// <summary>
+    /// Waits in real time for an announced instant, plus a hair: the breaker's deadline is on the monotonic clock, and
+    /// /health states it on the wall clock, which may run a little apart.
+    /// </summary>
+    private static Task WaitUntilAsync(DateTimeOffset instant) => RealClock.WaitUntilAsync(instant + TimeSpan.FromMilliseconds(20));
 
     private static Task<CapturedLog> FollowedAsync(GatewayHost gateway, string to, TimeSpan timeout) =>
         gateway.Logs.WaitForAsync(r => r.EventId == 2002 && r["To"]?.ToString() == to, timeout);
@@ -117,8 +112,8 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
 
         using var onB = await ChatAsync(b);
         Assert.Equal(HttpStatusCode.OK, onB.StatusCode);
-        Assert.Equal("true", Header(onB, "x-onyx-fallback"));
-        Assert.Equal("1", Header(onB, "x-onyx-attempts"));
+        Assert.Equal("true", OpenAiResponses.Header(onB, "x-onyx-fallback"));
+        Assert.Equal("1", OpenAiResponses.Header(onB, "x-onyx-attempts"));
         Assert.Equal(0, b.Primary.Calls);
         Assert.Equal(1, b.Fallback.Calls);
         Assert.StartsWith("circuit open until", await PrimaryHealthAsync(b));
@@ -145,7 +140,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
 
         Assert.StartsWith("circuit open until", await PrimaryHealthAsync(b));
         using var onB = await ChatAsync(b);
-        Assert.Equal("true", Header(onB, "x-onyx-fallback"));
+        Assert.Equal("true", OpenAiResponses.Header(onB, "x-onyx-fallback"));
         Assert.Equal(0, b.Primary.Calls);
         var followed = Assert.Single(b.Logs.Records, r => r.EventId == 2002);
         Assert.Equal(ReplicaOf(a), followed["Replica"]);
@@ -188,7 +183,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         Assert.All(answered, r =>
         {
             Assert.Equal(HttpStatusCode.OK, r.StatusCode);
-            Assert.Equal("true", Header(r, "x-onyx-fallback"));
+            Assert.Equal("true", OpenAiResponses.Header(r, "x-onyx-fallback"));
         });
         var prober = a.Primary.Calls == 4 ? a : b;
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
@@ -217,7 +212,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
 
         using (var probe = await ChatAsync(a))
         {
-            Assert.Equal("false", Header(probe, "x-onyx-fallback"));
+            Assert.Equal("false", OpenAiResponses.Header(probe, "x-onyx-fallback"));
         }
         Assert.Equal(4, a.Primary.Calls);
 
@@ -225,7 +220,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         Assert.Equal(ReplicaOf(a), closed["Replica"]);
         Assert.Equal("available (circuit closed)", await PrimaryHealthAsync(b));
         using var onB = await ChatAsync(b);
-        Assert.Equal("false", Header(onB, "x-onyx-fallback"));
+        Assert.Equal("false", OpenAiResponses.Header(onB, "x-onyx-fallback"));
         Assert.Equal(1, b.Primary.Calls);
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         Assert.False(await redis.GetDatabase().KeyExistsAsync(OpenKey));
@@ -247,7 +242,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
             var clock = Stopwatch.StartNew();
             using var response = await ChatAsync(a);
             var elapsed = clock.Elapsed;
-            Assert.Equal("true", Header(response, "x-onyx-fallback"));
+            Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
             // 1 s leaves room for a busy machine; a request that waited on a dead Redis would take seconds.
             Assert.True(elapsed < TimeSpan.FromSeconds(1), $"request {i + 1} answered after {elapsed.TotalMilliseconds:0} ms");
         }
@@ -258,7 +253,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         // Replica b heard nothing: its primary still gets its traffic.
         using (var onB = await ChatAsync(b))
         {
-            Assert.Equal("false", Header(onB, "x-onyx-fallback"));
+            Assert.Equal("false", OpenAiResponses.Header(onB, "x-onyx-fallback"));
         }
         Assert.Equal(2, b.Primary.Calls);
         Assert.Equal("available (circuit closed)", await PrimaryHealthAsync(b));
@@ -269,7 +264,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         using (var probe = await ChatAsync(a))
         {
             Assert.True(probeClock.Elapsed < TimeSpan.FromSeconds(1), $"answered after {probeClock.Elapsed.TotalMilliseconds:0} ms");
-            Assert.Equal("false", Header(probe, "x-onyx-fallback"));
+            Assert.Equal("false", OpenAiResponses.Header(probe, "x-onyx-fallback"));
         }
         Assert.Equal(1 + 4, a.Primary.Calls);
         Assert.Equal("available (circuit closed)", await PrimaryHealthAsync(a));
@@ -293,7 +288,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         var followed = await FollowedAsync(late, "Open", TimeSpan.FromSeconds(5));
         Assert.Equal(ReplicaOf(other), followed["Replica"]);
         using var response = await ChatAsync(late);
-        Assert.Equal("true", Header(response, "x-onyx-fallback"));
+        Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
         Assert.Equal(0, late.Primary.Calls);
     }
 
@@ -312,7 +307,7 @@ public sealed class SharedCircuitBreakerTests : ReplicasOnOneRedis
         var elapsed = clock.Elapsed;
 
         // The claim gave up after 50 ms and the replica probed on its own.
-        Assert.Equal("false", Header(probe, "x-onyx-fallback"));
+        Assert.Equal("false", OpenAiResponses.Header(probe, "x-onyx-fallback"));
         Assert.Equal(4, a.Primary.Calls);
         Assert.True(elapsed < TimeSpan.FromSeconds(1), $"answered after {elapsed.TotalMilliseconds:0} ms");
         // One slow claim is not an outage: it makes the Redis watch ping at once, and that ping, stalled too, takes

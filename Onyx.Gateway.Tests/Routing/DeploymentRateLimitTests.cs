@@ -6,7 +6,6 @@ using Onyx.Gateway.Providers;
 using Onyx.Gateway.Routing;
 using Onyx.Gateway.Tests.TestHost;
 using StackExchange.Redis;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Routing;
 
@@ -16,8 +15,8 @@ namespace Onyx.Gateway.Tests.Routing;
 /// </summary>
 public sealed class DeploymentRateLimitTests
 {
-    // Mid-minute, so nothing here crosses into the next minute unless a test moves the clock.
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:20Z", System.Globalization.CultureInfo.InvariantCulture));
+    // Limits are counted per UTC minute: nothing here crosses into the next one unless a test moves the clock a minute.
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     private Task<GatewayHost> StartAsync(Dictionary<string, string?> settings) =>
         GatewayHost.StartAsync(settings, services => services.AddSingleton<TimeProvider>(_time));
@@ -33,7 +32,7 @@ public sealed class DeploymentRateLimitTests
         {
             using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            deployments.Add(Header(response, "x-onyx-deployment"));
+            deployments.Add(OpenAiResponses.Header(response, "x-onyx-deployment"));
         }
 
         Assert.Equal(["together_ai/deepseek-ai/DeepSeek-V3", "together_ai/deepseek-ai/DeepSeek-V3", "ollama/mistral:7b-instruct"], deployments);
@@ -41,7 +40,7 @@ public sealed class DeploymentRateLimitTests
 
         _time.Advance(TimeSpan.FromMinutes(1));
         using var nextMinute = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
-        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", Header(nextMinute, "x-onyx-deployment"));
+        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", OpenAiResponses.Header(nextMinute, "x-onyx-deployment"));
     }
 
     [Fact]
@@ -58,11 +57,11 @@ public sealed class DeploymentRateLimitTests
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
-        var error = await ErrorOf(refused, HttpStatusCode.ServiceUnavailable);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.ServiceUnavailable);
         Assert.Equal("no_deployment_available", (string?)error["code"]);
         Assert.Contains("together_ai/deepseek-ai/DeepSeek-V3 (rpm limit reached (1 requests a minute))", (string?)error["message"]);
         Assert.Contains("ollama/mistral:7b-instruct (rpm limit reached (1 requests a minute))", (string?)error["message"]);
-        Assert.Equal("1", Header(refused, "Retry-After"));
+        Assert.Equal("1", OpenAiResponses.Header(refused, "Retry-After"));
         Assert.Equal(1, gateway.Primary.Calls);
         Assert.Equal(1, gateway.Fallback.Calls);
     }
@@ -77,8 +76,8 @@ public sealed class DeploymentRateLimitTests
         using var first = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
         using var second = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
-        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", Header(first, "x-onyx-deployment"));
-        Assert.Equal("ollama/mistral:7b-instruct", Header(second, "x-onyx-deployment"));
+        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", OpenAiResponses.Header(first, "x-onyx-deployment"));
+        Assert.Equal("ollama/mistral:7b-instruct", OpenAiResponses.Header(second, "x-onyx-deployment"));
         Assert.Equal(1, gateway.Primary.Calls);
     }
 
@@ -119,7 +118,7 @@ public sealed class DeploymentRateLimitTests
 /// <summary>The same limits across replicas sharing one Redis, and while that Redis is gone.</summary>
 public sealed class SharedDeploymentRateLimitTests : ReplicasOnOneRedis
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:20Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     // Every Redis answer is awaited (a loaded test machine answers slower than the 50 ms bound): what is tested is that
     // the count is shared, not how long a replica waits for it.
@@ -143,11 +142,13 @@ public sealed class SharedDeploymentRateLimitTests : ReplicasOnOneRedis
         using var second = await onB.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
         using var third = await onA.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
-        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", Header(first, "x-onyx-deployment"));
-        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", Header(second, "x-onyx-deployment"));
-        Assert.Equal("ollama/mistral:7b-instruct", Header(third, "x-onyx-deployment"));
+        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", OpenAiResponses.Header(first, "x-onyx-deployment"));
+        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", OpenAiResponses.Header(second, "x-onyx-deployment"));
+        Assert.Equal("ollama/mistral:7b-instruct", OpenAiResponses.Header(third, "x-onyx-deployment"));
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
-        var key = (RedisKey)"onyx:deployment:{together_ai/deepseek-ai/DeepSeek-V3}:rpm:202611260800";
+        // The counter of the clock's UTC minute (yyyyMMddHHmm).
+        var key = (RedisKey)("onyx:deployment:{together_ai/deepseek-ai/DeepSeek-V3}:rpm:"
+            + TestClock.Start.UtcDateTime.ToString("yyyyMMddHHmm", System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(3, (int)await redis.GetDatabase().StringGetAsync(key));
         Assert.InRange((await redis.GetDatabase().KeyTimeToLiveAsync(key))!.Value, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(120));
     }
@@ -164,7 +165,7 @@ public sealed class SharedDeploymentRateLimitTests : ReplicasOnOneRedis
         {
             using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            deployments.Add(Header(response, "x-onyx-deployment"));
+            deployments.Add(OpenAiResponses.Header(response, "x-onyx-deployment"));
         }
 
         Assert.Equal(["together_ai/deepseek-ai/DeepSeek-V3", "together_ai/deepseek-ai/DeepSeek-V3", "ollama/mistral:7b-instruct"], deployments);

@@ -30,7 +30,7 @@ public sealed class FallbackTests : GatewayTest
         var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
         Assert.Equal("mistral:7b-instruct", (string?)body["model"]);
         Assert.Equal(Gateway.Fallback.ExpectedText, (string?)body["choices"]![0]!["message"]!["content"]);
-        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+        Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
         Assert.Equal(1, Gateway.Fallback.Calls);
     }
 
@@ -43,7 +43,7 @@ public sealed class FallbackTests : GatewayTest
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
+        Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
         Assert.Equal(gateway.Fallback.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
     }
 
@@ -54,7 +54,7 @@ public sealed class FallbackTests : GatewayTest
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("invalid_request_error", (string?)error["type"]);
         Assert.Equal("upstream_rejected_request", (string?)error["code"]);
         Assert.Contains("Invalid value for 'top_k'", (string)error["message"]!);
@@ -70,7 +70,7 @@ public sealed class FallbackTests : GatewayTest
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
         Assert.Equal("all_deployments_failed", (string?)error["code"]);
         var message = (string)error["message"]!;
         Assert.Contains("together_ai/deepseek-ai/DeepSeek-V3 (http_500)", message);
@@ -139,7 +139,7 @@ public sealed class FallbackTests : GatewayTest
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(model: "manus-fallback", stream: true)));
 
-        var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.ServiceUnavailable);
         Assert.Contains("ollama/mistral:7b-instruct (error_event)", (string)error["message"]!);
     }
 
@@ -169,8 +169,8 @@ public sealed class FallbackTests : GatewayTest
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("true", ChatCompletionsApiTests.Header(response, "x-onyx-fallback"));
-        Assert.Equal("1", ChatCompletionsApiTests.Header(response, "x-onyx-attempts"));
+        Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
+        Assert.Equal("1", OpenAiResponses.Header(response, "x-onyx-attempts"));
         Assert.Equal(0, gateway.Primary.Calls);
         var health = JsonNode.Parse(await client.GetStringAsync("/health"))!;
         Assert.Contains("TOGETHER_API_KEY", (string)health["checks"]!["deployments"]!["data"]!["together_ai/deepseek-ai/DeepSeek-V3"]!);

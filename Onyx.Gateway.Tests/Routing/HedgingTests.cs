@@ -3,14 +3,13 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Routing;
 
 /// <summary><c>hedge_after_ms</c>: a slow primary gets the fallback started beside it; the first token wins.</summary>
 public sealed class HedgingTests : GatewayTest
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = TestClock.Create();
 
     protected override Dictionary<string, string?> Settings => new() { ["model_list:0:litellm_params:hedge_after_ms"] = "300" };
 
@@ -29,8 +28,8 @@ public sealed class HedgingTests : GatewayTest
         using var response = await pending;
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("true", Header(response, "x-onyx-fallback"));
-        Assert.Equal("2", Header(response, "x-onyx-attempts"));
+        Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
+        Assert.Equal("2", OpenAiResponses.Header(response, "x-onyx-attempts"));
         Assert.Equal(Gateway.Fallback.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
         await Gateway.Primary.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
         // The loser is no failure of the primary's: its breaker is untouched.
@@ -42,7 +41,7 @@ public sealed class HedgingTests : GatewayTest
     {
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
-        Assert.Equal("false", Header(response, "x-onyx-fallback"));
+        Assert.Equal("false", OpenAiResponses.Header(response, "x-onyx-fallback"));
         Assert.Equal(Gateway.Primary.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
         Assert.Equal(0, Gateway.Fallback.Calls);
     }
@@ -54,7 +53,7 @@ public sealed class HedgingTests : GatewayTest
 
         using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
-        Assert.Equal("true", Header(response, "x-onyx-fallback"));
+        Assert.Equal("true", OpenAiResponses.Header(response, "x-onyx-fallback"));
         Assert.Equal(Gateway.Fallback.ExpectedText, Sse.Content(Sse.Events(await response.Content.ReadAsStringAsync())));
         Assert.Equal(1, Gateway.Primary.Calls);
         Assert.Equal(1, Gateway.Fallback.Calls);

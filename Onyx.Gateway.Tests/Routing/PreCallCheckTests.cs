@@ -1,7 +1,6 @@
 using System.Net;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Routing;
 
@@ -31,8 +30,8 @@ public sealed class PreCallCheckTests
         using var shortOne = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(Body("Say hello")));
 
         Assert.Equal(HttpStatusCode.OK, longOne.StatusCode);
-        Assert.Equal("ollama/mistral:7b-instruct", Header(longOne, "x-onyx-deployment"));
-        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", Header(shortOne, "x-onyx-deployment"));
+        Assert.Equal("ollama/mistral:7b-instruct", OpenAiResponses.Header(longOne, "x-onyx-deployment"));
+        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", OpenAiResponses.Header(shortOne, "x-onyx-deployment"));
         Assert.Equal(1, gateway.Primary.Calls);
     }
 
@@ -53,7 +52,7 @@ public sealed class PreCallCheckTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(Body(LongPrompt)));
 
-        Assert.Equal("openai/long", Header(response, "x-onyx-deployment"));
+        Assert.Equal("openai/long", OpenAiResponses.Header(response, "x-onyx-deployment"));
         Assert.Equal(0, gateway.Primary.Calls);
         Assert.Equal(0, gateway.Fallback.Calls);
     }
@@ -66,7 +65,7 @@ public sealed class PreCallCheckTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(Body(LongPrompt)));
 
-        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", Header(response, "x-onyx-deployment"));
+        Assert.Equal("together_ai/deepseek-ai/DeepSeek-V3", OpenAiResponses.Header(response, "x-onyx-deployment"));
         Assert.Equal(1, gateway.Primary.Calls);
     }
 
@@ -83,7 +82,7 @@ public sealed class PreCallCheckTests
 
         using var response = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(Body(LongPrompt)));
 
-        var error = await ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Equal("context_length_exceeded", (string?)error["code"]);
         var message = (string)error["message"]!;
         Assert.Contains("does not fit model_info.max_input_tokens (100)", message);

@@ -1,5 +1,5 @@
-using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Routing;
+using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Routing;
 
@@ -10,7 +10,7 @@ public sealed class StreamIdleWatchTests
     [Fact]
     public void CancelsWhenAWaitForTheUpstreamReachesTheLimit()
     {
-        var time = new FakeTimeProvider();
+        var time = TestClock.Create();
         using var attempt = new CancellationTokenSource();
         using var watch = new StreamIdleWatch(attempt, time, Limit);
 
@@ -24,7 +24,7 @@ public sealed class StreamIdleWatchTests
     [Fact]
     public void ChunksArrivingInTimeKeepTheStreamAliveForever()
     {
-        var time = new FakeTimeProvider();
+        var time = TestClock.Create();
         using var attempt = new CancellationTokenSource();
         using var watch = new StreamIdleWatch(attempt, time, Limit);
 
@@ -41,7 +41,7 @@ public sealed class StreamIdleWatchTests
     [Fact]
     public void TimeSpentOnASlowClientIsNotTheUpstreamsSilence()
     {
-        var time = new FakeTimeProvider();
+        var time = TestClock.Create();
         using var attempt = new CancellationTokenSource();
         using var watch = new StreamIdleWatch(attempt, time, Limit);
 

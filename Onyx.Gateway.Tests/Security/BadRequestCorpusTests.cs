@@ -3,7 +3,6 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Security;
 
@@ -103,7 +102,7 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
         var before = fixture.UpstreamCalls;
         using var response = await fixture.Client.PostAsync("/v1/chat/completions", GatewayHost.Json(body));
 
-        var error = await ErrorOf(response, (HttpStatusCode)status);
+        var error = await OpenAiResponses.ErrorOf(response, (HttpStatusCode)status);
         Assert.True(param == (string?)error["param"], $"{name}: param {(string?)error["param"] ?? "null"}, expected {param ?? "null"}");
         Assert.Equal(code, (string?)error["code"]);
         Assert.Equal(before, fixture.UpstreamCalls);
@@ -122,7 +121,7 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
         content.Headers.ContentType = contentType is null ? null : MediaTypeHeaderValue.Parse(contentType);
         using var response = await fixture.Client.PostAsync("/v1/chat/completions", content);
 
-        var error = await ErrorOf(response, HttpStatusCode.UnsupportedMediaType);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.UnsupportedMediaType);
         Assert.Equal("unsupported_media_type", (string?)error["code"]);
         Assert.Equal(before, fixture.UpstreamCalls);
     }
@@ -140,7 +139,7 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
         using var response = await fixture.Client.PostAsync("/v1/chat/completions",
             new ByteArrayContent(bytes) { Headers = { ContentType = new MediaTypeHeaderValue("application/json") } });
 
-        var error = await ErrorOf(response, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
         Assert.Contains((string?)error["param"], new string?[] { "messages[0].content", null });
         Assert.Contains("UTF", (string)error["message"]!, StringComparison.Ordinal);
         Assert.Equal(before, fixture.UpstreamCalls);
@@ -152,7 +151,7 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
         const string broken = """{"model":"manus-primary","messages":[{"role":"user","content":"hi"},]}""";
         using var response = await fixture.Client.PostAsync("/v1/chat/completions", GatewayHost.Json(broken));
 
-        var message = (string)(await ErrorOf(response, HttpStatusCode.BadRequest))["message"]!;
+        var message = (string)(await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest))["message"]!;
         Assert.Contains($"LineNumber: 0 | BytePositionInLine: {broken.IndexOf(",]", StringComparison.Ordinal) + 1}", message, StringComparison.Ordinal);
         Assert.DoesNotContain("reader options", message, StringComparison.Ordinal);
     }
@@ -203,7 +202,7 @@ public sealed class BadRequestCorpusTests(SecuredGatewayFixture fixture) : IClas
 
         using var lone = await fixture.Client.PostAsync("/v1/chat/completions",
             GatewayHost.Json(Body(messages: """[{"role":"user","content":"smile \uDE00"}]""")));
-        Assert.Equal("messages[0].content", (string?)(await ErrorOf(lone, HttpStatusCode.BadRequest))["param"]);
+        Assert.Equal("messages[0].content", (string?)(await OpenAiResponses.ErrorOf(lone, HttpStatusCode.BadRequest))["param"]);
         Assert.Equal(1, fixture.Gateway.Primary.Calls);
     }
 }

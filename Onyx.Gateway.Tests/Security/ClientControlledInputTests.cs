@@ -24,7 +24,7 @@ public sealed class ClientControlledInputTests : GatewayTest
         {
             using var response = await Client.PostAsync("/v1/chat/completions", GatewayHost.Json(
                 new JsonObject { ["model"] = model, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "hi" }) }.ToJsonString()));
-            var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.BadRequest);
+            var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
             Assert.Equal("model", (string?)error["param"]);
             Assert.True(((string)error["message"]!).Length < 200);
         }
@@ -67,7 +67,7 @@ public sealed class ClientControlledInputTests : GatewayTest
                 GatewayHost.Json(GatewayHost.ChatBody(extra: $$""","user":{{JsonValue.Create(user).ToJsonString()}}""")));
             if (i == 1)
             {
-                var error = await ChatCompletionsApiTests.ErrorOf(response, HttpStatusCode.TooManyRequests);
+                var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.TooManyRequests);
                 Assert.DoesNotContain('\n', (string)error["message"]!);
                 Assert.Contains("eve\\nINFO", (string)error["message"]!, StringComparison.Ordinal);
             }
@@ -100,11 +100,11 @@ public sealed class MetricsAccessTests
     {
         await using var gateway = await GatewayHost.StartAsync(new()
         {
-            ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+            ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
             ["Onyx:ForwardedHeaders:KnownProxies:0"] = "127.0.0.1",
         });
         using var anonymous = gateway.CreateClient();
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
 
         using (var local = await anonymous.SendAsync(Scrape()))
         {
@@ -124,7 +124,7 @@ public sealed class MetricsAccessTests
     [Fact]
     public async Task IgnoresForwardedHeadersFromAnUntrustedPeer()
     {
-        await using var gateway = await GatewayHost.StartAsync(new() { ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey });
+        await using var gateway = await GatewayHost.StartAsync(new() { ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey });
         using var client = gateway.CreateClient();
 
         // No proxy is trusted: the header is the client's own claim, and the connection is what counts.
@@ -138,7 +138,7 @@ public sealed class MetricsAccessTests
     {
         await using var gateway = await GatewayHost.StartAsync(new()
         {
-            ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey,
+            ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey,
             ["Onyx:ForwardedHeaders:KnownNetworks:0"] = "127.0.0.0/8",
             ["Onyx:Metrics:Access"] = "open",
         });

@@ -13,6 +13,11 @@ namespace Onyx.Gateway.Tests.Security;
 /// </summary>
 public sealed class SlowClientTests(ITestOutputHelper output) : GatewayTest
 {
+    private const string KestrelConnections = "Microsoft.AspNetCore.Server.Kestrel.Connections";
+
+    /// <summary>Kestrel's event ids for a connection started, stopped, and refused at the connection limit.</summary>
+    private const int ConnectionStart = 1, ConnectionStop = 2, ConnectionRejected = 24;
+
     private static readonly TimeSpan HeadersTimeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan BodyGrace = TimeSpan.FromSeconds(2);
 
@@ -65,7 +70,12 @@ public sealed class SlowClientTests(ITestOutputHelper output) : GatewayTest
     [Fact]
     public async Task ConnectionsBeyondTheLimitAreRefusedAndTheGatewayRecovers()
     {
-        await using var gateway = await GatewayHost.StartAsync(new() { ["Kestrel:Limits:MaxConcurrentConnections"] = "2" });
+        await using var gateway = await GatewayHost.StartAsync(new()
+        {
+            ["Kestrel:Limits:MaxConcurrentConnections"] = "2",
+            // Kestrel says when a connection starts, is refused and stops (debug level): the signal that a slot is free.
+            [$"Logging:LogLevel:{KestrelConnections}"] = "Debug",
+        });
         var held = new List<TcpClient> { await ConnectAsync(gateway), await ConnectAsync(gateway) };
         // Both held connections are accepted (a request on each proves Kestrel counts them) and kept open.
         foreach (var connection in held)
@@ -89,23 +99,19 @@ public sealed class SlowClientTests(ITestOutputHelper output) : GatewayTest
         }
 
         held.ForEach(c => c.Dispose());
-        using var client = gateway.CreateClient();
-        var deadline = Stopwatch.StartNew();
-        HttpStatusCode? status = null;
-        while (status != HttpStatusCode.OK && deadline.Elapsed < TimeSpan.FromSeconds(10))
+        // Kestrel frees a connection's slot before it logs the connection stopped: once every connection it accepted
+        // (all but the refused third) has stopped, a new one is taken.
+        var refused = gateway.Logs.Records.Where(r => r.Category == KestrelConnections && r.EventId == ConnectionRejected).Select(r => r["ConnectionId"]).ToList();
+        Assert.Single(refused);
+        var accepted = gateway.Logs.Records.Where(r => r.Category == KestrelConnections && r.EventId == ConnectionStart).Select(r => r["ConnectionId"]).Except(refused).ToList();
+        Assert.Equal(held.Count, accepted.Count);
+        foreach (var id in accepted)
         {
-            // Kestrel frees a slot once it has seen the held connections close; poll until then.
-            try
-            {
-                using var alive = await client.GetAsync("/alive");
-                status = alive.StatusCode;
-            }
-            catch (HttpRequestException)
-            {
-                status = null;
-            }
+            await gateway.Logs.WaitForAsync(r => r.Category == KestrelConnections && r.EventId == ConnectionStop && Equals(r["ConnectionId"], id), TimeSpan.FromSeconds(10));
         }
-        Assert.Equal(HttpStatusCode.OK, status);
+        using var client = gateway.CreateClient();
+        using var alive = await client.GetAsync("/alive");
+        Assert.Equal(HttpStatusCode.OK, alive.StatusCode);
     }
 
     /// <summary>

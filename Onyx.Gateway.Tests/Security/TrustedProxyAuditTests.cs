@@ -1,6 +1,5 @@
 using System.Net;
 using System.Text.Json.Nodes;
-using Onyx.Gateway.Tests.Auth;
 using Onyx.Gateway.Tests.TestHost;
 
 namespace Onyx.Gateway.Tests.Security;
@@ -8,7 +7,7 @@ namespace Onyx.Gateway.Tests.Security;
 /// <summary>Behind a load balancer the operator names, the audit trail records the client, not the balancer.</summary>
 public sealed class TrustedProxyAuditTests : ReplicasOnOneRedis
 {
-    protected override Dictionary<string, string?> ReplicaSettings => new() { ["LITELLM_MASTER_KEY"] = ApiKeyTests.MasterKey };
+    protected override Dictionary<string, string?> ReplicaSettings => new() { ["LITELLM_MASTER_KEY"] = TestKeys.MasterKey };
 
     [Theory]
     [InlineData(true, "198.51.100.23")]
@@ -16,7 +15,7 @@ public sealed class TrustedProxyAuditTests : ReplicasOnOneRedis
     public async Task RecordsTheForwardedClientOnlyFromATrustedProxy(bool trusted, string recorded)
     {
         var gateway = await StartReplicaAsync(trusted ? new() { ["Onyx:ForwardedHeaders:KnownProxies:0"] = "127.0.0.1" } : null);
-        using var admin = gateway.CreateClient(ApiKeyTests.MasterKey);
+        using var admin = gateway.CreateClient(TestKeys.MasterKey);
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = GatewayHost.Json(GatewayHost.ChatBody()) };
         request.Headers.Add("X-Forwarded-For", "198.51.100.23");
         request.Headers.Add("x-request-id", "behind-the-balancer");
@@ -30,19 +29,9 @@ public sealed class TrustedProxyAuditTests : ReplicasOnOneRedis
         Assert.Equal(recorded, (string?)record["client_address"]);
     }
 
-    /// <summary>The request's audit record, as <c>GET /audit</c> gives it once the writer has flushed it.</summary>
-    private static async Task<JsonNode> AuditRecordAsync(HttpClient admin, string requestId)
-    {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (true)
-        {
-            var page = JsonNode.Parse(await admin.GetStringAsync("/audit", deadline.Token))!;
-            if (page["data"]!.AsArray().FirstOrDefault(r => (string?)r!["request_id"] == requestId) is { } record)
-            {
-                return record;
-            }
-            // The writer flushes within its batch delay (20 ms); asking again is the only way to see it from outside.
-            await Task.Delay(TimeSpan.FromMilliseconds(50), deadline.Token);
-        }
-    }
+    /// <summary>The request's audit record, as <c>GET /audit</c> gives it once the writer has written it to Redis.</summary>
+    private async Task<JsonNode> AuditRecordAsync(HttpClient admin, string requestId) =>
+        (await RedisWrites.WaitForAsync(Redis.ConnectionString,
+            async () => JsonNode.Parse(await admin.GetStringAsync("/audit"))!["data"]!.AsArray().FirstOrDefault(r => (string?)r!["request_id"] == requestId),
+            record => record is not null, TimeSpan.FromSeconds(10), $"the audit record of request {requestId}"))!;
 }

@@ -9,7 +9,6 @@ using Onyx.Gateway.RateLimiting;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
 using StackExchange.Redis;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Spend;
 
@@ -102,7 +101,7 @@ public sealed class BudgetTests : ReplicasOnOneRedis
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody(stream: true)));
 
-        var error = await ErrorOf(refused, HttpStatusCode.BadRequest);
+        var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.BadRequest);
         AssertBudgetExceeded(refused.StatusCode, error);
         Assert.StartsWith($"Budget has been exceeded! Current cost: {Usd(CallCost)}, Max budget: {Usd(CallCost)}", (string?)error["message"]);
         Assert.Null(refused.Headers.RetryAfter);
@@ -125,7 +124,7 @@ public sealed class BudgetTests : ReplicasOnOneRedis
         }
         using (var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody("manus-fallback"))))
         {
-            var error = await ErrorOf(refused, HttpStatusCode.BadRequest);
+            var error = await OpenAiResponses.ErrorOf(refused, HttpStatusCode.BadRequest);
             AssertBudgetExceeded(refused.StatusCode, error);
             Assert.Contains("Model=manus-fallback", (string?)error["message"]);
         }
@@ -189,7 +188,7 @@ public sealed class BudgetTests : ReplicasOnOneRedis
         await b.Logs.WaitForAsync(r => r.EventId == 6005, TimeSpan.FromSeconds(10));
         using (var refused = await onB.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
         {
-            AssertBudgetExceeded(refused.StatusCode, await ErrorOf(refused, HttpStatusCode.BadRequest));
+            AssertBudgetExceeded(refused.StatusCode, await OpenAiResponses.ErrorOf(refused, HttpStatusCode.BadRequest));
         }
 
         // null removes the budget.
@@ -215,7 +214,7 @@ public sealed class BudgetTests : ReplicasOnOneRedis
         })
         {
             using var response = await admin.PostAsync("/key/update", GatewayHost.Json(body));
-            var error = await ErrorOf(response, HttpStatusCode.BadRequest);
+            var error = await OpenAiResponses.ErrorOf(response, HttpStatusCode.BadRequest);
             Assert.Equal(param, (string?)error["param"]);
             Assert.Contains(param, (string?)error["message"]);
         }
@@ -259,7 +258,7 @@ public sealed class BudgetTests : ReplicasOnOneRedis
         }
 
         using var unknown = await admin.GetAsync("/key/list?team_id=t1");
-        Assert.Equal("team_id", (string?)(await ErrorOf(unknown, HttpStatusCode.BadRequest))["param"]);
+        Assert.Equal("team_id", (string?)(await OpenAiResponses.ErrorOf(unknown, HttpStatusCode.BadRequest))["param"]);
         using var notMaster = await gateway.CreateClient(first).GetAsync("/key/list");
         Assert.Equal(HttpStatusCode.Forbidden, notMaster.StatusCode);
     }
@@ -351,20 +350,13 @@ public sealed class BudgetTests : ReplicasOnOneRedis
         Assert.StartsWith("Budget has been exceeded!", (string?)error["message"]);
     }
 
-    /// <summary>The key's spend as <c>/key/info</c> shows it, once it is <paramref name="expected"/> (spend lands just after a call ends).</summary>
-    private static async Task<decimal> SpendAsync(HttpClient client, decimal expected)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (true)
-        {
-            var spend = (decimal)(await InfoAsync(client))["spend"]!;
-            if (spend == expected || DateTime.UtcNow > deadline)
-            {
-                return spend;
-            }
-            await Task.Delay(20);
-        }
-    }
+    /// <summary>
+    /// The key's spend as <c>/key/info</c> shows it, once it is <paramref name="expected"/> (spend lands in Redis just
+    /// after a call ends: read again on each write).
+    /// </summary>
+    private Task<decimal> SpendAsync(HttpClient client, decimal expected) =>
+        RedisWrites.WaitForAsync(Redis.ConnectionString, async () => (decimal)(await InfoAsync(client))["spend"]!, spend => spend == expected,
+            TimeSpan.FromSeconds(10), $"a spend of {expected} USD", spend => $"{spend} USD");
 
     private static async Task<JsonNode> InfoAsync(HttpClient client) => JsonNode.Parse(await client.GetStringAsync("/key/info"))!["info"]!;
 

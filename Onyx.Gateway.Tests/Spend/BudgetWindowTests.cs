@@ -5,7 +5,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Onyx.Gateway.Tests.Fakes;
 using Onyx.Gateway.Tests.TestHost;
-using static Onyx.Gateway.Tests.Api.ChatCompletionsApiTests;
 
 namespace Onyx.Gateway.Tests.Spend;
 
@@ -19,6 +18,8 @@ public sealed class BudgetWindowTests : GatewayTest
 
     private static readonly decimal CallCost = 12 * 1.25m / 1_000_000 + FakeBehavior.DefaultTokens.Count * 2.5m / 1_000_000;
 
+    // Not TestClock.Start: 20 minutes into an hour, so a "1h" window that ended an hour after the key was made (09:20)
+    // rather than on the hour (09:00, as LiteLLM's do) would show.
     private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-26T08:20:00Z", CultureInfo.InvariantCulture));
 
     protected override Dictionary<string, string?> Settings => new()
@@ -89,7 +90,7 @@ public sealed class BudgetWindowTests : GatewayTest
             Assert.Equal(expected, response.StatusCode);
             return;
         }
-        Assert.Equal("budget_exceeded", (string?)(await ErrorOf(response, expected))["type"]);
+        Assert.Equal("budget_exceeded", (string?)(await OpenAiResponses.ErrorOf(response, expected))["type"]);
     }
 
     private static async Task<JsonNode> InfoAsync(HttpClient client) => JsonNode.Parse(await client.GetStringAsync("/key/info"))!["info"]!;

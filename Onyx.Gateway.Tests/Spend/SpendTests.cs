@@ -46,20 +46,13 @@ public sealed class SpendTests : ReplicasOnOneRedis
         var call = await first.Logs.WaitForAsync(r => r.Category == "Onyx.CallLog" && r.EventId == 3001, TimeSpan.FromSeconds(10));
         Assert.Equal(CallCost, call["costUsd"]);
 
-        // Spend is written off the request path: poll until both replicas' calls are in.
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        decimal spend;
-        while (true)
+        // Spend is written to Redis off the request path: read again on each write until both replicas' calls are in.
+        var spend = await RedisWrites.WaitForAsync(Redis.ConnectionString, async () =>
         {
             using var info = await onSecond.GetAsync("/key/info");
             Assert.Equal(HttpStatusCode.OK, info.StatusCode);
-            spend = (decimal)JsonNode.Parse(await info.Content.ReadAsStringAsync())!["info"]!["spend"]!;
-            if (spend == 3 * CallCost || DateTime.UtcNow > deadline)
-            {
-                break;
-            }
-            await Task.Delay(20);
-        }
+            return (decimal)JsonNode.Parse(await info.Content.ReadAsStringAsync())!["info"]!["spend"]!;
+        }, spend => spend == 3 * CallCost, TimeSpan.FromSeconds(10), "the spend of three calls", spend => $"{spend} USD");
         Assert.Equal(3 * CallCost, spend);
 
         // Another key has spent nothing.

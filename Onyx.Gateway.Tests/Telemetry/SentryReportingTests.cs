@@ -126,7 +126,7 @@ public sealed class SentryReportingTests : IAsyncLifetime
     private sealed class FakeSentry : IAsyncDisposable
     {
         private readonly List<string> _envelopes = [];
-        private readonly SemaphoreSlim _arrived = new(0);
+        private readonly Signal _arrived = new();
         private WebApplication? _app;
 
         public int Port { get; private set; }
@@ -160,7 +160,7 @@ public sealed class SentryReportingTests : IAsyncLifetime
                 {
                     _envelopes.Add(text);
                 }
-                _arrived.Release();
+                _arrived.Pulse();
                 return Results.Ok();
             });
             await _app.StartAsync();
@@ -169,18 +169,8 @@ public sealed class SentryReportingTests : IAsyncLifetime
         }
 
         /// <summary>Waits (on each arrival, not by polling) for an envelope matching <paramref name="match"/>.</summary>
-        public async Task<string> WaitForAsync(Func<string, bool> match, TimeSpan timeout)
-        {
-            using var cancel = new CancellationTokenSource(timeout);
-            while (true)
-            {
-                if (Envelopes.FirstOrDefault(match) is { } found)
-                {
-                    return found;
-                }
-                await _arrived.WaitAsync(cancel.Token);
-            }
-        }
+        public async Task<string> WaitForAsync(Func<string, bool> match, TimeSpan timeout) =>
+            (await _arrived.WaitForAsync(() => Envelopes.FirstOrDefault(match), found => found is not null, timeout, "a matching Sentry envelope"))!;
 
         public async ValueTask DisposeAsync()
         {

@@ -128,6 +128,7 @@ public sealed class TracingTests : GatewayTest
     private sealed class Spans : ICollection<Activity>
     {
         private readonly List<Activity> _items = [];
+        private readonly Signal _ended = new();
 
         public int Count
         {
@@ -147,23 +148,16 @@ public sealed class TracingTests : GatewayTest
             trace => trace.FirstOrDefault(s => s.Source.Name == "Onyx.Gateway" && s.Kind == ActivityKind.Internal) is { } call
                 && trace.Any(s => s.SpanId == call.ParentSpanId), timeout);
 
-        /// <summary>The spans of one trace, once <paramref name="until"/> holds for them (polled until a deadline).</summary>
-        private async Task<List<Activity>> WaitForAsync(ActivityTraceId traceId, Func<List<Activity>, bool> until, TimeSpan timeout)
+        /// <summary>The spans of one trace, once <paramref name="until"/> holds for them (checked as each span ends).</summary>
+        private Task<List<Activity>> WaitForAsync(ActivityTraceId traceId, Func<List<Activity>, bool> until, TimeSpan timeout) =>
+            _ended.WaitForAsync(() => Of(traceId), until, timeout, $"the spans of trace {traceId}",
+                _ => $"{Count} spans: {string.Join(", ", this.Select(a => a.DisplayName + " " + a.Kind + " " + a.TraceId))}");
+
+        private List<Activity> Of(ActivityTraceId traceId)
         {
-            var deadline = DateTime.UtcNow + timeout;
-            while (true)
+            lock (_items)
             {
-                List<Activity> trace;
-                lock (_items)
-                {
-                    trace = _items.Where(a => a.TraceId == traceId).ToList();
-                }
-                if (until(trace))
-                {
-                    return trace;
-                }
-                Assert.True(DateTime.UtcNow < deadline, $"No matching span of trace {traceId} within {timeout}; {Count} spans: {string.Join(", ", this.Select(a => a.DisplayName + " " + a.Kind + " " + a.TraceId))}");
-                await Task.Delay(20);
+                return _items.Where(a => a.TraceId == traceId).ToList();
             }
         }
 
@@ -173,6 +167,7 @@ public sealed class TracingTests : GatewayTest
             {
                 _items.Add(item);
             }
+            _ended.Pulse();
         }
 
         public void Clear()

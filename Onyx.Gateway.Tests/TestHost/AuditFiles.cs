@@ -19,22 +19,19 @@ public static class AuditFiles
     /// <summary>
     /// Waits (with a deadline) until no process holds the file's lock. The gateway closes it when it stops, but a
     /// process another test starts in that instant (fork, then exec) can share the open file, and so its lock, until it
-    /// execs. Seen once in a full run: a read failed with "being used by another process".
+    /// execs. Seen once in a full run: a read failed with "being used by another process". Nothing announces the
+    /// release, so this asks again.
     /// </summary>
-    public static async Task WaitUntilReleasedAsync(string path)
+    public static Task WaitUntilReleasedAsync(string path) => Eventually.WaitUntilAsync(() =>
     {
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
+        try
         {
-            try
-            {
-                using var exclusive = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
-                return;
-            }
-            catch (IOException) when (DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(20);
-            }
+            using var exclusive = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            return true;
         }
-    }
+        catch (IOException)
+        {
+            return false;
+        }
+    }, Deadline, $"no process to hold {path}");
 }

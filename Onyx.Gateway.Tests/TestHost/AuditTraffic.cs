@@ -33,27 +33,18 @@ public static class AuditTraffic
     }
 
     /// <summary>
-    /// The trail through <c>GET /audit</c> (<paramref name="admin"/> sends the master key), newest first, polled (with
-    /// a deadline) until it holds <paramref name="count"/> records; more fails at once.
+    /// The trail through <c>GET /audit</c> (<paramref name="admin"/> sends the master key), newest first, once it holds
+    /// <paramref name="count"/> records (read again on each write to the trail's <paramref name="redis"/>); more fails
+    /// at once.
     /// </summary>
-    public static async Task<List<JsonNode?>> ReadAsync(HttpClient admin, int count)
-    {
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
+    public static Task<List<JsonNode?>> ReadAsync(HttpClient admin, string redis, int count) =>
+        RedisWrites.WaitForAsync(redis, async () =>
         {
             using var response = await admin.GetAsync("/audit");
             var body = await response.Content.ReadAsStringAsync();
-            if (response.StatusCode == HttpStatusCode.OK)
-            {
-                var data = JsonNode.Parse(body)!["data"]!.AsArray();
-                Assert.True(data.Count <= count, $"{data.Count} audit records, expected {count}: {body}");
-                if (data.Count == count)
-                {
-                    return [.. data];
-                }
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"/audit after {Deadline}: {(int)response.StatusCode} {body}");
-            await Task.Delay(20);
-        }
-    }
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"/audit: {(int)response.StatusCode} {body}");
+            List<JsonNode?> data = [.. JsonNode.Parse(body)!["data"]!.AsArray()];
+            Assert.True(data.Count <= count, $"{data.Count} audit records, expected {count}: {body}");
+            return data;
+        }, data => data.Count == count, Deadline, $"{count} audit records", data => $"{data.Count} records");
 }

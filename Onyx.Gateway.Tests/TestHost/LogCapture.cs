@@ -7,33 +7,15 @@ namespace Onyx.Gateway.Tests.TestHost;
 public sealed class LogCapture : ILoggerProvider
 {
     private readonly ConcurrentQueue<CapturedLog> _records = new();
-    private readonly FakeSignal _signal = new();
+    private readonly Signal _written = new();
 
     public IReadOnlyList<CapturedLog> Records => _records.ToArray();
 
     public IEnumerable<CapturedLog> Category(string category) => Records.Where(r => r.Category == category);
 
-    /// <summary>Waits (without polling) until a record matching <paramref name="match"/> was written.</summary>
-    public async Task<CapturedLog> WaitForAsync(Func<CapturedLog, bool> match, TimeSpan timeout)
-    {
-        using var cancel = new CancellationTokenSource(timeout);
-        while (true)
-        {
-            var waiter = _signal.Next();
-            if (Records.FirstOrDefault(match) is { } found)
-            {
-                return found;
-            }
-            try
-            {
-                await waiter.WaitAsync(cancel.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                throw new TimeoutException("No matching log record within " + timeout);
-            }
-        }
-    }
+    /// <summary>The first record matching <paramref name="match"/>, once one is written (checked on each write, never on a timer).</summary>
+    public async Task<CapturedLog> WaitForAsync(Func<CapturedLog, bool> match, TimeSpan timeout) =>
+        (await _written.WaitForAsync(() => Records.FirstOrDefault(match), found => found is not null, timeout, "a matching log record"))!;
 
     public ILogger CreateLogger(string categoryName) => new Logger(categoryName, this);
 
@@ -44,7 +26,7 @@ public sealed class LogCapture : ILoggerProvider
     private void Add(CapturedLog record)
     {
         _records.Enqueue(record);
-        _signal.Pulse();
+        _written.Pulse();
     }
 
     private sealed class Logger(string category, LogCapture owner) : ILogger
@@ -58,16 +40,6 @@ public sealed class LogCapture : ILoggerProvider
             var fields = state as IReadOnlyList<KeyValuePair<string, object?>> ?? [];
             owner.Add(new CapturedLog(category, logLevel, eventId.Id, formatter(state, exception), fields.ToDictionary(f => f.Key, f => f.Value), exception));
         }
-    }
-
-    /// <summary>A pulse every waiter sees: each pulse completes the current task and arms a new one.</summary>
-    private sealed class FakeSignal
-    {
-        private TaskCompletionSource _current = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task Next() => Volatile.Read(ref _current).Task;
-
-        public void Pulse() => Interlocked.Exchange(ref _current, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 }
 
