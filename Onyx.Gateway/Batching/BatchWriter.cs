@@ -8,6 +8,12 @@ namespace Onyx.Gateway.Batching;
 /// The call log, the audit trail and the rate limiter each own one and say only how a batch is written; the queue,
 /// the gathering of a batch, the wake-ups and the final drain are here. Hand-written over
 /// <see cref="Channel{T}"/>: no library of the field offers this loop, and it is small.
+/// <para>
+/// Write-through (<see cref="WriteThrough"/>) has no loop of its own: the first record of a quiet moment is written by
+/// the caller that adds it, so its write is sent before <see cref="TryAdd"/> returns — ordered before anything the
+/// caller sends next on the same connection (the rate limiter's next admission must see the last call's tokens);
+/// records added meanwhile are written by that same write, next, in batches, until the queue is empty.
+/// </para>
 /// </summary>
 internal sealed class BatchWriter<T>
 {
@@ -18,6 +24,7 @@ internal sealed class BatchWriter<T>
     private readonly Func<CancellationToken, Task<TimeSpan?>>? _between;
     private readonly TimeProvider _time;
     private readonly List<T> _batch;
+    private int _writing;
 
     /// <summary>Writes <paramref name="batch"/>; <paramref name="final"/> at shutdown, when <paramref name="cancellationToken"/> is none.</summary>
     public delegate Task WriteBatch(List<T> batch, bool final, CancellationToken cancellationToken);
@@ -47,11 +54,50 @@ internal sealed class BatchWriter<T>
         _batch = new List<T>(Math.Min(batchSize, 1024));
     }
 
+    /// <summary>A writer whose records are written by the callers that add them (see the type's remarks).</summary>
+    public static BatchWriter<T> WriteThrough(int capacity, int batchSize, WriteBatch write) =>
+        new(capacity, batchSize, TimeSpan.Zero, write) { _writeThrough = true };
+
+    private bool _writeThrough;
+
     /// <summary>Records queued or taken for a write that has not finished.</summary>
     public int Pending => _queue.Reader.Count + _batch.Count;
 
     /// <summary>Queues <paramref name="record"/>; false when the queue is full or closed (the caller keeps it another way).</summary>
-    public bool TryAdd(T record) => _queue.Writer.TryWrite(record);
+    public bool TryAdd(T record)
+    {
+        if (_writeThrough && Interlocked.CompareExchange(ref _writing, 1, 0) == 0)
+        {
+            _ = WriteThroughAsync([record]);
+            return true;
+        }
+        return _queue.Writer.TryWrite(record);
+    }
+
+    /// <summary>The one write-through in flight: this batch, then whatever queued meanwhile, until the queue is empty.</summary>
+    private async Task WriteThroughAsync(List<T> batch)
+    {
+        while (true)
+        {
+            await _write(batch, false, CancellationToken.None);
+            batch = [];
+            while (batch.Count < _batchSize && _queue.Reader.TryRead(out var queued))
+            {
+                batch.Add(queued);
+            }
+            if (batch.Count > 0)
+            {
+                continue;
+            }
+            // A full fence: the check below must not be read before the flag is down.
+            Interlocked.Exchange(ref _writing, 0);
+            // A record queued between the last read and the line above would wait for the next caller: take it now.
+            if (!_queue.Reader.TryPeek(out _) || Interlocked.CompareExchange(ref _writing, 1, 0) != 0)
+            {
+                return;
+            }
+        }
+    }
 
     /// <summary>
     /// Writes batches until <paramref name="stoppingToken"/> is cancelled (an <see cref="OperationCanceledException"/>)
@@ -59,6 +105,10 @@ internal sealed class BatchWriter<T>
     /// </summary>
     public async Task RunAsync(CancellationToken stoppingToken)
     {
+        if (_writeThrough)
+        {
+            throw new InvalidOperationException("A write-through writer has no loop: its callers write.");
+        }
         Task<bool>? ready = null;
         while (true)
         {
@@ -118,6 +168,6 @@ internal sealed class BatchWriter<T>
         return drained;
     }
 
-    /// <summary>Closes the queue: the loop ends once it is empty.</summary>
+    /// <summary>Closes the queue: the loop ends once it is empty (a write-through finishes what is queued).</summary>
     public void Complete() => _queue.Writer.TryComplete();
 }

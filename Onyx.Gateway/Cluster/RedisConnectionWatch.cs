@@ -257,6 +257,9 @@ internal sealed partial class RedisConnectionWatch : IHostedService, IHealthChec
             var now = _time.GetUtcNow();
             var state = new RedisConnectionState(up, reason, now);
             Volatile.Write(ref _state, state);
+            // Under the lock, so every follower sees the transitions in the order they happened; before the log line,
+            // so that when it says the shared features resume (or fall back), they have.
+            Tell(_followers, state);
             if (up)
             {
                 Log.Up(_logger, Math.Round((now - was.Since).TotalSeconds, 1), was.Reason ?? "unknown");
@@ -265,8 +268,6 @@ internal sealed partial class RedisConnectionWatch : IHostedService, IHealthChec
             {
                 Log.Down(_logger, reason ?? "unknown");
             }
-            // Under the lock, so every follower sees the transitions in the order they happened.
-            Tell(_followers, state);
             return true;
         }
     }

@@ -49,8 +49,9 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
     /// <summary>Costs waiting to be settled in Redis at most; past it a call's cost is counted in this replica only (and logged).</summary>
     private const int MaxUnsettled = 100_000;
 
-    // Written as soon as they come (no gathering: other replicas' admissions read these counts); full only if Redis
-    // stalls under load before the limiter falls back, and a call that finds it full is counted in memory.
+    // Written through, by the call that ends: its tokens reach Redis before the same client's next admission can (the
+    // commands share one connection, in order). Full only if Redis stalls under load before the limiter falls back;
+    // a call that finds it full is counted in memory.
     private readonly BatchWriter<UsageRecord> _records;
 
     // Leases whose slot or reservation Redis holds while their calls run, by member: renewed until they complete.
@@ -77,7 +78,7 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         _time = time;
         _logger = logger;
         _watch = watch;
-        _records = new BatchWriter<UsageRecord>(100_000, MaxRecordsPerScript, TimeSpan.Zero, WriteRecordsAsync);
+        _records = BatchWriter<UsageRecord>.WriteThrough(100_000, MaxRecordsPerScript, WriteRecordsAsync);
         if (watch is not null)
         {
             watch.Follow(OnRedisChanged);
@@ -86,7 +87,6 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
         if (shared is not null)
         {
             _ = KeepLeasesAsync();
-            _ = RunRecordWriterAsync();
         }
     }
 
@@ -306,19 +306,6 @@ internal sealed partial class UsageLimiter : IHealthCheck, IDisposable
             }
             _unsettled.Enqueue(new UsageRecord([], record.Member, 0, settlement, record.UserKey));
         }
-    }
-
-    private async Task RunRecordWriterAsync()
-    {
-        try
-        {
-            await _records.RunAsync(_stopping.Token);
-        }
-        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
-        {
-            // Stopping: what is queued is written below.
-        }
-        await _records.DrainAsync();
     }
 
     /// <summary>Each user's records in one script; what Redis does not take is counted here and retried.</summary>
