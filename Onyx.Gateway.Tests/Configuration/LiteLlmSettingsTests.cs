@@ -95,10 +95,11 @@ public sealed class LiteLlmSettingsTests
         Assert.Equal("litellm_settings:request_timeout", router.KeyOf("timeout"));
         Assert.Empty(options.Overridden);
 
-        var policy = new FailurePolicy(Options.Create(new OnyxOptions()), Options.Create(options), TestClock.Create());
+        var clock = TestClock.Create();
+        var policy = new FailurePolicy(Options.Create(new OnyxOptions()), Options.Create(options), clock);
         Assert.Equal(TimeSpan.FromSeconds(30), policy.Budget);
         var serverError = new UpstreamException(FailureKind.Status, "500", statusCode: 500);
-        Assert.Equal(NextStep.NextDeployment, policy.Decide(serverError, headersReceived: true, new AttemptHistory(), TimeSpan.Zero, false).Next);
+        Assert.Equal(NextStep.NextDeployment, policy.Decide(serverError, headersReceived: true, new AttemptHistory(), clock.GetTimestamp(), false).Next);
 
         var table = RoutingTable.Build(options, new OnyxOptions(), new ConfigurationBuilder().Build(), out var errors);
         Assert.Empty(errors);

@@ -14,22 +14,22 @@ internal sealed class AttemptHistory
 
     public void Retrying() => Retries++;
 
-    /// <summary>Whether an attempt starting <paramref name="after"/> from now keeps within the attempt window's limit.</summary>
-    public bool Allows(TimeSpan after, TimeProvider time)
+    /// <summary>Whether an attempt starting <paramref name="after"/> from <paramref name="now"/> keeps within the attempt window's limit.</summary>
+    public bool Allows(long now, TimeSpan after, TimeProvider time)
     {
-        var start = time.GetTimestamp() + (long)(after.TotalSeconds * time.TimestampFrequency);
+        var start = now + (long)(after.TotalSeconds * time.TimestampFrequency);
         return _starts.Count(s => time.GetElapsedTime(s, start) < FailurePolicy.AttemptWindow) < FailurePolicy.MaxAttemptsInWindow;
     }
 
-    /// <summary>How long until the attempt window has room for one more attempt (zero when it has now).</summary>
-    public TimeSpan WaitForRoom(TimeProvider time)
+    /// <summary>How long after <paramref name="now"/> the attempt window has room for one more attempt (zero when it has then).</summary>
+    public TimeSpan WaitForRoom(long now, TimeProvider time)
     {
         if (_starts.Count < FailurePolicy.MaxAttemptsInWindow)
         {
             return TimeSpan.Zero;
         }
         var oldest = _starts[^FailurePolicy.MaxAttemptsInWindow];
-        var wait = FailurePolicy.AttemptWindow - time.GetElapsedTime(oldest);
+        var wait = FailurePolicy.AttemptWindow - time.GetElapsedTime(oldest, now);
         return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
     }
 }

@@ -37,6 +37,9 @@ internal sealed class CallTracker(ChatRequest request, string requestId, CallOwn
     /// <summary>"deployment (reason)" for every deployment skipped or failed, for the final error message.</summary>
     public IReadOnlyList<string> Tried => _tried;
 
+    /// <summary>When the request arrived, a timestamp of the gateway's clock.</summary>
+    public long Started => _started;
+
     public TimeSpan Elapsed => time.GetElapsedTime(_started);
 
     /// <summary>

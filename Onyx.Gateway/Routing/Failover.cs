@@ -93,7 +93,7 @@ internal sealed partial class Failover(RoutingTable routing, AttemptOpener opene
                         Log.UnexpectedFailure(logger, deployment.Id, ex);
                     }
                     var failure = AttemptFailures.Describe(ex, deployment, timeoutReason);
-                    decision = policy.Decide(failure, attempt.Context.HeadersReceived, history, call.Elapsed, routing.ContentPolicyFallbacks(alias) is not null);
+                    decision = policy.Decide(failure, attempt.Context.HeadersReceived, history, call.Started, routing.ContentPolicyFallbacks(alias) is not null);
                     attempt.Judge(decision.Breaker, failure);
                     if (decision.Next == NextStep.Stop)
                     {

@@ -98,24 +98,28 @@ internal sealed class FailurePolicy
     /// <param name="failure">The attempt's failure.</param>
     /// <param name="headersReceived">Whether the deployment answered with headers at all.</param>
     /// <param name="history">This request's attempts on this deployment so far (the failed one included).</param>
-    /// <param name="elapsed">Time since the request arrived.</param>
+    /// <param name="requestStarted">When the request arrived (a timestamp of the policy's clock).</param>
     /// <param name="contentPolicyFallbacks">Whether the alias has <c>content_policy_fallbacks</c>.</param>
-    public Decision Decide(UpstreamException failure, bool headersReceived, AttemptHistory history, TimeSpan elapsed, bool contentPolicyFallbacks)
+    public Decision Decide(UpstreamException failure, bool headersReceived, AttemptHistory history, long requestStarted, bool contentPolicyFallbacks)
     {
+        // One reading of the clock for every check: read twice, a thread paused in between would see the deadline and
+        // the attempt window at different moments and let a third attempt through.
+        var now = _time.GetTimestamp();
+        var elapsed = _time.GetElapsedTime(requestStarted, now);
         var failureClass = Classify(failure, headersReceived);
         var verdict = VerdictOf(failureClass, failure);
         return failureClass switch
         {
             FailureClass.RateLimited when failure.RetryAfter is { } wait && wait <= _options.MaxRetryAfterWait
-                && history.Retries < _rateLimitRetries && elapsed + wait < Budget && history.Allows(wait, _time)
+                && history.Retries < _rateLimitRetries && elapsed + wait < Budget && history.Allows(now, wait, _time)
                 => new Decision(failureClass, NextStep.RetrySame, verdict, wait + AfterRest),
-            FailureClass.ServerError => Retry(failureClass, verdict, _serverErrorRetries, history, elapsed),
-            FailureClass.Transport => Retry(failureClass, verdict, _transportRetries, history, elapsed),
-            FailureClass.Slow => Retry(failureClass, verdict, _timeoutRetries, history, elapsed),
+            FailureClass.ServerError => Retry(failureClass, verdict, _serverErrorRetries, history, now, elapsed),
+            FailureClass.Transport => Retry(failureClass, verdict, _transportRetries, history, now, elapsed),
+            FailureClass.Slow => Retry(failureClass, verdict, _timeoutRetries, history, now, elapsed),
             FailureClass.ContextWindow => new Decision(failureClass, NextStep.ContextWindowFallbacks, verdict),
-            FailureClass.ContentPolicy => Retry(failureClass, verdict, _contentPolicyRetries, history, elapsed,
+            FailureClass.ContentPolicy => Retry(failureClass, verdict, _contentPolicyRetries, history, now, elapsed,
                 otherwise: contentPolicyFallbacks ? NextStep.ContentPolicyFallbacks : NextStep.Stop),
-            FailureClass.BadRequest => Retry(failureClass, verdict, _badRequestRetries, history, elapsed, otherwise: NextStep.Stop),
+            FailureClass.BadRequest => Retry(failureClass, verdict, _badRequestRetries, history, now, elapsed, otherwise: NextStep.Stop),
             _ => new Decision(failureClass, NextStep.NextDeployment, verdict),
         };
     }
@@ -124,8 +128,8 @@ internal sealed class FailurePolicy
     /// A retry of the same deployment when the class allows one more, it can start within the retry deadline, and the
     /// deployment's attempt window has room; the first retry goes at once, later ones after a jittered backoff.
     /// </summary>
-    private Decision Retry(FailureClass failureClass, BreakerVerdict verdict, int allowed, AttemptHistory history, TimeSpan elapsed,
-        NextStep otherwise = NextStep.NextDeployment)
+    private Decision Retry(FailureClass failureClass, BreakerVerdict verdict, int allowed, AttemptHistory history, long now,
+        TimeSpan elapsed, NextStep otherwise = NextStep.NextDeployment)
     {
         if (history.Retries >= allowed)
         {
@@ -133,8 +137,8 @@ internal sealed class FailurePolicy
         }
         // Full jitter from the second retry on, so replicas retrying together spread out; the window may ask for longer.
         var delay = history.Retries == 0 ? TimeSpan.Zero : TimeSpan.FromMilliseconds(100 * Math.Pow(2, history.Retries) * Random.Shared.NextDouble());
-        delay = Max(delay, history.WaitForRoom(_time));
-        return elapsed + delay < _options.RetryDeadline && history.Allows(delay, _time)
+        delay = Max(delay, history.WaitForRoom(now, _time));
+        return elapsed + delay < _options.RetryDeadline && history.Allows(now, delay, _time)
             ? new Decision(failureClass, NextStep.RetrySame, verdict, delay)
             : new Decision(failureClass, otherwise, verdict);
     }
