@@ -9,7 +9,9 @@ namespace Onyx.Gateway.Tests.Security;
 /// <summary>
 /// What a client sends never grows what the gateway keeps per label, and never forges a log line: a model name no
 /// alias can have is refused, made-up ones are counted as "unknown", and the end user's name is escaped in logs.
+/// Runs with the metrics tests: its scrape must hold no series of gateways running beside it.
 /// </summary>
+[Collection(MetricsCollection.Name)]
 public sealed class ClientControlledInputTests : GatewayTest
 {
     protected override Dictionary<string, string?> Settings => new()
