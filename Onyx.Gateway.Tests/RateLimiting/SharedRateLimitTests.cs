@@ -84,7 +84,13 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     [Fact]
     public async Task CountsAStreamedAnswersTokensInRedis()
     {
-        var gateway = await StartReplicaAsync(new() { ["litellm_settings:rate_limit:tpm"] = "20" });
+        // Exact counts need every admission decided in Redis: a bound no answer misses (see TwoReplicasTogether…).
+        var gateway = await StartReplicaAsync(new()
+        {
+            ["litellm_settings:rate_limit:tpm"] = "20",
+            ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
+            ["Onyx:Auth:RedisTimeout"] = "00:00:10",
+        });
         using var client = gateway.CreateClient(TestKeys.MasterKey);
         var perCall = 12 + gateway.Primary.Tokens.Count;
 
