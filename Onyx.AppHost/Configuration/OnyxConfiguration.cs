@@ -40,6 +40,9 @@ internal static class OnyxConfiguration
     /// <summary>How often Redis syncs its append-only file: <c>everysec</c> (default) or the stricter <c>always</c>.</summary>
     public const string RedisAppendFsync = "Onyx:Redis:AppendFsync";
 
+    /// <summary><c>true</c> also starts the sample consumer of the gateway (<c>samples/Onyx.Sample.Chat</c>); default false.</summary>
+    public const string SampleEnabled = "Onyx:Sample:Enabled";
+
     /// <summary>The Together AI key, as Aspire reads the <c>together-api-key</c> parameter (user secrets in development).</summary>
     public const string TogetherApiKeyParameter = "Parameters:together-api-key";
 

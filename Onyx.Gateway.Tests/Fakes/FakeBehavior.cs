@@ -36,6 +36,9 @@ public sealed record FakeBehavior
     /// <summary>When set, a stream answers with a call of this tool, its arguments streamed in <see cref="Tokens"/>.</summary>
     public string? ToolCall { get; init; }
 
+    /// <summary>When set, the model calls this tool and then answers with its result (OpenAI fake; see <see cref="FakeToolConversation"/>).</summary>
+    public FakeToolConversation? ToolConversation { get; init; }
+
     /// <summary>What the model does with a conversation that ends in an assistant message (a prefill).</summary>
     public FakeContinuation Continuation { get; init; } = FakeContinuation.Restarts;
 

@@ -8,7 +8,7 @@ namespace Onyx.Gateway.Tests.Fakes;
 /// A fake OpenAI-compatible provider (Together AI, OpenAI, vLLM, …): <c>POST {BaseUrl}/chat/completions</c>
 /// (JSON or SSE) and <c>GET {BaseUrl}/models</c>, on a real loopback port.
 /// </summary>
-public sealed class FakeOpenAiProvider : FakeLlmProvider
+public sealed partial class FakeOpenAiProvider : FakeLlmProvider
 {
     private FakeOpenAiProvider(FakeBehavior defaults)
         : base(defaults)
@@ -68,7 +68,8 @@ public sealed class FakeOpenAiProvider : FakeLlmProvider
         });
 
     private protected override Task WriteAnswerAsync(FakeChatCall call) =>
-        IsStreaming(call.Body) ? StreamAsync(call) : WriteNonStreamingAsync(call, Completion(call));
+        call.Behavior.ToolConversation is { } tool ? AnswerToolConversationAsync(call, tool)
+        : IsStreaming(call.Body) ? StreamAsync(call) : WriteNonStreamingAsync(call, Completion(call));
 
     private static string Completion(FakeChatCall call)
     {
