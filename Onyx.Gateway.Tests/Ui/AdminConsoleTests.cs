@@ -12,7 +12,8 @@ namespace Onyx.Gateway.Tests.Ui;
 /// The admin console in a real browser (headless chromium through Playwright) against a gateway with fake providers:
 /// what an operator does there, and what the API then does.
 /// </summary>
-public sealed partial class AdminConsoleTests(ConsoleFixture console) : IClassFixture<ConsoleFixture>
+[Collection(ConsoleCollection.Name)]
+public sealed partial class AdminConsoleTests(ConsoleFixture console)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
 

@@ -118,3 +118,10 @@ public sealed class ConsoleFixture : IAsyncLifetime
             "The admin console's browser tests need chromium on PATH (Debian/Ubuntu: 'apt-get install chromium'); ./test.sh installs it when run as root.");
     }
 }
+
+/// <summary>The console's test classes share one gateway and one browser, and run one after another.</summary>
+[CollectionDefinition(Name)]
+public sealed class ConsoleCollection : ICollectionFixture<ConsoleFixture>
+{
+    public const string Name = "Admin console";
+}
