@@ -90,9 +90,8 @@ public sealed partial class AdminConsoleTests(ConsoleFixture console)
         // Its spend: settled when the call ends, off the response's path; the page shows it once there.
         await ReloadUntilAsync(page, keyPage, page.Locator("#key-spend"), new Regex(@"^\$0\.0\d*[1-9]"));
 
-        await page.GotoAsync("/ui/audit?key=" + Uri.EscapeDataString(name));
         var record = page.Locator("#records tbody tr", new() { HasText = "console-key-call-1" });
-        await ReloadUntilVisibleAsync(page, record);
+        await ReloadUntilVisibleAsync(page, "/ui/audit?key=" + Uri.EscapeDataString(name), record);
         await Expect(record).ToContainTextAsync("console-team");
         await Expect(record).ToContainTextAsync("200");
         await record.GetByRole(AriaRole.Link).ClickAsync();
@@ -195,9 +194,8 @@ public sealed partial class AdminConsoleTests(ConsoleFixture console)
             }
             await ConsoleFixture.ScreenshotAsync(page, name);
         }
-        await page.GotoAsync("/ui/audit?user=screenshot-team&fallback=yes");
         var fallbackRow = page.Locator("#records tbody tr").First;
-        await ReloadUntilVisibleAsync(page, fallbackRow);
+        await ReloadUntilVisibleAsync(page, "/ui/audit?user=screenshot-team&fallback=yes", fallbackRow);
         await fallbackRow.GetByRole(AriaRole.Link).ClickAsync();
         await Expect(page.Locator("#record-fallback")).ToHaveTextAsync("yes");
         await ConsoleFixture.ScreenshotAsync(page, "audit-record");
@@ -256,30 +254,21 @@ public sealed partial class AdminConsoleTests(ConsoleFixture console)
     }
 
     /// <summary>
-    /// Reloads <paramref name="url"/> until <paramref name="locator"/> shows <paramref name="expected"/>: the page shows what
-    /// the gateway knew when it rendered, and what a call leaves behind (spend, audit) is written just after its answer.
+    /// Loads <paramref name="url"/> again after each write to the gateway's Redis until <paramref name="locator"/> shows
+    /// <paramref name="expected"/>: a page shows what the gateway knew when it rendered, and what a call leaves behind
+    /// (spend, its audit record) reaches Redis just after its answer.
     /// </summary>
-    private static async Task ReloadUntilAsync(IPage page, string url, ILocator locator, Regex expected)
-    {
-        using var deadline = new CancellationTokenSource(Deadline);
-        while (true)
+    private Task ReloadUntilAsync(IPage page, string url, ILocator locator, Regex expected) =>
+        RedisWrites.WaitForAsync(console.Redis.ConnectionString, async () =>
         {
             await page.GotoAsync(url);
-            if (expected.IsMatch(await locator.TextContentAsync() ?? ""))
-            {
-                return;
-            }
-            Assert.False(deadline.IsCancellationRequested, $"{locator} never showed {expected}: '{await locator.TextContentAsync()}'");
-        }
-    }
+            return await locator.CountAsync() == 0 ? "" : await locator.First.TextContentAsync() ?? "";
+        }, expected.IsMatch, Deadline, $"{locator} on {url} to show {expected}", text => $"'{text}'");
 
-    private static async Task ReloadUntilVisibleAsync(IPage page, ILocator locator)
-    {
-        using var deadline = new CancellationTokenSource(Deadline);
-        while (await locator.CountAsync() == 0)
+    private Task ReloadUntilVisibleAsync(IPage page, string url, ILocator locator) =>
+        RedisWrites.WaitForAsync(console.Redis.ConnectionString, async () =>
         {
-            Assert.False(deadline.IsCancellationRequested, $"{locator} never appeared on {page.Url}");
-            await page.ReloadAsync();
-        }
-    }
+            await page.GotoAsync(url);
+            return await locator.CountAsync();
+        }, count => count > 0, Deadline, $"{locator} on {url}");
 }

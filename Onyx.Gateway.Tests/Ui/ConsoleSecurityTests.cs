@@ -47,7 +47,9 @@ public sealed partial class ConsoleSecurityTests(ConsoleFixture console)
     public async Task ConsoleSessionIsNoApiCredential()
     {
         using var session = await SignInAsync();
-        var cookie = session.Cookies.GetCookies(Gateway.BaseAddress).Single(c => c.Name == "onyx-console");
+        // Path /ui: the cookie container, like a browser, has it only for the console's addresses.
+        Assert.DoesNotContain(session.Cookies.GetCookies(Gateway.BaseAddress), c => c.Name == "onyx-console");
+        var cookie = session.Cookies.GetCookies(new Uri(Gateway.BaseAddress, "/ui")).Single(c => c.Name == "onyx-console");
         Assert.Equal("/ui", cookie.Path);
         Assert.True(cookie.HttpOnly);
 
@@ -80,7 +82,7 @@ public sealed partial class ConsoleSecurityTests(ConsoleFixture console)
             ["Form.MasterKey"] = ConsoleFixture.MasterKey,
         }));
         Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
-        Assert.DoesNotContain(cookies.GetCookies(Gateway.BaseAddress), c => c.Name == "onyx-console");
+        Assert.DoesNotContain(cookies.GetCookies(new Uri(Gateway.BaseAddress, "/ui")), c => c.Name == "onyx-console");
 
         using var session = await SignInAsync();
         using var signOut = await session.Client.PostAsync("/ui/signout", new FormUrlEncodedContent(new Dictionary<string, string>()));
