@@ -32,6 +32,15 @@ public sealed partial class AdminConsoleTests(ConsoleFixture console)
         Assert.Equal("", await page.GetByLabel("Master key").InputValueAsync());
         await Gateway.Logs.WaitForAsync(r => r.EventId == 9001, Deadline);
 
+        // A key that opens the API is not one that opens the console.
+        var apiKey = await GenerateKeyAsync("""{"user_id":"not-an-admin"}""");
+        await page.GetByLabel("Master key").FillAsync(apiKey);
+        var refused = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal(401, refused.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToHaveTextAsync("That is not the master key.");
+        Assert.DoesNotContain(await page.Context.CookiesAsync(), c => c.Name == "onyx-console");
+
         await page.GetByLabel("Master key").FillAsync(ConsoleFixture.MasterKey);
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
         await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Keys", Level = 1 })).ToBeVisibleAsync();
