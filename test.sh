@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Runs every Onyx test: component tests and the Aspire AppHost integration tests.
-# The integration tests run real redis-server processes (no container engine needed); this script finds
-# redis-server or installs it (Debian/Ubuntu as root), or says how to get it.
+# The integration tests run real redis-server processes (no container engine needed) and the admin console's
+# tests a headless chromium; this script finds both or installs them (Debian/Ubuntu as root), or says how to get them.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# What the tests need beyond the SDK, each as a Debian/Ubuntu package: the tests start their own redis-server
+# instances, and the admin console's browser tests drive the system's chromium (Playwright downloads no browser).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "redis-server not found: installing it with apt-get"
+    echo "${missing[*]} not found: installing with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "The integration tests need redis-server on PATH: install it (Debian/Ubuntu: 'sudo apt-get install redis-server', macOS: 'brew install redis') and run ./test.sh again." >&2
+    echo "The tests need ${missing[*]} on PATH: install it (Debian/Ubuntu: 'sudo apt-get install ${missing[*]}'; macOS: 'brew install redis' and a chromium on PATH) and run ./test.sh again." >&2
     exit 1
   fi
 fi

@@ -11,6 +11,7 @@ using Onyx.Gateway.Resilience;
 using Onyx.Gateway.Routing;
 using Onyx.Gateway.Security;
 using Onyx.Gateway.Telemetry;
+using Onyx.Gateway.Ui;
 
 try
 {
@@ -31,20 +32,24 @@ try
     builder.AddGatewayHealth();
     builder.AddGracefulShutdown();
     builder.AddGatewayApi();
+    builder.AddAdminConsole();
 
     var app = builder.Build();
     app.ValidateConfiguration();
 
     app.UseGatewaySecurity();
     app.UseOpenAiErrors();
+    app.UseAdminConsole();
     app.UseAuthentication();
     app.UseAuthorization();
+    app.UseAdminConsoleForms();
     app.MapDefaultEndpoints();
     app.MapGatewayMetrics();
     app.MapModelsApi();
     app.MapChatCompletionsApi();
     app.MapKeysApi();
     app.MapAuditApi();
+    app.MapAdminConsole();
 
     app.Run();
 }

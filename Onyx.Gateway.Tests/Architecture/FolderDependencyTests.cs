@@ -14,7 +14,7 @@ public sealed class FolderDependencyTests(ITestOutputHelper output)
     public static readonly string[] Layers =
     [
         "OpenAi", "Configuration", "Batching", "Model", "Cluster", "Telemetry", "Audit", "Auth", "Providers", "Resilience",
-        "Routing", "RateLimiting", "Health", "Security", "Api",
+        "Routing", "RateLimiting", "Health", "Security", "Api", "Ui",
     ];
 
     [Fact]

@@ -12,6 +12,7 @@ internal static class ApiExtensions
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJsonContext.Default);
             json.SerializerOptions.TypeInfoResolverChain.Insert(1, KeysJsonContext.Default);
         });
+        builder.Services.AddSingleton<KeyManagement>();
         return builder;
     }
 

@@ -4,9 +4,7 @@ using System.Text.Json.Serialization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Onyx.Gateway.Auth;
-using Onyx.Gateway.Model;
 using Onyx.Gateway.OpenAi;
-using Onyx.Gateway.RateLimiting;
 
 namespace Onyx.Gateway.Api;
 
@@ -30,36 +28,15 @@ internal static partial class KeysApi
         return app;
     }
 
-    internal static async Task<Results<Ok<GeneratedKey>, OpenAiErrorResult>> Generate(
-        HttpContext context, KeyRegistry keys, RoutingTable routing, TimeProvider time)
+    internal static async Task<Results<Ok<GeneratedKey>, OpenAiErrorResult>> Generate(HttpContext context, KeyManagement management)
     {
         var (body, error) = await ReadAsync(context);
         if (error is not null)
         {
             return error;
         }
-        var now = time.GetUtcNow();
-        var (fields, invalid) = KeyFields.Parse(body, KeyFields.Generate, routing, now);
-        if (invalid is not null)
-        {
-            return invalid;
-        }
-        var key = ApiKeys.Generate();
-        var hash = ApiKeys.Hash(key);
-        var record = fields.ApplyTo(new ApiKeyRecord
-        {
-            Hash = hash,
-            KeyName = ApiKeys.Name(key),
-            // A key without a user is its own user: its limits are its own.
-            UserId = fields.UserId ?? "key-" + hash[..12],
-            CreatedAt = now,
-        });
-        if (record.Expires <= now)
-        {
-            return Invalid("The key would already be expired.", fields.Has("duration") ? "duration" : "expires");
-        }
-        await keys.SaveAsync(record, context.RequestAborted);
-        return TypedResults.Ok(new GeneratedKey(key, record));
+        var (key, invalid) = await management.GenerateAsync(body, context.RequestAborted);
+        return invalid is not null ? invalid : TypedResults.Ok(key!);
     }
 
     /// <summary>
@@ -67,53 +44,18 @@ internal static partial class KeysApi
     /// <c>null</c> is removed (a limit or budget then no longer applies). A key's user cannot change: its limits and
     /// budget are counted under it.
     /// </summary>
-    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Update(
-        HttpContext context, KeyRegistry keys, RoutingTable routing, UsageLimiter limiter, TimeProvider time)
+    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Update(HttpContext context, KeyManagement management)
     {
         var (body, error) = await ReadAsync(context);
         if (error is not null)
         {
             return error;
         }
-        var now = time.GetUtcNow();
-        var (fields, invalid) = KeyFields.Parse(body, KeyFields.Update, routing, now);
-        if (invalid is not null)
-        {
-            return invalid;
-        }
-        if (fields.Key is not { } given)
-        {
-            return Invalid("'key' must name the key to update (the key or its token).", "key");
-        }
-        var hash = ApiKeys.IsHash(given) ? given : ApiKeys.Hash(given);
-        if (keys.IsConfigured(hash))
-        {
-            return Invalid("A key declared in the config file is changed by editing the file, not through /key/update.", "key");
-        }
-        if (await keys.FindAsync(hash, context.RequestAborted) is not { } record)
-        {
-            return NotFound();
-        }
-        var updated = fields.ApplyTo(record);
-        if (updated.Expires <= now && fields.Has("duration", "expires"))
-        {
-            return Invalid("The key would already be expired.", fields.Has("duration") ? "duration" : "expires");
-        }
-        await keys.SaveAsync(updated, context.RequestAborted);
-        // A window whose length changed starts again from the next request (keeping what was spent), as LiteLLM sets a
-        // new budget_reset_at when budget_duration changes.
-        var changedWindows = (updated.ModelMaxBudget ?? new Dictionary<string, ModelBudget>())
-            .Where(m => record.ModelMaxBudget?.GetValueOrDefault(m.Key)?.TimePeriod != m.Value.TimePeriod)
-            .Select(m => m.Key)
-            .ToList();
-        if (updated.BudgetDuration != record.BudgetDuration || changedWindows.Count > 0)
-        {
-            await limiter.ResetBudgetWindowsAsync(updated.UserId, hash, changedWindows, context.RequestAborted);
-        }
-        return TypedResults.Ok(new KeyInfo(hash, await WithSpendAsync(updated, limiter, time, context.RequestAborted)));
+        var (info, invalid) = await management.UpdateAsync(body, context.RequestAborted);
+        return invalid is not null ? invalid : TypedResults.Ok(info!);
     }
 
-    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Info(HttpContext context, KeyRegistry keys, UsageLimiter limiter, TimeProvider time, string? key)
+    internal static async Task<Results<Ok<KeyInfo>, OpenAiErrorResult>> Info(HttpContext context, KeyManagement management, string? key)
     {
         var caller = context.GetCaller();
         string hash;
@@ -134,11 +76,11 @@ internal static partial class KeysApi
             return new OpenAiErrorResult(StatusCodes.Status403Forbidden,
                 new OpenAiError("A key may read only its own info; other keys need the master key.", OpenAiErrorTypes.Permission, "key", "master_key_required"));
         }
-        if (await keys.FindAsync(hash, context.RequestAborted) is not { } record)
+        if (await management.FindAsync(hash, context.RequestAborted) is not { } record)
         {
-            return NotFound();
+            return KeyManagement.NotFound();
         }
-        return TypedResults.Ok(new KeyInfo(record.Hash, await WithSpendAsync(record, limiter, time, context.RequestAborted)));
+        return TypedResults.Ok(new KeyInfo(record.Hash, record));
     }
 
     /// <summary>
@@ -146,7 +88,7 @@ internal static partial class KeysApi
     /// spend and budget windows — never a key itself. Filters: <c>user_id</c>, <c>key_alias</c>, <c>key_hash</c>; pages:
     /// <c>page</c> (from 1) and <c>size</c> (at most 1000).
     /// </summary>
-    internal static async Task<Results<Ok<KeyList>, OpenAiErrorResult>> List(HttpContext context, KeyRegistry keys, UsageLimiter limiter, TimeProvider time)
+    internal static async Task<Results<Ok<KeyList>, OpenAiErrorResult>> List(HttpContext context, KeyManagement management)
     {
         var query = context.Request.Query;
         foreach (var name in query.Keys)
@@ -172,20 +114,19 @@ internal static partial class KeysApi
         var userId = query["user_id"].ToString();
         var alias = query["key_alias"].ToString();
         var keyHash = query["key_hash"].ToString();
-        var all = (await keys.ListAsync(context.RequestAborted))
+        var all = (await management.ListAsync(context.RequestAborted))
             .Where(k => userId.Length == 0 || k.UserId == userId)
             .Where(k => alias.Length == 0 || k.KeyAlias == alias)
             .Where(k => keyHash.Length == 0 || k.Hash == keyHash)
-            .OrderBy(k => k.CreatedAt).ThenBy(k => k.Hash, StringComparer.Ordinal)
             .ToList();
         var pageOf = all.Skip((page - 1) * size).Take(size).ToList();
         List<object> listed = full
-            ? [.. await Task.WhenAll(pageOf.Select(k => WithSpendAsync(k, limiter, time, context.RequestAborted)))]
+            ? [.. await Task.WhenAll(pageOf.Select(k => management.WithSpendAsync(k, context.RequestAborted)))]
             : [.. pageOf.Select(k => k.Hash)];
         return TypedResults.Ok(new KeyList(listed, all.Count, page, Math.Max(1, (all.Count + size - 1) / size)));
     }
 
-    internal static async Task<Results<Ok<DeletedKeys>, OpenAiErrorResult>> Delete(HttpContext context, KeyRegistry keys, UsageLimiter limiter)
+    internal static async Task<Results<Ok<DeletedKeys>, OpenAiErrorResult>> Delete(HttpContext context, KeyManagement management)
     {
         var (body, error) = await ReadAsync(context);
         if (error is not null)
@@ -209,63 +150,8 @@ internal static partial class KeysApi
         {
             return Invalid("'keys' must list the keys (or their tokens) to delete.", "keys");
         }
-        var hashes = given.Select(k => ApiKeys.IsHash(k) ? k : ApiKeys.Hash(k)).ToList();
-        if (hashes.FirstOrDefault(keys.IsConfigured) is not null)
-        {
-            return Invalid("A key declared in the config file is removed by editing the file, not through /key/delete.", "keys");
-        }
-        var deleted = new List<string>();
-        for (var i = 0; i < given.Count; i++)
-        {
-            var record = await keys.FindAsync(hashes[i], context.RequestAborted);
-            if (await keys.DeleteAsync(hashes[i], context.RequestAborted))
-            {
-                deleted.Add(given[i]);
-                if (record is not null)
-                {
-                    await limiter.DeleteBudgetAsync(record.UserId, record.Hash, context.RequestAborted);
-                }
-            }
-        }
-        return deleted.Count == 0 ? NotFound() : TypedResults.Ok(new DeletedKeys(deleted));
-    }
-
-    /// <summary>
-    /// The record with what the key has spent in its current window, when that window ends, and its spend per alias of
-    /// <c>model_max_budget</c>. A window that ended but has not been rolled over by a request yet reads as empty. While
-    /// the store cannot be read, these are left out: the record still answers the question.
-    /// </summary>
-    private static async Task<ApiKeyRecord> WithSpendAsync(ApiKeyRecord record, UsageLimiter limiter, TimeProvider time, CancellationToken cancellationToken)
-    {
-        BudgetState state;
-        try
-        {
-            state = await limiter.ReadBudgetAsync(record.UserId, record.Hash, cancellationToken);
-        }
-        catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
-        {
-            return record;
-        }
-        var now = time.GetUtcNow();
-        (decimal Spend, DateTimeOffset? ResetAt) Window(long spend, long resetAt, string? duration)
-        {
-            if (duration is null)
-            {
-                return (UsdUnits.ToUsd(spend), null);
-            }
-            if (resetAt == 0 || resetAt <= now.ToUnixTimeMilliseconds())
-            {
-                return (resetAt == 0 ? UsdUnits.ToUsd(spend) : 0, BudgetDurations.NextReset(duration, now));
-            }
-            return (UsdUnits.ToUsd(spend), DateTimeOffset.FromUnixTimeMilliseconds(resetAt));
-        }
-        var (spent, resets) = Window(state.Spend, state.ResetAt, record.BudgetDuration);
-        var models = record.ModelMaxBudget?.ToDictionary(m => m.Key, m =>
-        {
-            var used = state.Models.GetValueOrDefault(m.Key);
-            return Window(used?.Spend ?? 0, used?.ResetAt ?? 0, m.Value.TimePeriod).Spend;
-        }, StringComparer.Ordinal);
-        return record with { Spend = spent, BudgetResetAt = resets, ModelSpend = models };
+        var (deleted, invalid) = await management.DeleteAsync(given, context.RequestAborted);
+        return invalid is not null ? invalid : TypedResults.Ok(new DeletedKeys(deleted));
     }
 
     private static bool TryInt(Microsoft.Extensions.Primitives.StringValues value, int fallback, out int result)
@@ -321,9 +207,6 @@ internal static partial class KeysApi
 
     internal static OpenAiErrorResult Unknown(string field, string known) =>
         Invalid($"'{field}' is not a field this gateway implements; it takes: {known}.", field);
-
-    private static OpenAiErrorResult NotFound() => new(StatusCodes.Status404NotFound,
-        new OpenAiError("No such key.", OpenAiErrorTypes.NotFound, "key", "key_not_found"));
 
     internal static OpenAiErrorResult Invalid(string message, string? param) => new(StatusCodes.Status400BadRequest,
         new OpenAiError(message, OpenAiErrorTypes.InvalidRequest, param, "invalid_key_request"));

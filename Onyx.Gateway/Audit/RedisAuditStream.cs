@@ -88,12 +88,23 @@ internal sealed class RedisAuditStream(IConnectionMultiplexer redis, IOptions<Au
     /// </summary>
     public async Task<AuditPage> ReadAsync(string? user, DateTimeOffset? since, DateTimeOffset? until, int limit, string? cursor, int scanLimit)
     {
+        var read = await ReadAsync(new AuditQuery { User = user, Since = since, Until = until }, limit, cursor, scanLimit);
+        return new AuditPage([.. read.Entries.Select(e => e.Record)], read.HasMore, read.NextCursor);
+    }
+
+    /// <summary>
+    /// Newest first: the records written before <paramref name="cursor"/> (an entry id, exclusive; from the newest if
+    /// null) that <paramref name="query"/> matches, at most <paramref name="limit"/>. Reads at most
+    /// <paramref name="scanLimit"/> entries; a read that stops there has fewer records and a cursor to go on.
+    /// </summary>
+    public async Task<AuditEntries> ReadAsync(AuditQuery query, int limit, string? cursor, int scanLimit)
+    {
         var database = redis.GetDatabase();
-        var records = new List<AuditRecord>(limit);
+        var records = new List<AuditEntry>(Math.Min(limit, 1024));
         // Entry ids are the Redis time of writing, never much before the record's own time: nothing older than
         // since (less the skew allowance) can match. A record replayed late has a later id than its time, so until
         // cannot bound the read, only filter it.
-        RedisValue oldest = since is { } from ? $"{Math.Max(0, (from - ClockSkew).ToUnixTimeMilliseconds())}-0" : "-";
+        RedisValue oldest = query.Since is { } from ? $"{Math.Max(0, (from - ClockSkew).ToUnixTimeMilliseconds())}-0" : "-";
         RedisValue newest = cursor is null ? "+" : "(" + cursor;
         string? lastScanned = null, lastAdded = null;
         var scanned = 0;
@@ -105,27 +116,33 @@ internal sealed class RedisAuditStream(IConnectionMultiplexer redis, IOptions<Au
             {
                 scanned++;
                 var id = entry.Id.ToString();
-                if ((user is null || entry["user"] == user) && Parse(entry["record"]) is { } record
-                    && record.Timestamp >= (since ?? DateTimeOffset.MinValue) && record.Timestamp <= (until ?? DateTimeOffset.MaxValue))
+                if ((query.User is null || entry["user"] == query.User) && Parse(entry["record"]) is { } record && query.Matches(record))
                 {
                     if (records.Count == limit)
                     {
                         // One more match beyond this page: the next page starts after the page's last record.
-                        return new AuditPage(records, true, lastAdded);
+                        return new AuditEntries(records, true, lastAdded, false);
                     }
-                    records.Add(record);
+                    records.Add(new AuditEntry(id, record));
                     lastAdded = id;
                 }
                 lastScanned = id;
             }
             if (entries.Length < count)
             {
-                return new AuditPage(records, false, null);
+                return new AuditEntries(records, false, null, false);
             }
             newest = "(" + lastScanned;
         }
         // The scan limit was reached before the page was full: what was found, and where to go on.
-        return new AuditPage(records, true, lastScanned);
+        return new AuditEntries(records, true, lastScanned, true);
+    }
+
+    /// <summary>The record of one stream entry; null when the stream no longer holds it (trimmed) or never did.</summary>
+    public async Task<AuditRecord?> FindAsync(string entryId)
+    {
+        var entries = await redis.GetDatabase().StreamRangeAsync(_keys[0], entryId, entryId, 1);
+        return entries.Length == 1 ? Parse(entries[0]["record"]) : null;
     }
 
     private static AuditRecord? Parse(RedisValue json)
