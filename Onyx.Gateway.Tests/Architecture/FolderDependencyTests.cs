@@ -45,7 +45,7 @@ public sealed class FolderDependencyTests(ITestOutputHelper output)
                     continue;
                 }
                 var result = Types.InAssembly(assembly)
-                    .That().ResideInNamespaceMatching($@"^Onyx\.Gateway\.{Layers[i]}$")
+                    .That().ResideInNamespaceMatching($@"^Onyx\.Gateway\.{Layers[i]}(\..+)?$")
                     .Should().NotHaveDependencyOnAny($"Onyx.Gateway.{Layers[j]}")
                     .GetResult();
                 if (result.IsSuccessful)
