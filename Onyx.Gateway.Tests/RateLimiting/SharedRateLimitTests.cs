@@ -59,7 +59,13 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     [Fact]
     public async Task ARefusedCallerGetsInExactlyWhenRetryAfterSays()
     {
-        var gateway = await StartReplicaAsync(new() { ["litellm_settings:rate_limit:rpm"] = "2", ["Onyx:RateLimits:Window"] = "00:00:02" });
+        var gateway = await StartReplicaAsync(new()
+        {
+            ["litellm_settings:rate_limit:rpm"] = "2",
+            ["Onyx:RateLimits:Window"] = "00:00:02",
+            ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
+            ["Onyx:Auth:RedisTimeout"] = "00:00:10",
+        });
         using var client = gateway.CreateClient(TestKeys.MasterKey);
         for (var i = 0; i < 2; i++)
         {
