@@ -19,7 +19,8 @@ public sealed class KeysAcrossRedisOutagesTests : ReplicasOnOneRedis
     [Fact]
     public async Task AKeyDeletedWhileTheReplicaCouldNotHearIsRefusedOnceRedisIsBack()
     {
-        var gateway = await StartReplicaAsync();
+        // No timed ping: the outage below ends when the test ends it, not at the next ping, however slow the machine.
+        var gateway = await StartReplicaAsync(new() { ["Onyx:Redis:PingInterval"] = "00:10:00" });
         var key = await TestKeys.GenerateAsync(gateway, """{"user_id":"deleted-meanwhile"}""");
         using var client = gateway.CreateClient(key);
         using (var ok = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody())))
@@ -40,7 +41,13 @@ public sealed class KeysAcrossRedisOutagesTests : ReplicasOnOneRedis
         {
             Assert.Equal(HttpStatusCode.OK, cached.StatusCode);
         }
-        // Redis is back (the watch's next ping): not the start-up's "up", an "up" after the outage.
+        // Redis is back: the replica's connections are cut, the multiplexer restores them and the watch pings on the
+        // restore. Not the start-up's "up": an "up" after the outage.
+        await using (var admin = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true"))
+        {
+            await admin.GetDatabase().ExecuteAsync("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+            await admin.GetDatabase().ExecuteAsync("CLIENT", "KILL", "TYPE", "pubsub");
+        }
         await gateway.Logs.WaitForAsync(r => r.EventId == 4011 && !earlierUps.Contains(r), TimeSpan.FromSeconds(20));
 
         using var refused = await client.PostAsync("/v1/chat/completions", GatewayHost.Json(GatewayHost.ChatBody()));
