@@ -173,6 +173,8 @@ internal sealed partial class CallLogWriter : BackgroundService, ICallObserver
     /// <summary>The batch as JSON lines, in writes of about <see cref="WriteSize"/> bytes.</summary>
     private async Task WriteLinesAsync(List<object> batch, bool final, CancellationToken cancellationToken)
     {
+        // A batch that failed is written again whole (the drain does): what it left unwritten must not go out twice.
+        _buffer.ResetWrittenCount();
         foreach (var record in batch)
         {
             switch (record)
@@ -190,19 +192,23 @@ internal sealed partial class CallLogWriter : BackgroundService, ICallObserver
             _buffer.Advance(1);
             if (_buffer.WrittenCount >= WriteSize)
             {
-                await FlushBufferAsync(cancellationToken);
+                await FlushBufferAsync();
             }
         }
-        await FlushBufferAsync(cancellationToken);
+        await FlushBufferAsync();
     }
 
-    private async Task FlushBufferAsync(CancellationToken cancellationToken)
+    /// <remarks>
+    /// Never cancelled: a batch whose write stopped halfway at shutdown would be written again by the drain, and its
+    /// first lines would reach stdout twice. The host's shutdown timeout bounds a stdout that does not drain.
+    /// </remarks>
+    private async Task FlushBufferAsync()
     {
         if (_buffer.WrittenCount == 0 || _stdout is not { } stdout)
         {
             return;
         }
-        await stdout.WriteAsync(_buffer.WrittenMemory, cancellationToken);
+        await stdout.WriteAsync(_buffer.WrittenMemory, CancellationToken.None);
         _buffer.ResetWrittenCount();
         await stdout.FlushAsync(CancellationToken.None);
     }
