@@ -104,6 +104,7 @@ public sealed class LeaseTests : ReplicasOnOneRedis
             ["Onyx:RateLimits:ParallelLease"] = "00:00:03",
             ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
             ["Onyx:Auth:RedisTimeout"] = "00:00:10",
+            ["Onyx:Redis:PingTimeout"] = "00:00:10",
         };
         var a = await StartReplicaAsync(settings);
         var b = await StartReplicaAsync(settings);

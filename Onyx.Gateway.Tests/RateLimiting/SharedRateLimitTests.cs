@@ -17,13 +17,15 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     [Fact]
     public async Task TwoReplicasTogetherAdmitExactlyTheLimit()
     {
-        // A request whose Redis answer comes after the bound is decided by its replica alone; on two busy cores
-        // that happens, so exactness is tested with a bound no answer misses (the bound: AStalledRedis…).
+        // A request whose Redis answer comes after the bound is decided by its replica alone, and a ping answered late
+        // takes Redis for down; on two busy cores both happen, so exactness is tested with bounds no answer misses
+        // (the bound: AStalledRedis…).
         var exact = new Dictionary<string, string?>
         {
             ["litellm_settings:rate_limit:rpm"] = "20",
             ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
             ["Onyx:Auth:RedisTimeout"] = "00:00:10",
+            ["Onyx:Redis:PingTimeout"] = "00:00:10",
         };
         var a = await StartReplicaAsync(exact);
         var b = await StartReplicaAsync(exact);
@@ -65,6 +67,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
             ["Onyx:RateLimits:Window"] = "00:00:02",
             ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
             ["Onyx:Auth:RedisTimeout"] = "00:00:10",
+            ["Onyx:Redis:PingTimeout"] = "00:00:10",
         });
         using var client = gateway.CreateClient(TestKeys.MasterKey);
         for (var i = 0; i < 2; i++)
@@ -96,6 +99,7 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
             ["litellm_settings:rate_limit:tpm"] = "20",
             ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
             ["Onyx:Auth:RedisTimeout"] = "00:00:10",
+            ["Onyx:Redis:PingTimeout"] = "00:00:10",
         });
         using var client = gateway.CreateClient(TestKeys.MasterKey);
         var perCall = 12 + gateway.Primary.Tokens.Count;
