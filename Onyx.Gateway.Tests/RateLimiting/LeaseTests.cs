@@ -97,15 +97,8 @@ public sealed class LeaseTests : ReplicasOnOneRedis
     [Fact]
     public async Task ARunningCallKeepsItsSlotPastTheLeaseAndFreesItWhenItEnds()
     {
-        // The slot must be taken in Redis: a bound no admission's answer misses on a busy machine (past it, the
-        // admission is decided in memory and takes no slot there).
-        var settings = new Dictionary<string, string?>
-        {
-            ["Onyx:RateLimits:ParallelLease"] = "00:00:03",
-            ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
-            ["Onyx:Auth:RedisTimeout"] = "00:00:10",
-            ["Onyx:Redis:PingTimeout"] = "00:00:10",
-        };
+        // The slot must be taken in Redis (decided in memory, an admission takes no slot there).
+        var settings = DecidedInRedis(new() { ["Onyx:RateLimits:ParallelLease"] = "00:00:03" });
         var a = await StartReplicaAsync(settings);
         var b = await StartReplicaAsync(settings);
         using var onA = a.CreateClient(TestKeys.MasterKey);

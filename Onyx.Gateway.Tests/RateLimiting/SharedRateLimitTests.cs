@@ -17,16 +17,8 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     [Fact]
     public async Task TwoReplicasTogetherAdmitExactlyTheLimit()
     {
-        // A request whose Redis answer comes after the bound is decided by its replica alone, and a ping answered late
-        // takes Redis for down; on two busy cores both happen, so exactness is tested with bounds no answer misses
-        // (the bound: AStalledRedis…).
-        var exact = new Dictionary<string, string?>
-        {
-            ["litellm_settings:rate_limit:rpm"] = "20",
-            ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
-            ["Onyx:Auth:RedisTimeout"] = "00:00:10",
-            ["Onyx:Redis:PingTimeout"] = "00:00:10",
-        };
+        // Exactness is tested with every admission decided in Redis (the default bound: AStalledRedis…).
+        var exact = DecidedInRedis(new() { ["litellm_settings:rate_limit:rpm"] = "20" });
         var a = await StartReplicaAsync(exact);
         var b = await StartReplicaAsync(exact);
         // Made on one replica, used on both: keys live in Redis.
@@ -61,14 +53,11 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     [Fact]
     public async Task ARefusedCallerGetsInExactlyWhenRetryAfterSays()
     {
-        var gateway = await StartReplicaAsync(new()
+        var gateway = await StartReplicaAsync(DecidedInRedis(new()
         {
             ["litellm_settings:rate_limit:rpm"] = "2",
             ["Onyx:RateLimits:Window"] = "00:00:02",
-            ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
-            ["Onyx:Auth:RedisTimeout"] = "00:00:10",
-            ["Onyx:Redis:PingTimeout"] = "00:00:10",
-        });
+        }));
         using var client = gateway.CreateClient(TestKeys.MasterKey);
         for (var i = 0; i < 2; i++)
         {
@@ -93,14 +82,8 @@ public sealed class SharedRateLimitTests : ReplicasOnOneRedis
     [Fact]
     public async Task CountsAStreamedAnswersTokensInRedis()
     {
-        // Exact counts need every admission decided in Redis: a bound no answer misses (see TwoReplicasTogether…).
-        var gateway = await StartReplicaAsync(new()
-        {
-            ["litellm_settings:rate_limit:tpm"] = "20",
-            ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
-            ["Onyx:Auth:RedisTimeout"] = "00:00:10",
-            ["Onyx:Redis:PingTimeout"] = "00:00:10",
-        });
+        // Exact counts need every admission decided in Redis.
+        var gateway = await StartReplicaAsync(DecidedInRedis(new() { ["litellm_settings:rate_limit:tpm"] = "20" }));
         using var client = gateway.CreateClient(TestKeys.MasterKey);
         var perCall = 12 + gateway.Primary.Tokens.Count;
 

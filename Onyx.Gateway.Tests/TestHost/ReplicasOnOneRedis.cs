@@ -13,6 +13,18 @@ public abstract class ReplicasOnOneRedis : IAsyncLifetime
     /// <summary>Settings every replica of the class gets, under each test's own.</summary>
     protected abstract Dictionary<string, string?> ReplicaSettings { get; }
 
+    /// <summary>
+    /// <paramref name="settings"/> with Redis bounds no answer misses on a busy machine, for tests that need every
+    /// decision made in Redis: past the admission or key-lookup bound (50 ms) a replica decides alone, and past the
+    /// ping's (500 ms) it takes Redis for down.
+    /// </summary>
+    protected static Dictionary<string, string?> DecidedInRedis(Dictionary<string, string?> settings) => new(settings)
+    {
+        ["Onyx:RateLimits:RedisTimeout"] = "00:00:10",
+        ["Onyx:Auth:RedisTimeout"] = "00:00:10",
+        ["Onyx:Redis:PingTimeout"] = "00:00:10",
+    };
+
     /// <summary>Where Redis persists its data (so it survives a kill and restart); none unless a class says so.</summary>
     protected virtual string? RedisDataDirectory => null;
 

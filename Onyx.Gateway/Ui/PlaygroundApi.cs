@@ -56,8 +56,7 @@ internal static class PlaygroundApi
             caller = Caller.For(record);
         }
         context.Features.Set(caller);
-        var result = await ChatCompletionsApi.CreateChatCompletion(context, router, routing, limiter, audit, options);
-        return result;
+        return await ChatCompletionsApi.CreateChatCompletion(context, router, routing, limiter, audit, options);
     }
 
     internal static async Task<IResult> RecordAsync(ConsoleAudit audit, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "request_id")] string? requestId)
